@@ -1,0 +1,34 @@
+"""Alembic environment: metadata comes from lead_store.tables, the engine from the caller
+(or NURTURE_DATABASE_URL when run by the `alembic` command line)."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from lead_store.tables import metadata
+
+config = context.config
+
+
+def _engine():
+    engine = config.attributes.get("engine")
+    if engine is None:
+        from lead_store.db import make_engine
+        from nurture.settings import Settings
+
+        engine = make_engine(Settings().database_url)
+    return engine
+
+
+def run_migrations_online() -> None:
+    engine = _engine()
+    with engine.begin() as connection:
+        context.configure(connection=connection, target_metadata=metadata,
+                          render_as_batch=connection.dialect.name == "sqlite",
+                          compare_type=True)
+        context.run_migrations()
+
+
+if context.is_offline_mode():  # pragma: no cover
+    raise SystemExit("offline migrations are not supported; run `nurture db upgrade`")
+run_migrations_online()

@@ -1,0 +1,478 @@
+"""The lead store: bulk reads and writes the cycle, imports and the CLI need.
+
+Every method works on a whole chunk with a handful of statements (never a query per lead),
+and every write that could be repeated — a re-run cycle, a re-imported file — is made safe by
+a unique constraint rather than by luck.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from lead_store import tables as t
+from nurture.domain import (
+    CANCELLED,
+    CYCLE_STAGES,
+    FAILED,
+    MARKETING_STAGES,
+    MQL,
+    PLANNED,
+    SENDING,
+    SENT,
+    UNKNOWN,
+    ActivityFact,
+    Decision,
+    LeadSnapshot,
+    TouchFact,
+)
+
+# SQLite caps bound parameters (32766 on modern builds); stay well under for IN lists.
+IN_BATCH = 5000
+
+
+def _insert_ignore(engine: Engine, table):
+    """INSERT … ON CONFLICT DO NOTHING on both backends."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return insert(table).prefix_with("IGNORE")
+
+
+def _chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+@dataclass(slots=True)
+class OutgoingTouch:
+    """A claimed touch with what rendering needs."""
+
+    touch_id: int
+    lead_id: int
+    email: str
+    fields: dict[str, Any]
+    campaign: str
+    track: str
+    step: str
+    round: int
+    variant: str | None
+    send_at: datetime
+
+
+@dataclass(slots=True)
+class SendResult:
+    touch_id: int
+    status: str  # sent | failed | planned (give back) | unknown
+    sent_at: datetime | None = None
+    provider_message_id: str | None = None
+    subject: str | None = None
+    transport: str | None = None
+    error: str | None = None
+
+
+LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title", "industry",
+                "company_size", "country", "timezone", "source", "utm_source", "utm_medium",
+                "utm_campaign")
+
+
+def lead_fields(row: Any) -> dict[str, Any]:
+    """A lead row as the flat mapping conditions and templates see (custom attrs included)."""
+    fields = dict(row.attributes or {})
+    for col in LEAD_COLUMNS:
+        fields[col] = getattr(row, col)
+    fields["created_at"] = row.created_at.isoformat() if row.created_at else None
+    return fields
+
+
+class LeadStore:
+    """SQL implementation of the store the engine services use (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    # -- small shared state -------------------------------------------------------------
+    def get_or_create_secret(self, key: str = "secret_key") -> str:
+        """A random per-database secret (signs unsubscribe tokens when none is configured)."""
+        with self.engine.begin() as conn:
+            value = conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).scalar()
+            if value:
+                return value
+            conn.execute(_insert_ignore(self.engine, t.kv).values(
+                key=key, value=secrets.token_urlsafe(32)))
+            return conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).scalar_one()
+
+    def next_counter(self, name: str, n: int, conn) -> int:
+        """Atomically reserve `n` values of a counter; returns the first (round-robin)."""
+        conn.execute(_insert_ignore(self.engine, t.counters).values(name=name, value=0))
+        new = conn.execute(update(t.counters).where(t.counters.c.name == name)
+                           .values(value=t.counters.c.value + n)
+                           .returning(t.counters.c.value)).scalar_one()
+        return int(new) - n
+
+    # -- chunking -------------------------------------------------------------------------
+    def cycle_ranges(self, as_of: datetime, chunk_size: int) -> list[tuple[int, int, int]]:
+        """Split the leads the cycle must look at into id ranges of about `chunk_size`.
+
+        Only leads in cycle stages whose `next_check_at` is unset or due are counted:
+        leads waiting (an MQL inside its SLA, a recycled lead inside its wait) cost nothing.
+        """
+        q = (select(t.leads.c.id)
+             .where(t.leads.c.lifecycle_stage.in_(CYCLE_STAGES),
+                    or_(t.leads.c.next_check_at.is_(None), t.leads.c.next_check_at <= as_of))
+             .order_by(t.leads.c.id))
+        with self.engine.connect() as conn:
+            ids = conn.execute(q).scalars().all()
+        return [(c[0], c[-1], len(c)) for c in _chunks(ids, chunk_size)]
+
+    def _cycle_filter(self, lo: int, hi: int, as_of: datetime):
+        return and_(t.leads.c.id.between(lo, hi),
+                    t.leads.c.lifecycle_stage.in_(CYCLE_STAGES),
+                    or_(t.leads.c.next_check_at.is_(None), t.leads.c.next_check_at <= as_of))
+
+    # -- the cycle: read ------------------------------------------------------------------
+    def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
+                       points: dict[str, float], default_tz: str) -> list[LeadSnapshot]:
+        """Everything `evaluate` needs for the due leads with ids in [lo, hi]: five queries."""
+        since = as_of - timedelta(days=horizon_days)
+        L, cs = t.leads, t.campaign_states
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(L, cs.c.campaign.label("cs_campaign"), cs.c.track.label("cs_track"),
+                       cs.c.track_rounds, t.suppressions.c.email.label("suppressed"))
+                .outerjoin(cs, cs.c.lead_id == L.c.id)
+                .outerjoin(t.suppressions, t.suppressions.c.email == L.c.email)
+                .where(self._cycle_filter(lo, hi, as_of)).order_by(L.c.id)).all()
+            acts: dict[int, list[ActivityFact]] = defaultdict(list)
+            for lead_id, typ, at in conn.execute(
+                    select(t.activities.c.lead_id, t.activities.c.type,
+                           t.activities.c.occurred_at)
+                    .where(t.activities.c.lead_id.between(lo, hi),
+                           t.activities.c.occurred_at >= since,
+                           t.activities.c.occurred_at <= as_of)
+                    .order_by(t.activities.c.lead_id, t.activities.c.occurred_at)):
+                acts[lead_id].append(ActivityFact(typ, at, points.get(typ, 0.0)))
+            tch: dict[int, list[TouchFact]] = defaultdict(list)
+            T = t.touches
+            for lead_id, camp, step, rnd, status, sent_at in conn.execute(
+                    select(T.c.lead_id, T.c.campaign, T.c.step, T.c.round, T.c.status,
+                           T.c.sent_at).where(T.c.lead_id.between(lo, hi))):
+                tch[lead_id].append(TouchFact(camp, step, rnd, status, sent_at))
+            hand: dict[int, tuple[int, datetime]] = {}
+            H = t.handoffs
+            for hid, lead_id, due in conn.execute(
+                    select(H.c.id, H.c.lead_id, H.c.sla_due_at)
+                    .where(H.c.lead_id.between(lo, hi), H.c.status == "pending")):
+                hand[lead_id] = (hid, due)
+        out = []
+        for r in rows:
+            h = hand.get(r.id)
+            out.append(LeadSnapshot(
+                id=r.id, email=r.email, fields=lead_fields(r),
+                timezone=r.timezone or default_tz, lifecycle_stage=r.lifecycle_stage,
+                stage_entered_at=r.stage_entered_at, engagement_since=r.engagement_since,
+                recycle_count=r.recycle_count, recycle_until=r.recycle_until,
+                suppressed=r.suppressed is not None, activities=acts.get(r.id, []),
+                touches=tch.get(r.id, []), campaign=r.cs_campaign, track=r.cs_track,
+                track_rounds=dict(r.track_rounds or {}),
+                handoff_id=h[0] if h else None, sla_due_at=h[1] if h else None))
+        return out
+
+    # -- the cycle: write -----------------------------------------------------------------
+    def apply_decisions(self, decisions: list[Decision], as_of: datetime, owners: Sequence[str],
+                        actor: str) -> dict[str, int]:
+        """Write a chunk's decisions in one transaction: scores, stages, transitions,
+        handoffs, campaign state and planned touches. Re-running is harmless: touches are
+        unique per lead x campaign x step x round and stages only move once."""
+        now = datetime.now(UTC)
+        L = t.leads
+        lead_rows, state_rows, drop_state, transitions, touches = [], [], [], [], []
+        mqls = [d for d in decisions if d.handoff is not None]
+        expire = [d.lead_id for d in decisions if d.expire_handoff]
+        for d in decisions:
+            lead_rows.append({
+                "b_id": d.lead_id, "lifecycle_stage": d.lifecycle_stage,
+                "stage_entered_at": d.stage_entered_at, "engagement_since": d.engagement_since,
+                "recycle_count": d.recycle_count, "recycle_until": d.recycle_until,
+                "buying_stage": d.buying_stage, "fit_score": d.fit_score,
+                "engagement_score": d.engagement_score, "score": d.score, "grade": d.grade,
+                "scored_at": as_of, "next_check_at": _next_check(d)})
+            if d.campaign is None:
+                drop_state.append(d.lead_id)
+            else:
+                state_rows.append({"lead_id": d.lead_id, "campaign": d.campaign,
+                                   "track": d.track, "track_rounds": d.track_rounds,
+                                   "enrolled_at": as_of, "updated_at": now})
+            for tr in d.transitions:
+                transitions.append({"lead_id": d.lead_id, "from_stage": tr.from_stage,
+                                    "to_stage": tr.to_stage, "reason": tr.reason,
+                                    "rule": tr.rule, "actor": tr.actor or actor,
+                                    "note": tr.note, "at": as_of})
+            if d.touch is not None:
+                p = d.touch
+                touches.append({"lead_id": d.lead_id, "campaign": p.campaign, "track": p.track,
+                                "step": p.step, "round": p.round, "variant": p.variant,
+                                "status": PLANNED, "planned_at": as_of, "send_at": p.send_at,
+                                "updated_at": now})
+        planned = 0
+        with self.engine.begin() as conn:
+            if lead_rows:
+                conn.execute(update(L).where(L.c.id == bindparam("b_id")), lead_rows)
+            if drop_state:
+                for part in _chunks(drop_state, IN_BATCH):
+                    conn.execute(t.campaign_states.delete()
+                                 .where(t.campaign_states.c.lead_id.in_(part)))
+            if state_rows:
+                self._upsert_states(conn, state_rows)
+            if transitions:
+                conn.execute(insert(t.transitions), transitions)
+            if expire:
+                conn.execute(update(t.handoffs)
+                             .where(t.handoffs.c.lead_id.in_(expire),
+                                    t.handoffs.c.status == "pending")
+                             .values(status="expired", resolved_at=as_of,
+                                     outcome_reason="sla_expired"))
+            if mqls:
+                first = self.next_counter("mql_owner", len(mqls), conn)
+                conn.execute(insert(t.handoffs), [{
+                    "lead_id": d.lead_id, "owner": owners[(first + i) % len(owners)],
+                    "status": "pending", "rule": d.handoff.rule, "reason": d.handoff.reason,
+                    "score": d.score, "grade": d.grade, "created_at": as_of,
+                    "sla_due_at": d.handoff.sla_due_at} for i, d in enumerate(mqls)])
+            if touches:
+                res = conn.execute(_insert_ignore(self.engine, t.touches), touches)
+                planned = res.rowcount if res.rowcount and res.rowcount > 0 else len(touches)
+        return {"planned": planned, "mqls": len(mqls)}
+
+    def _upsert_states(self, conn, rows: list[dict]) -> None:
+        cs = t.campaign_states
+        stmt = (postgresql.insert(cs) if self.is_postgres else sqlite.insert(cs))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[cs.c.lead_id],
+            set_={"campaign": stmt.excluded.campaign, "track": stmt.excluded.track,
+                  "track_rounds": stmt.excluded.track_rounds,
+                  "updated_at": stmt.excluded.updated_at,
+                  # keep the enrolment date while the lead stays in the same campaign
+                  "enrolled_at": _case_same(cs, stmt)})
+        conn.execute(stmt, rows)
+
+    def handoff_owners(self, lead_ids: list[int]) -> dict[int, str]:
+        H = t.handoffs
+        out: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for part in _chunks(lead_ids, IN_BATCH):
+                for lead_id, owner in conn.execute(
+                        select(H.c.lead_id, H.c.owner)
+                        .where(H.c.lead_id.in_(part), H.c.status == "pending")):
+                    out[lead_id] = owner
+        return out
+
+    # -- the send ledger ------------------------------------------------------------------
+    def claim_touches(self, lo: int, hi: int, send_before: datetime, limit: int = 100_000
+                      ) -> list[OutgoingTouch]:
+        """Claim planned touches of leads in [lo, hi] that are due to go out.
+
+        Touches of leads that left marketing (MQL, sales, disqualified) or were suppressed
+        since planning are cancelled instead: nothing unwanted is ever sent. On PostgreSQL,
+        rows are locked with SKIP LOCKED so parallel shards never claim the same touch.
+        """
+        T, L, S = t.touches, t.leads, t.suppressions
+        now = datetime.now(UTC)
+        q = (select(T.c.id, T.c.lead_id, T.c.campaign, T.c.track, T.c.step, T.c.round,
+                    T.c.variant, T.c.send_at, L, S.c.email.label("suppressed"))
+             .join(L, L.c.id == T.c.lead_id)
+             .outerjoin(S, S.c.email == L.c.email)
+             .where(T.c.lead_id.between(lo, hi), T.c.status == PLANNED,
+                    T.c.send_at <= send_before)
+             .order_by(T.c.id).limit(limit))
+        if self.is_postgres:
+            q = q.with_for_update(of=T, skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = conn.execute(q).all()
+            cancel = [r.id for r in rows
+                      if r.suppressed is not None or r.lifecycle_stage not in MARKETING_STAGES]
+            keep = [r for r in rows
+                    if r.suppressed is None and r.lifecycle_stage in MARKETING_STAGES]
+            for part in _chunks(cancel, IN_BATCH):
+                conn.execute(update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
+                             .values(status=CANCELLED, updated_at=now,
+                                     error="lead left marketing or was suppressed"))
+            claimed: list[int] = []
+            for part in _chunks([r.id for r in keep], IN_BATCH):
+                conn.execute(update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
+                             .values(status=SENDING, claimed_at=now, updated_at=now,
+                                     attempts=T.c.attempts + 1))
+                claimed.extend(part)
+        return [OutgoingTouch(r.id, r.lead_id, r.email, lead_fields(r), r.campaign, r.track,
+                              r.step, r.round, r.variant, r.send_at) for r in keep]
+
+    def record_results(self, results: list[SendResult]) -> None:
+        """Mark claimed touches with their outcome, in one statement per chunk."""
+        if not results:
+            return
+        now = datetime.now(UTC)
+        T = t.touches
+        rows = [{"b_id": r.touch_id, "status": r.status, "sent_at": r.sent_at,
+                 "provider_message_id": r.provider_message_id, "subject": r.subject,
+                 "transport": r.transport, "error": r.error, "updated_at": now}
+                for r in results]
+        with self.engine.begin() as conn:
+            conn.execute(update(T).where(T.c.id == bindparam("b_id"), T.c.status == SENDING),
+                         rows)
+
+    def stale_sending(self, lo: int, hi: int, older_than: datetime) -> list[int]:
+        """Touches claimed by a run that never recorded an outcome (crash mid-send)."""
+        T = t.touches
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                select(T.c.id).where(T.c.lead_id.between(lo, hi), T.c.status == SENDING,
+                                     T.c.claimed_at < older_than)).scalars())
+
+    def touch_counts(self) -> dict[str, int]:
+        T = t.touches
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(T.c.status, func.count()).group_by(T.c.status)).all())
+
+    # -- imports ------------------------------------------------------------------------
+    def upsert_leads(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
+        """Insert or update leads by normalised email in one transaction (one batch).
+
+        Empty values never erase what is stored; custom attributes are merged. Updated leads
+        are flagged for the next cycle. Returns (inserted, updated)."""
+        now = datetime.now(UTC)
+        L = t.leads
+        by_email: dict[str, dict[str, Any]] = {}
+        for row in rows:  # the same email twice in one batch: later values win
+            merged = by_email.setdefault(row["email"], {"attributes": {}})
+            attrs = merged["attributes"] | (row.get("attributes") or {})
+            merged.update({k: v for k, v in row.items() if v is not None})
+            merged["attributes"] = attrs
+        with self.engine.begin() as conn:
+            existing = {e: (i, a) for i, e, a in conn.execute(
+                select(L.c.id, L.c.email, L.c.attributes)
+                .where(L.c.email.in_(list(by_email))))}
+            inserts, updates = [], []
+            for email, row in by_email.items():
+                if email in existing:
+                    lead_id, attrs = existing[email]
+                    upd = {f"v_{c}": row.get(c) for c in LEAD_COLUMNS if c != "email"}
+                    upd.update(b_id=lead_id, v_attributes=(attrs or {}) | row["attributes"],
+                               v_updated_at=now)
+                    updates.append(upd)
+                else:
+                    created = row.get("created_at") or now
+                    inserts.append({**{c: row.get(c) for c in LEAD_COLUMNS},
+                                    "attributes": row["attributes"], "created_at": created,
+                                    "updated_at": now, "lifecycle_stage": "new",
+                                    "stage_entered_at": created, "recycle_count": 0})
+            if inserts:
+                conn.execute(insert(L), inserts)
+            if updates:
+                values = {c: func.coalesce(bindparam(f"v_{c}"), L.c[c])
+                          for c in LEAD_COLUMNS if c != "email"}
+                values.update(attributes=bindparam("v_attributes"),
+                              updated_at=bindparam("v_updated_at"), next_check_at=None)
+                conn.execute(update(L).where(L.c.id == bindparam("b_id")).values(values),
+                             updates)
+        return len(inserts), len(updates)
+
+    def lead_ids_for(self, conn, emails: list[str]) -> dict[str, int]:
+        L = t.leads
+        out: dict[str, int] = {}
+        for part in _chunks(emails, IN_BATCH):
+            out.update((e, i) for i, e in conn.execute(
+                select(L.c.id, L.c.email).where(L.c.email.in_(part))))
+        return out
+
+    def insert_activities(self, rows: list[dict[str, Any]], source: str = "import"
+                          ) -> dict[str, int]:
+        """Store activities once each (unique external id), creating leads for unknown
+        emails so no valid event is dropped. Returns counts: inserted, duplicates,
+        leads_created."""
+        now = datetime.now(UTC)
+        A, L = t.activities, t.leads
+        with self.engine.begin() as conn:
+            emails = sorted({r["email"] for r in rows})
+            ids = self.lead_ids_for(conn, emails)
+            missing = [e for e in emails if e not in ids]
+            if missing:
+                conn.execute(_insert_ignore(self.engine, L), [{
+                    "email": e, "attributes": {}, "created_at": now, "updated_at": now,
+                    "lifecycle_stage": "new", "stage_entered_at": now, "recycle_count": 0}
+                    for e in missing])
+                ids.update(self.lead_ids_for(conn, missing))
+            ext = [r["id"] for r in rows]
+            seen: set[str] = set()
+            for part in _chunks(ext, IN_BATCH):
+                seen.update(conn.execute(select(A.c.external_id)
+                                         .where(A.c.external_id.in_(part))).scalars())
+            fresh, dupes = [], 0
+            for r in rows:
+                if r["id"] in seen:
+                    dupes += 1
+                    continue
+                seen.add(r["id"])
+                fresh.append({"external_id": r["id"], "lead_id": ids[r["email"]],
+                              "type": r["type"], "occurred_at": r["occurred_at"],
+                              "properties": r.get("properties") or {}, "source": source,
+                              "received_at": now})
+            if fresh:
+                conn.execute(_insert_ignore(self.engine, A), fresh)
+                touched = sorted({f["lead_id"] for f in fresh})
+                for part in _chunks(touched, IN_BATCH):
+                    conn.execute(update(L).where(L.c.id.in_(part)).values(next_check_at=None))
+        return {"inserted": len(fresh), "duplicates": dupes, "leads_created": len(missing)}
+
+    # -- cycle runs -----------------------------------------------------------------------
+    def start_run(self, as_of: datetime, dry_run: bool) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(insert(t.cycle_runs).values(
+                as_of=as_of, started_at=datetime.now(UTC), dry_run=dry_run,
+                status="running").returning(t.cycle_runs.c.id)).scalar_one()
+
+    def finish_run(self, run_id: int, status: str, summary: dict) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t.cycle_runs).where(t.cycle_runs.c.id == run_id).values(
+                finished_at=datetime.now(UTC), status=status, summary=summary))
+
+
+def _next_check(d: Decision) -> datetime | None:
+    """When the cycle must look at this lead again: waiting leads are skipped until their
+    wait ends (new activity or a lead update clears this, so changes are never missed)."""
+    if d.lifecycle_stage == MQL and d.handoff is not None:
+        return d.handoff.sla_due_at
+    if d.skip_reason == "recycle_wait":
+        return d.recycle_until
+    return None
+
+
+def _case_same(cs, stmt):
+    from sqlalchemy import case
+
+    return case((cs.c.campaign == stmt.excluded.campaign, cs.c.enrolled_at),
+                else_=stmt.excluded.enrolled_at)
+
+
+__all__ = ["LeadStore", "OutgoingTouch", "SendResult", "lead_fields", "FAILED", "SENT",
+           "UNKNOWN"]

@@ -1,0 +1,1 @@
+"""Delivery transports behind one small interface; `nurture.wiring` picks one by settings."""

@@ -1,0 +1,37 @@
+"""The transport interface the send phase talks to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from nurture.messages import Message
+
+
+class TransportAuthError(Exception):
+    """Credentials were refused: stop the send phase, leave unsent touches planned."""
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """The outcome of handing one message to the transport."""
+
+    touch_id: int
+    ok: bool
+    message_id: str | None = None
+    error: str | None = None
+    unknown: bool = False  # outcome cannot be known (timeout after send): reconcile, never resend
+
+
+class Transport(Protocol):
+    name: str
+
+    def send_many(self, messages: list[Message]) -> list[Delivery]:
+        """Send messages; one `Delivery` per message in the same order. May raise
+        `TransportAuthError` before sending anything."""
+
+    def reconcile(self, touch_ids: list[int]) -> dict[int, str | None]:
+        """For touches whose send outcome was lost: touch id -> message id when the transport
+        knows it went out, None when it knows it did not. Missing ids: unknown."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,138 @@
+"""Plain data the engine works on: snapshots in, decisions out. No I/O, no frameworks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# Lifecycle stages (who owns the lead). Order matters for reports.
+NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER = (
+    "new", "nurturing", "mql", "sal", "sql", "opportunity", "customer")
+RECYCLED, DISQUALIFIED = "recycled", "disqualified"
+LIFECYCLE_STAGES = (NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER, RECYCLED, DISQUALIFIED)
+MARKETING_STAGES = (NEW, NURTURING, RECYCLED)
+SALES_STAGES = (SAL, SQL, OPPORTUNITY, CUSTOMER)
+# Stages the daily cycle evaluates; sales-owned and disqualified leads are left alone.
+CYCLE_STAGES = (NEW, NURTURING, MQL, RECYCLED)
+
+# Touch lifecycle: planned -> sending -> sent | failed | unknown; planned -> cancelled.
+PLANNED, SENDING, SENT, FAILED, UNKNOWN, CANCELLED = (
+    "planned", "sending", "sent", "failed", "unknown", "cancelled")
+
+# Standard lead fields (lead CSV columns); anything else is a custom attribute.
+LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "industry",
+               "company_size", "country", "timezone", "source", "utm_source", "utm_medium",
+               "utm_campaign", "created_at")
+
+SYSTEM_ACTOR = "system:daily-cycle"
+
+
+def normalise_email(email: str) -> str:
+    """Leads are identified by trimmed, lower-cased email."""
+    return email.strip().lower()
+
+
+@dataclass(slots=True, frozen=True)
+class ActivityFact:
+    """One activity as the engine sees it: type, time, raw points from the scoring table."""
+
+    type: str
+    occurred_at: datetime
+    points: float
+
+
+@dataclass(slots=True, frozen=True)
+class TouchFact:
+    """One ledger row as the engine sees it."""
+
+    campaign: str
+    step: str
+    round: int
+    status: str
+    sent_at: datetime | None
+
+
+@dataclass(slots=True)
+class LeadSnapshot:
+    """Everything the cycle needs to decide about one lead, loaded in bulk per chunk."""
+
+    id: int
+    email: str
+    fields: dict[str, Any]
+    timezone: str
+    lifecycle_stage: str
+    stage_entered_at: datetime
+    engagement_since: datetime | None = None
+    recycle_count: int = 0
+    recycle_until: datetime | None = None
+    suppressed: bool = False
+    activities: list[ActivityFact] = field(default_factory=list)
+    touches: list[TouchFact] = field(default_factory=list)
+    campaign: str | None = None
+    track: str | None = None
+    track_rounds: dict[str, int] = field(default_factory=dict)
+    sla_due_at: datetime | None = None
+    handoff_id: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Transition:
+    from_stage: str
+    to_stage: str
+    reason: str
+    rule: str | None = None
+    actor: str = SYSTEM_ACTOR
+    note: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class MqlHandoff:
+    """A handoff to create; the owner is assigned round-robin by the chunk service."""
+
+    rule: str
+    reason: str
+    sla_due_at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class PlannedTouch:
+    campaign: str
+    track: str
+    step: str
+    round: int
+    variant: str | None
+    send_at: datetime
+
+
+@dataclass(slots=True)
+class Decision:
+    """What one cycle decided for one lead; applied to the store in bulk."""
+
+    lead_id: int
+    fit_score: float
+    engagement_score: float
+    score: float
+    grade: str
+    buying_stage: str
+    lifecycle_stage: str
+    stage_entered_at: datetime
+    engagement_since: datetime | None
+    recycle_count: int
+    recycle_until: datetime | None
+    campaign: str | None
+    track: str | None
+    track_rounds: dict[str, int]
+    transitions: list[Transition] = field(default_factory=list)
+    handoff: MqlHandoff | None = None
+    expire_handoff: bool = False
+    touch: PlannedTouch | None = None
+    skip_reason: str | None = None
+
+    @property
+    def mql(self) -> bool:
+        return self.handoff is not None
+
+    @property
+    def recycled(self) -> bool:
+        return any(t.to_stage == RECYCLED for t in self.transitions)

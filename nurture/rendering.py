@@ -1,0 +1,155 @@
+"""Render a step into subject, HTML and text with a sandboxed, strict Jinja2 environment.
+
+Sandboxed because marketers' templates must not reach into Python; autoescaped because lead
+data is untrusted; StrictUndefined so a typo is an error at `nurture validate`, not a blank
+in a customer's inbox.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import unescape
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from nurture.config import Campaign, Step, Track
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_SPACES = re.compile(r"[ \t]+")
+
+
+class RenderError(Exception):
+    """A template or subject failed to render; the message names which."""
+
+
+@dataclass(slots=True, frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+
+
+def one_line(subject: str) -> str:
+    """Subjects are one line: control characters (CR/LF…) become spaces, so lead data can
+    never inject a header."""
+    return _SPACES.sub(" ", _CONTROL.sub(" ", subject)).strip()
+
+
+class _TextExtractor(HTMLParser):
+    BLOCK = {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skip = 0
+        self.href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in ("style", "script", "head", "title"):
+            self.skip += 1
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+        if tag == "li":
+            self.parts.append("- ")
+        if tag == "a":
+            self.href = dict(attrs).get("href")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "script", "head", "title"):
+            self.skip = max(0, self.skip - 1)
+        elif tag == "a" and self.href:
+            self.parts.append(f" ({self.href})")
+            self.href = None
+        elif tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """A readable plain-text part from the HTML one (links kept as `text (url)`)."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    raw = unescape("".join(parser.parts))
+    lines = [_SPACES.sub(" ", line).strip() for line in raw.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+def sample_lead() -> dict[str, Any]:
+    """The lead `nurture validate` renders every template for."""
+    return {"email": "jordan.lee@example.com", "first_name": "Jordan", "last_name": "Lee",
+            "company": "Example Corp", "title": "Director of Marketing", "industry": "software",
+            "company_size": 250, "country": "US", "timezone": "America/New_York",
+            "source": "website", "utm_source": "google", "utm_medium": "cpc",
+            "utm_campaign": "brand", "created_at": "2026-01-05T12:00:00+00:00"}
+
+
+class Renderer:
+    """Compiled templates, cached for the life of a run (rendering is the hot send path)."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = Path(templates_dir)
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(self.templates_dir)),
+            autoescape=select_autoescape(enabled_extensions=("html", "htm", "j2"),
+                                         default_for_string=False),
+            undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        self._subjects: dict[str, Any] = {}
+        self._text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+    def has_template(self, name: str) -> bool:
+        return (self.templates_dir / name).is_file()
+
+    def _subject_template(self, source: str):
+        tpl = self._subjects.get(source)
+        if tpl is None:
+            tpl = self._subjects[source] = self._text_env.from_string(source)
+        return tpl
+
+    def render(self, campaign: Campaign, track: Track, step: Step, variant: str | None,
+               lead: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
+        v = next((x for x in step.variants or () if x.id == variant), None)
+        subject_src = (v.subject if v and v.subject else step.subject) or ""
+        template = (v.template if v and v.template else step.template)
+        ctx = {
+            "lead": lead,
+            "campaign": SimpleNamespace(name=campaign.name, description=campaign.description),
+            "track": SimpleNamespace(name=track.name, stage=track.stage),
+            "step": SimpleNamespace(id=step.id, variant=variant),
+            "sender": SimpleNamespace(**campaign.sender.model_dump()),
+            "unsubscribe_url": unsubscribe_url,
+        }
+        where = f"{campaign.name}/{step.id}" + (f" variant {variant}" if variant else "")
+        try:
+            subject = one_line(self._subject_template(subject_src).render(ctx))
+        except Exception as exc:  # jinja raises many types; all mean "this subject is broken"
+            raise RenderError(f"subject of {where} failed to render: {exc}") from exc
+        try:
+            html = self.env.get_template(template).render(ctx)
+        except Exception as exc:
+            raise RenderError(f"template {template} ({where}) failed to render: {exc}") from exc
+        text_name = re.sub(r"\.html(\.j2)?$", ".txt.j2", template)
+        if text_name != template and self.has_template(text_name):
+            try:
+                text = self._text_env.overlay(loader=self.env.loader).get_template(
+                    text_name).render(ctx)
+            except Exception as exc:
+                raise RenderError(f"template {text_name} ({where}) failed to render: {exc}"
+                                  ) from exc
+        else:
+            text = html_to_text(html)
+        if not subject:
+            raise RenderError(f"subject of {where} rendered empty")
+        return RenderedEmail(subject, html, text)

@@ -1,0 +1,53 @@
+"""When a lead may be emailed: cadence, the weekly cap and the send window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from nurture.domain import SENT, TouchFact
+
+WEEK = timedelta(days=7)
+
+
+def last_sent_in_campaign(touches: list[TouchFact], campaign: str) -> datetime | None:
+    last = None
+    for t in touches:
+        if t.campaign == campaign and t.status == SENT and t.sent_at is not None and (
+                last is None or t.sent_at > last):
+            last = t.sent_at
+    return last
+
+
+def cadence_elapsed(last_sent: datetime | None, cadence_days: int, as_of: datetime) -> bool:
+    """Due when `cadence_days` x 24 h have passed since the last sent touch (or never sent)."""
+    return last_sent is None or as_of - last_sent >= timedelta(days=cadence_days)
+
+
+def sent_this_week(touches: list[TouchFact], as_of: datetime) -> int:
+    """Sent touches in the 7 x 24 h before `as_of` (scheduled ones ahead of it count too)."""
+    since = as_of - WEEK
+    return sum(1 for t in touches if t.status == SENT and t.sent_at is not None
+               and t.sent_at > since)
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str | None, default: str = "UTC") -> ZoneInfo:
+    try:
+        return ZoneInfo(name or default)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(default)
+
+
+def next_opening(cron: str | None, tz: str, as_of: datetime) -> datetime:
+    """`as_of` if no window; else the window's next opening at or after `as_of`, in the
+    lead's time zone, returned in UTC."""
+    if not cron:
+        return as_of
+    local = as_of.astimezone(zone(tz))
+    it = croniter(cron, local - timedelta(microseconds=1))
+    nxt: datetime = it.get_next(datetime)
+    return nxt.astimezone(UTC)

@@ -1,0 +1,60 @@
+"""Content selection: which campaign, which track, which step and which A/B variant."""
+
+from __future__ import annotations
+
+import hashlib
+
+from nurture.conditions import Facts
+from nurture.domain import RECYCLED, TouchFact
+from nurture.rules import CompiledCampaign, CompiledStep, CompiledTrack
+
+
+def choose_campaign(campaigns: tuple[CompiledCampaign, ...], lifecycle_stage: str,
+                    facts: Facts) -> CompiledCampaign | None:
+    """The highest-priority campaign whose audience matches (campaigns come sorted)."""
+    for c in campaigns:
+        if lifecycle_stage in c.campaign.audience.lifecycle_stages and c.audience.test(facts):
+            return c
+    return None
+
+
+def choose_track(campaign: CompiledCampaign, lifecycle_stage: str, buying_stage: str
+                 ) -> CompiledTrack | None:
+    """Recycled leads get the `recycled` track when the campaign has one."""
+    if lifecycle_stage == RECYCLED and RECYCLED in campaign.tracks_by_stage:
+        return campaign.tracks_by_stage[RECYCLED]
+    return campaign.tracks_by_stage.get(buying_stage)
+
+
+def seen_steps(touches: list[TouchFact], campaign: str) -> set[tuple[str, int]]:
+    """(step, round) pairs already in the ledger for this campaign, whatever their status."""
+    return {(t.step, t.round) for t in touches if t.campaign == campaign}
+
+
+def next_step(track: CompiledTrack, seen: set[tuple[str, int]], round_: int, facts: Facts
+              ) -> tuple[CompiledStep | None, int]:
+    """First step of the track not yet in the ledger whose `when` holds.
+
+    Returns (step, round). On exhaustion `restart` opens the next round once every step of
+    the track has been sent; `hold` returns (None, round).
+    """
+    for cs in track.steps:
+        if (cs.step.id, round_) not in seen and (cs.when is None or cs.when.test(facts)):
+            return cs, round_
+    if track.track.on_exhausted == "restart" and all(
+            (cs.step.id, round_) in seen for cs in track.steps):
+        round_ += 1
+        for cs in track.steps:
+            if cs.when is None or cs.when.test(facts):
+                return cs, round_
+    return None, round_
+
+
+def pick_variant(step: CompiledStep, email: str, campaign: str) -> str | None:
+    """Deterministic A/B split: the same lead always lands in the same variant."""
+    variants = step.step.variants
+    if not variants:
+        return None
+    digest = hashlib.blake2b(f"{campaign}/{step.step.id}/{email}".encode(),
+                             digest_size=8).digest()
+    return variants[int.from_bytes(digest, "big") % len(variants)].id

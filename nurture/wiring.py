@@ -1,0 +1,81 @@
+"""The one place concrete objects are built from settings (never at import time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+
+from nurture.config import Config
+from nurture.cycle import SendContext
+from nurture.delivery.base import Transport
+from nurture.rendering import Renderer
+from nurture.rules import Rules
+from nurture.settings import Settings
+from nurture.validation import load_valid_config
+
+
+class NotMigrated(Exception):
+    """The database has no (or an old) schema; `nurture db upgrade` fixes it."""
+
+
+def build_transport(settings: Settings) -> Transport:
+    if settings.transport == "outbox":
+        from nurture.delivery.outbox import OutboxTransport
+
+        return OutboxTransport(settings.outbox_dir)
+    if settings.transport == "memory":
+        from nurture.delivery.memory import MemoryTransport
+
+        return MemoryTransport()
+    raise ValueError(f"transport {settings.transport!r} is not available in this build; "
+                     "use NURTURE_TRANSPORT=outbox")
+
+
+@dataclass
+class App:
+    """Lazily built dependencies for one command or flow run."""
+
+    settings: Settings
+
+    @cached_property
+    def engine(self):
+        from lead_store.db import make_engine
+
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def store(self):
+        from lead_store.store import LeadStore
+
+        return LeadStore(self.engine)
+
+    def require_schema(self) -> None:
+        from lead_store.db import is_migrated
+
+        if not is_migrated(self.engine):
+            raise NotMigrated(f"the database at {self.settings.database_url} is not set up or "
+                              "is out of date; run `nurture db upgrade` first")
+
+    @cached_property
+    def config(self) -> Config:
+        """The validated config, templates included; raises `ConfigError`."""
+        return load_valid_config(self.settings.campaigns_dir, self.settings.templates_dir)
+
+    @cached_property
+    def rules(self) -> Rules:
+        return Rules.compile(self.config)
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        return Renderer(self.settings.templates_dir)
+
+    @cached_property
+    def secret(self) -> str:
+        return self.settings.secret_key or self.store.get_or_create_secret()
+
+    def send_context(self, transport: Transport | None = None) -> SendContext:
+        return SendContext(rules=self.rules, renderer=self.renderer,
+                           transport=transport or build_transport(self.settings),
+                           secret=self.secret, public_url=self.settings.public_url,
+                           schedule_ahead=timedelta(hours=self.settings.schedule_ahead_hours))
