@@ -153,9 +153,13 @@ class LeadStore:
 
     # -- the cycle: read ------------------------------------------------------------------
     def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
-                       points: dict[str, float], default_tz: str) -> list[LeadSnapshot]:
-        """Everything `evaluate` needs for the due leads with ids in [lo, hi]: five queries."""
+                       points: dict[str, float], default_tz: str,
+                       any_stage: bool = False) -> list[LeadSnapshot]:
+        """Everything `evaluate` needs for the due leads with ids in [lo, hi]: four queries
+        (`any_stage`: every lead in the range, not only those the cycle would look at)."""
         since = as_of - timedelta(days=horizon_days)
+        where = (t.leads.c.id.between(lo, hi) if any_stage
+                 else self._cycle_filter(lo, hi, as_of))
         L, cs = t.leads, t.campaign_states
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -163,7 +167,7 @@ class LeadStore:
                        cs.c.track_rounds, t.suppressions.c.email.label("suppressed"))
                 .outerjoin(cs, cs.c.lead_id == L.c.id)
                 .outerjoin(t.suppressions, t.suppressions.c.email == L.c.email)
-                .where(self._cycle_filter(lo, hi, as_of)).order_by(L.c.id)).all()
+                .where(where).order_by(L.c.id)).all()
             acts: dict[int, list[ActivityFact]] = defaultdict(list)
             for lead_id, typ, at in conn.execute(
                     select(t.activities.c.lead_id, t.activities.c.type,
@@ -443,6 +447,62 @@ class LeadStore:
                 for part in _chunks(touched, IN_BATCH):
                     conn.execute(update(L).where(L.c.id.in_(part)).values(next_check_at=None))
         return {"inserted": len(fresh), "duplicates": dupes, "leads_created": len(missing)}
+
+    def suppress(self, email: str, reason: str, source: str | None = None,
+                 detail: str | None = None) -> bool:
+        """Never email this address again (unsubscribe, bounce, spam report, manual).
+        Returns False when it was already suppressed."""
+        with self.engine.begin() as conn:
+            res = conn.execute(_insert_ignore(self.engine, t.suppressions).values(
+                email=email, reason=reason, source=source, detail=detail,
+                created_at=datetime.now(UTC)))
+            return bool(res.rowcount)
+
+    # -- one lead, for `nurture lead show` --------------------------------------------------
+    def lead_detail(self, email: str) -> dict[str, Any] | None:
+        """A lead with its campaign state, touches, transitions, handoffs and suppression."""
+        L, cs = t.leads, t.campaign_states
+        with self.engine.connect() as conn:
+            row = conn.execute(select(L, cs.c.campaign, cs.c.track, cs.c.track_rounds)
+                               .outerjoin(cs, cs.c.lead_id == L.c.id)
+                               .where(L.c.email == email)).first()
+            if row is None:
+                return None
+            T, TR, H, S = t.touches, t.transitions, t.handoffs, t.suppressions
+            touches = [dict(r._mapping) for r in conn.execute(
+                select(T.c.id, T.c.campaign, T.c.track, T.c.step, T.c.round, T.c.variant,
+                       T.c.status, T.c.send_at, T.c.sent_at, T.c.subject, T.c.error,
+                       T.c.provider_message_id)
+                .where(T.c.lead_id == row.id).order_by(T.c.planned_at, T.c.id))]
+            transitions = [dict(r._mapping) for r in conn.execute(
+                select(TR.c.from_stage, TR.c.to_stage, TR.c.reason, TR.c.rule, TR.c.actor,
+                       TR.c.note, TR.c.at).where(TR.c.lead_id == row.id)
+                .order_by(TR.c.at, TR.c.id))]
+            handoffs = [dict(r._mapping) for r in conn.execute(
+                select(H.c.owner, H.c.status, H.c.rule, H.c.reason, H.c.created_at,
+                       H.c.sla_due_at, H.c.resolved_at, H.c.outcome_reason)
+                .where(H.c.lead_id == row.id).order_by(H.c.created_at, H.c.id))]
+            suppression = conn.execute(select(S.c.reason, S.c.created_at)
+                                       .where(S.c.email == email)).first()
+            activities = conn.execute(select(func.count()).select_from(t.activities)
+                                      .where(t.activities.c.lead_id == row.id)).scalar_one()
+        return {"row": row, "fields": lead_fields(row), "touches": touches,
+                "transitions": transitions, "handoffs": handoffs,
+                "suppression": dict(suppression._mapping) if suppression else None,
+                "activity_count": activities}
+
+    def snapshot(self, lead_id: int, as_of: datetime, horizon_days: float,
+                 points: dict[str, float], default_tz: str) -> LeadSnapshot | None:
+        """One lead's snapshot regardless of whether the cycle would look at it today."""
+        snaps = self.load_snapshots(lead_id, lead_id, as_of, horizon_days, points, default_tz,
+                                    any_stage=True)
+        return snaps[0] if snaps else None
+
+    def stage_counts(self) -> dict[str, int]:
+        L = t.leads
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(L.c.lifecycle_stage, func.count())
+                                     .group_by(L.c.lifecycle_stage)).all())
 
     # -- cycle runs -----------------------------------------------------------------------
     def start_run(self, as_of: datetime, dry_run: bool) -> int:

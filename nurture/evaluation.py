@@ -172,8 +172,13 @@ def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
     if any(t.status in (PLANNED, SENDING) for t in lead.touches):
         d.skip_reason = SKIP_PENDING
         return d
+    # Cadence is measured between actual sends: a touch that would go out at the window's
+    # next opening is due when that opening is cadence_days x 24 h after the last send, so a
+    # weekly track stays weekly even though the cycle runs before the window opens.
+    window = track.track.send_window
+    send_at = next_opening(window.cron if window else None, lead.timezone, as_of)
     if not cadence_elapsed(last_sent_in_campaign(lead.touches, campaign.name),
-                           track.track.cadence_days, as_of):
+                           track.track.cadence_days, send_at):
         d.skip_reason = SKIP_CADENCE
         return d
     if sent_this_week(lead.touches, as_of) >= rules.max_touches_per_week:
@@ -186,9 +191,7 @@ def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
         return d
     if round_:
         d.track_rounds[track.track.name] = round_
-    window = track.track.send_window
     d.touch = PlannedTouch(
         campaign=campaign.name, track=track.track.name, step=step.step.id, round=round_,
-        variant=pick_variant(step, lead.email, campaign.name),
-        send_at=next_opening(window.cron if window else None, lead.timezone, as_of))
+        variant=pick_variant(step, lead.email, campaign.name), send_at=send_at)
     return d
