@@ -1,0 +1,496 @@
+"""Seeded, deterministic synthetic leads and activities for `nurture demo` and the benchmarks.
+
+Stdlib only and lazy: rows are produced one at a time from `random.Random(seed)` streams, so a
+million leads and their activities need little memory. The same seed gives the same rows, and
+the first k rows of a run do not depend on how many rows were asked for.
+
+Every address is under the reserved `.example` TLD (RFC 2606), so nothing generated here can
+reach a real mailbox; free-mail addresses use `gmail.example`, `yahoo.example`, ... which the
+`@(gmail|yahoo|hotmail|outlook)\\.` fit rule still matches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday
+LEAD_HISTORY_DAYS = 90  # created_at falls within this many days before `start`
+ACTIVITY_HISTORY_DAYS = 45  # activities start this many days before `start`
+COMPANY_POOL = 4000
+
+LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title", "industry",
+                "company_size", "country", "timezone", "source", "utm_source", "utm_medium",
+                "utm_campaign", "created_at", "plan_interest")
+
+T = TypeVar("T")
+_DAY = 86400
+
+
+def _table(weighted: Sequence[tuple[T, int]]) -> tuple[T, ...]:
+    """Expand (value, weight) pairs into a flat tuple; `t[int(r() * len(t))]` draws by weight."""
+    return tuple(value for value, weight in weighted for _ in range(weight))
+
+
+# --- people -----------------------------------------------------------------------------------
+
+FIRST_NAMES = (
+    "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David",
+    "Elizabeth", "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah",
+    "Daniel", "Karen", "Matthew", "Nancy", "Anthony", "Lisa", "Mark", "Emily", "Oliver", "Amelia",
+    "Harry", "Isla", "George", "Sophie", "Lukas", "Hannah", "Felix", "Lea", "Jonas", "Mia",
+    "Priya", "Arjun", "Ananya", "Rahul", "Aisha", "Vikram", "Chloe", "Liam", "Noah", "Olivia",
+    "Lucas", "Camille", "Hugo", "Ines", "Mateus", "Beatriz", "Wei", "Mei", "Hiroshi", "Yuki",
+    "Sven", "Femke", "Carlos", "Lucia", "Ana", "Ben", "Zoe", "Ethan", "Grace", "Omar", "Fatima",
+)
+LAST_NAMES = (
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez",
+    "Martinez", "Wilson", "Anderson", "Taylor", "Thomas", "Moore", "Jackson", "Martin", "Lee",
+    "Thompson", "White", "Harris", "Clark", "Lewis", "Walker", "Hall", "Young", "King", "Wright",
+    "Evans", "Hughes", "Patel", "Sharma", "Gupta", "Singh", "Iyer", "Reddy", "Mueller", "Schmidt",
+    "Schneider", "Fischer", "Weber", "Becker", "Wagner", "Dubois", "Lefevre", "Moreau", "Bernard",
+    "de Vries", "Jansen", "Bakker", "Silva", "Santos", "Oliveira", "Tanaka", "Sato", "Suzuki",
+    "Chen", "Wang", "Li", "Tan", "Nguyen", "O'Brien", "MacDonald", "Kowalski", "Novak", "Rossi",
+    "Fernandez", "Lopez", "Kim", "Park", "Cohen", "Murphy", "Kelly", "Campbell", "Stewart",
+)
+
+
+def _slug(name: str) -> str:
+    return "".join(ch for ch in name.lower() if "a" <= ch <= "z")
+
+
+FREE_MAIL = ("gmail.example", "yahoo.example", "hotmail.example", "outlook.example")
+FREE_MAIL_SHARE = 0.12
+
+TITLES = _table([
+    # senior: matches the fit rule (vp|vice president|director|head of|chief), ~30%
+    ("VP of Marketing", 5), ("VP Sales", 3), ("Vice President, Revenue Operations", 2),
+    ("VP Demand Generation", 2), ("Director of Marketing", 5), ("Director, Demand Generation", 3),
+    ("Marketing Director", 2), ("Sales Director", 2), ("Head of Growth", 2),
+    ("Head of Marketing Operations", 1), ("Head of Sales Development", 1),
+    ("Chief Marketing Officer", 1), ("Chief Revenue Officer", 1),
+    # managers ~30%
+    ("Marketing Manager", 8), ("Demand Generation Manager", 5),
+    ("Marketing Operations Manager", 5),
+    ("Product Marketing Manager", 4), ("Sales Operations Manager", 3), ("Content Manager", 3),
+    ("Growth Marketing Manager", 2),
+    # specialists ~20%
+    ("Marketing Specialist", 6), ("Email Marketing Specialist", 4), ("SEO Specialist", 3),
+    ("Marketing Coordinator", 4), ("Content Strategist", 3),
+    # analysts ~12%
+    ("Marketing Analyst", 5), ("Revenue Operations Analyst", 3), ("Business Analyst", 2),
+    ("Data Analyst", 2),
+    # other ~6%, and 2% left blank
+    ("Founder", 2), ("Consultant", 2), ("Account Executive", 1), ("Software Engineer", 1),
+    (None, 2),
+])
+
+# --- companies --------------------------------------------------------------------------------
+
+NAME_HEADS = ("North", "Blue", "Silver", "Iron", "Bright", "Red", "Cedar", "Summit", "Harbor",
+              "Clear", "Stone", "Swift", "Green", "Oak", "River", "Star", "Pine", "Maple",
+              "Golden", "Frost", "Copper", "Falcon", "Lumen", "Nova", "Terra", "Atlas")
+NAME_TAILS = ("wind", "peak", "field", "bridge", "gate", "line", "works", "point", "stone",
+              "wave", "crest", "forge", "light", "path", "leaf", "view", "ridge", "brook",
+              "spark", "haven", "shore", "vale", "mark", "core")
+INDUSTRY_SUFFIXES = {
+    "software": ("Labs", "Software", "Cloud", "AI", "Systems"),
+    "fintech": ("Pay", "Capital", "Finance", "Ledger"),
+    "healthcare": ("Health", "Medical", "Care", "Clinics"),
+    "manufacturing": ("Industries", "Manufacturing", "Components", "Works"),
+    "retail": ("Goods", "Supply", "Outfitters", "Market"),
+    "education": ("Learning", "Academy", "Education"),
+    "logistics": ("Logistics", "Freight", "Shipping"),
+    "marketing_services": ("Agency", "Media", "Creative"),
+    "professional_services": ("Partners", "Consulting", "Advisory"),
+}
+INDUSTRIES = _table([
+    ("software", 22), ("fintech", 10), ("healthcare", 12), ("manufacturing", 12), ("retail", 10),
+    ("education", 8), ("logistics", 8), ("marketing_services", 9), ("professional_services", 9),
+])
+SIZE_BUCKETS = _table([((1, 10), 15), ((11, 50), 30), ((51, 199), 25), ((200, 1000), 18),
+                       ((1001, 5000), 9), ((5001, 50000), 3)])
+
+# country -> (weight, time zones by weight)
+COUNTRIES: dict[str, tuple[int, tuple[tuple[str, int], ...]]] = {
+    "US": (45, (("America/New_York", 45), ("America/Chicago", 30), ("America/Denver", 5),
+                ("America/Los_Angeles", 20))),
+    "GB": (12, (("Europe/London", 1),)),
+    "DE": (8, (("Europe/Berlin", 1),)),
+    "IN": (8, (("Asia/Kolkata", 1),)),
+    "CA": (6, (("America/Toronto", 6), ("America/Vancouver", 4))),
+    "AU": (5, (("Australia/Sydney", 6), ("Australia/Melbourne", 4))),
+    "FR": (4, (("Europe/Paris", 1),)),
+    "NL": (3, (("Europe/Amsterdam", 1),)),
+    "BR": (3, (("America/Sao_Paulo", 1),)),
+    "SG": (2, (("Asia/Singapore", 1),)),
+    "JP": (2, (("Asia/Tokyo", 1),)),
+    "ES": (2, (("Europe/Madrid", 1),)),
+}
+COUNTRY_TABLE = _table([(code, w) for code, (w, _) in COUNTRIES.items()])
+TZ_TABLES = {code: _table(zones) for code, (_, zones) in COUNTRIES.items()}
+
+# --- acquisition ------------------------------------------------------------------------------
+
+# source -> weighted (utm_source, utm_medium, utm_campaign); 'other' sources match no audience
+SOURCES = _table([("website", 60), ("webinar", 20), ("content_syndication", 10),
+                  ("partner", 5), ("trade_show", 3), ("referral", 2)])
+UTMS = {
+    "website": _table([
+        (("google", "organic", None), 30), (("google", "cpc", "q4-lead-management-search"), 20),
+        (("linkedin", "paid_social", "q4-abm-linkedin"), 15), ((None, None, None), 20),
+        (("newsletter", "email", "2026-10-newsletter"), 10), (("g2", "referral", None), 5)]),
+    "webinar": _table([
+        (("webinar", "event", "2026-10-scoring-masterclass"), 45),
+        (("webinar", "event", "2026-09-sales-handoff-live"), 30),
+        (("linkedin", "paid_social", "webinar-promo-q4"), 15),
+        (("newsletter", "email", "webinar-invite-oct"), 10)]),
+    "content_syndication": _table([
+        (("techtarget", "syndication", "q4-buyers-guide-synd"), 50),
+        (("netline", "syndication", "funnel-benchmark-2026"), 30),
+        (("integrate", "syndication", "q4-scoring-checklist"), 20)]),
+    "partner": _table([(("northwind-partners", "partner", "partner-referral"), 6),
+                       (("bluepeak-consulting", "partner", "co-marketing-q4"), 4)]),
+    "trade_show": _table([(("saas-summit-2026", "event", "booth-scans"), 6),
+                          (("martech-expo", "event", "booth-scans"), 4)]),
+    "referral": _table([((None, None, None), 1)]),
+}
+# plan_interest by company size: 1000+, 200-999, smaller
+PLANS_LARGE = _table([("enterprise", 45), ("growth", 25), (None, 30)])
+PLANS_MID = _table([("growth", 40), ("enterprise", 15), ("starter", 10), (None, 35)])
+PLANS_SMALL = _table([("starter", 40), ("growth", 20), (None, 40)])
+
+# --- activities -------------------------------------------------------------------------------
+
+PERSONAS = _table([("dormant", 40), ("researcher", 35), ("evaluator", 15), ("hand_raiser", 5),
+                   ("noisy", 5)])
+BLOG = tuple(f"/blog/{s}" for s in (
+    "what-is-lead-scoring", "mql-vs-sql", "lead-nurture-examples", "funnel-metrics-that-matter",
+    "email-cadence-best-practices", "marketing-sales-handoff", "buying-stages-explained",
+    "intent-data-101", "recycling-cold-leads", "b2b-email-deliverability", "abm-vs-inbound",
+    "form-conversion-tips", "crm-hygiene-checklist", "webinar-follow-up-playbook",
+    "attribution-models-compared", "lead-routing-rules"))
+PRODUCT_PAGES = ("/product", "/features/lead-scoring", "/features/nurture-tracks",
+                 "/features/routing", "/integrations", "/customers", "/security")
+RESEARCH_ASSETS = ("buyers-guide-lead-management.pdf", "funnel-benchmark-2026.pdf",
+                   "lead-scoring-checklist.pdf", "state-of-b2b-marketing-2026.pdf",
+                   "nurture-email-templates.zip")
+EVALUATION_ASSETS = ("case-study-northwind.pdf", "case-study-bluepeak-labs.pdf",
+                     "case-study-harborline-health.pdf", "roi-calculator.xlsx",
+                     "security-whitepaper.pdf")
+WEBINARS = ("2026-10-scoring-masterclass", "2026-09-sales-handoff-live",
+            "2026-08-nurture-benchmarks")
+FORMS = ("newsletter-signup", "contact-us", "event-registration", "content-gate")
+SITE = "https://acme.example"
+# local hour of a session: office hours, a little early/late
+LOCAL_HOURS = _table([(7, 2), (8, 6), (9, 12), (10, 14), (11, 13), (12, 8), (13, 11), (14, 12),
+                      (15, 10), (16, 8), (17, 5), (19, 2), (21, 2)])
+
+
+@cache
+def _time_of_day() -> tuple[str, ...]:
+    """'HH:MM:SSZ' for every second of the day (built once, ~6 MB)."""
+    return tuple(f"{h:02d}:{m:02d}:{s:02d}Z" for h in range(24) for m in range(60)
+                 for s in range(60))
+
+
+class _Clock:
+    """Formats epoch seconds as ISO 8601 UTC ('...Z') fast, via per-day and per-second tables."""
+
+    def __init__(self, first: datetime, last: datetime) -> None:
+        day0 = first.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.base = int(day0.timestamp())
+        days = (last - day0).days + 2
+        self.dates = tuple((day0 + timedelta(days=d)).strftime("%Y-%m-%dT") for d in range(days))
+        self.weekdays = tuple((day0 + timedelta(days=d)).weekday() for d in range(days))
+        self.tod = _time_of_day()
+
+    def iso(self, ts: int) -> str:
+        d, s = divmod(ts - self.base, _DAY)
+        return self.dates[d] + self.tod[s]
+
+
+def _utc(start: datetime | None) -> datetime:
+    if start is None:
+        return DEFAULT_START
+    return start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+
+
+def _companies(rng: random.Random) -> list[tuple[str, str, str, int, str]]:
+    """A fixed pool of (name, domain, industry, size, country) with unique names."""
+    seen: set[str] = set()
+    pool: list[tuple[str, str, str, int, str]] = []
+    r = rng.random
+    while len(pool) < COMPANY_POOL:
+        industry = INDUSTRIES[int(r() * len(INDUSTRIES))]
+        base = NAME_HEADS[int(r() * len(NAME_HEADS))] + NAME_TAILS[int(r() * len(NAME_TAILS))]
+        form = r()
+        if form < 0.3:
+            name = base
+        elif form < 0.85:
+            suffixes = INDUSTRY_SUFFIXES[industry]
+            name = f"{base} {suffixes[int(r() * len(suffixes))]}"
+        else:
+            name = f"{base} {NAME_HEADS[int(r() * len(NAME_HEADS))]}"
+        if name in seen:
+            if len(seen) > COMPANY_POOL * 3 // 4:  # the name space is getting crowded
+                name = f"{name} {len(pool)}"
+            else:
+                continue
+        seen.add(name)
+        lo, hi = SIZE_BUCKETS[int(r() * len(SIZE_BUCKETS))]
+        size = int(lo + (hi - lo + 1) * r() ** 1.6)  # skew towards the bottom of the bucket
+        country = COUNTRY_TABLE[int(r() * len(COUNTRY_TABLE))]
+        pool.append((name, _slug(name) + ".example", industry, size, country))
+    return pool
+
+
+def generate_leads(n: int, seed: int = 7, start: datetime | None = None
+                   ) -> Iterator[dict[str, Any]]:
+    """Lead rows shaped like the lead CSV, plus the custom attribute `plan_interest`.
+
+    Emails are unique (`first.last+<index>@domain`); `created_at` is ISO 8601 UTC within the
+    90 days before `start` (default `DEFAULT_START`).
+    """
+    start = _utc(start)
+    rng = random.Random(f"nurture-demo-leads:{seed}")
+    r = rng.random
+    companies = _companies(rng)
+    n_companies = len(companies)
+    firsts = tuple((name, _slug(name)) for name in FIRST_NAMES)
+    lasts = tuple((name, _slug(name)) for name in LAST_NAMES)
+    n_first, n_last = len(firsts), len(lasts)
+    n_titles, n_countries, n_sources = len(TITLES), len(COUNTRY_TABLE), len(SOURCES)
+    horizon = LEAD_HISTORY_DAYS * _DAY
+    end_ts = int(start.timestamp())
+    clock = _Clock(start - timedelta(days=LEAD_HISTORY_DAYS), start)
+    iso = clock.iso
+    for i in range(n):
+        first, first_slug = firsts[int(r() * n_first)]
+        last, last_slug = lasts[int(r() * n_last)]
+        company, domain, industry, size, country = companies[int(r() * n_companies)]
+        if r() < FREE_MAIL_SHARE:
+            domain = FREE_MAIL[int(r() * 4)]
+        if r() < 0.2:  # remote staff and subsidiaries: not every lead sits at headquarters
+            country = COUNTRY_TABLE[int(r() * n_countries)]
+        zones = TZ_TABLES[country]
+        source = SOURCES[int(r() * n_sources)]
+        utms = UTMS[source]
+        utm_source, utm_medium, utm_campaign = utms[int(r() * len(utms))]
+        plans = PLANS_LARGE if size >= 1000 else PLANS_MID if size >= 200 else PLANS_SMALL
+        created = end_ts - 1 - int(r() * horizon)
+        yield {
+            "email": f"{first_slug}.{last_slug}+{i}@{domain}",
+            "first_name": first,
+            "last_name": last,
+            "company": company,
+            "title": TITLES[int(r() * n_titles)],
+            "industry": industry if r() >= 0.03 else None,
+            "company_size": size,
+            "country": country,
+            "timezone": zones[int(r() * len(zones))],
+            "source": source,
+            "utm_source": utm_source,
+            "utm_medium": utm_medium,
+            "utm_campaign": utm_campaign,
+            "created_at": iso(created),
+            "plan_interest": plans[int(r() * len(plans))],
+        }
+
+
+@cache
+def _offset_seconds(tz: str | None, when: datetime) -> int:
+    """The zone's UTC offset at `when` (0 when unknown), to put activity in local office hours."""
+    if not tz:
+        return 0
+    try:
+        offset = ZoneInfo(tz).utcoffset(when)
+    except (ZoneInfoNotFoundError, ValueError):
+        return 0
+    return int(offset.total_seconds()) if offset else 0
+
+
+def _created_ts(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        return int(_utc(value).timestamp())
+    if isinstance(value, str) and value:
+        try:
+            return int(_utc(datetime.fromisoformat(value.replace("Z", "+00:00"))).timestamp())
+        except ValueError:
+            return None
+    return None
+
+
+def generate_activities(leads: Iterable[dict], start: datetime, days: int, seed: int = 7
+                        ) -> Iterator[dict[str, Any]]:
+    """Activity rows shaped like the activities JSONL, between `start - 45 days` and
+    `start + days`, from a behaviour persona drawn per lead.
+
+    Personas: ~40% dormant (0-2 early activities, then silence), ~35% researchers (blog
+    sessions, downloads, the odd webinar), ~15% evaluators (pricing and case studies later in
+    the window), ~5% hand-raisers (a demo_request), ~5% noisy (page_view storms). Ids are
+    `demo-<seed>-<lead index>-<k>`: unique, and stable for the same seed and leads.
+    """
+    start = _utc(start)
+    first = start - timedelta(days=ACTIVITY_HISTORY_DAYS)
+    last = start + timedelta(days=max(days, 0))
+    clock = _Clock(first, last)
+    dates, tod, weekdays, base = clock.dates, clock.tod, clock.weekdays, clock.base
+    lo_all, hi_all = int(first.timestamp()), int(last.timestamp())
+    rng = random.Random(f"nurture-demo-activities:{seed}")
+    r = rng.random
+    n_blog, n_hours = len(BLOG), len(LOCAL_HOURS)
+
+    for index, lead in enumerate(leads):
+        email = lead["email"]
+        offset = _offset_seconds(lead.get("timezone"), start)
+        created = _created_ts(lead.get("created_at"))
+        lo = lo_all if created is None or created < lo_all else min(created, hi_all)
+        span = hi_all - lo
+        prefix = f"demo-{seed}-{index}-"
+        out: list[tuple[int, str, dict[str, Any]]] = []
+        add = out.append
+
+        def session(at: float, offset: int = offset) -> int:
+            """A session start in the lead's office hours on the day around `at`; epoch s."""
+            day = max(int((at - base + offset) // _DAY), 0)
+            if weekdays[min(day, len(weekdays) - 1)] >= 5 and r() < 0.75:
+                day += 2 if weekdays[min(day, len(weekdays) - 1)] == 5 else 1
+            local = LOCAL_HOURS[int(r() * n_hours)] * 3600 + int(r() * 3600)
+            return base + day * _DAY + local - offset
+
+        persona = PERSONAS[int(r() * len(PERSONAS))]
+        if lead.get("source") == "webinar" and r() < 0.7 and created is not None:
+            # registered for a webinar: most attended it around when they signed up
+            add((created + 3600 + int(r() * 2 * _DAY), "webinar_attended",
+                 {"webinar": WEBINARS[int(r() * 3)], "minutes": 10 + int(r() * 50)}))
+
+        if persona == "dormant":
+            k = int(r() * 2.9)  # 0, 1 or 2
+            for _ in range(k):
+                t = session(lo + r() * min(span, 10 * _DAY))
+                x = r()
+                if x < 0.6:
+                    add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
+                elif x < 0.8:
+                    add((t, "email_click", {"url": SITE + BLOG[int(r() * n_blog)]}))
+                else:
+                    add((t, "content_download",
+                         {"asset": RESEARCH_ASSETS[int(r() * len(RESEARCH_ASSETS))]}))
+
+        elif persona == "researcher":
+            for _ in range(1 + int(r() * 2)):
+                t = session(lo + r() * span)
+                for _ in range(1 + int(r() * 3)):
+                    add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
+                    t += 40 + int(r() * 300)
+                if r() < 0.4:
+                    add((t, "content_download",
+                         {"asset": RESEARCH_ASSETS[int(r() * len(RESEARCH_ASSETS))]}))
+                if r() < 0.25:
+                    add((session(lo + r() * span), "email_click",
+                         {"url": SITE + BLOG[int(r() * n_blog)]}))
+            if r() < 0.12:
+                add((session(lo + r() * span), "webinar_attended",
+                     {"webinar": WEBINARS[int(r() * 3)], "minutes": 10 + int(r() * 50)}))
+            if r() < 0.1:
+                add((session(lo + r() * span), "form_submit", {"form": FORMS[int(r() * 4)]}))
+
+        elif persona == "evaluator":
+            t = session(lo + r() * span * 0.4)  # early research
+            for _ in range(1 + int(r() * 2)):
+                add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
+                t += 40 + int(r() * 300)
+            if r() < 0.5:
+                add((t, "content_download",
+                     {"asset": RESEARCH_ASSETS[int(r() * len(RESEARCH_ASSETS))]}))
+            # then, later in the window, comparing vendors over a week or two
+            eval_start = lo + span * (0.4 + 0.5 * r())
+            for _ in range(2 + int(r() * 2)):
+                t = session(eval_start + r() * 12 * _DAY)
+                add((t, "page_view", {"url": PRODUCT_PAGES[int(r() * len(PRODUCT_PAGES))]}))
+                add((t + 30 + int(r() * 240), "pricing_page_view", {"url": "/pricing"}))
+            for _ in range(1 + (r() < 0.3)):
+                add((session(eval_start + r() * 12 * _DAY), "content_download",
+                     {"asset": EVALUATION_ASSETS[int(r() * len(EVALUATION_ASSETS))]}))
+            add((session(eval_start + r() * 10 * _DAY), "email_click",
+                 {"url": f"{SITE}/customers"}))
+            if r() < 0.2:
+                add((session(eval_start + r() * 12 * _DAY), "form_submit", {"form": "contact-us"}))
+
+        elif persona == "hand_raiser":
+            t = session(lo + r() * span * 0.5)
+            for _ in range(2 + int(r() * 2)):
+                add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
+                t += 40 + int(r() * 300)
+            if r() < 0.5:
+                add((session(lo + r() * span), "email_click",
+                     {"url": SITE + PRODUCT_PAGES[int(r() * len(PRODUCT_PAGES))]}))
+            t = session(lo + r() * span)
+            add((t, "pricing_page_view", {"url": "/pricing"}))
+            if r() < 0.4:
+                t += 60 + int(r() * 600)
+                add((t, "form_submit", {"form": "contact-sales"}))
+            add((t + 60 + int(r() * 900), "demo_request",
+                 {"form": "demo-request", "url": "/demo"}))
+
+        else:  # noisy: many page views a day (an intern refreshing, a shared login, a crawler)
+            for _ in range(1 + int(r() * 3)):
+                t = session(lo + r() * span)
+                for _ in range(5 + int(r() * 10)):
+                    add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
+                    t += 5 + int(r() * 120)
+            if r() < 0.5:
+                add((t, "content_download",
+                     {"asset": RESEARCH_ASSETS[int(r() * len(RESEARCH_ASSETS))]}))
+
+        edge = min(span, 6 * 3600)  # pull strays back inside the window, near its edge
+        for k, (ts, typ, props) in enumerate(out):
+            if ts < lo:
+                ts = lo + int(r() * edge)
+            elif ts > hi_all:
+                ts = hi_all - int(r() * edge)
+            d, s = divmod(ts - base, _DAY)
+            yield {"id": prefix + str(k), "email": email, "type": typ,
+                   "occurred_at": dates[d] + tod[s], "properties": props}
+
+
+def write_leads_csv(path: Path, rows: Iterable[dict]) -> int:
+    """Write lead rows as CSV (header = the first row's keys; None as empty); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = iter(rows)
+    count = 0
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        first = next(rows, None)
+        writer = csv.DictWriter(fh, fieldnames=list(first) if first else list(LEAD_COLUMNS))
+        writer.writeheader()
+        if first is None:
+            return 0
+        writer.writerow(first)
+        count = 1
+        for row in rows:
+            writer.writerow(row)
+            count += 1
+    return count
+
+
+def write_activities_jsonl(path: Path, rows: Iterable[dict]) -> int:
+    """Write activity rows as JSON Lines; returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    count = 0
+    with open(path, "w", encoding="utf-8") as fh:
+        write = fh.write
+        for row in rows:
+            write(dumps(row) + "\n")
+            count += 1
+    return count
