@@ -1,0 +1,154 @@
+"""The daily nurture cycle as a Prefect flow: one task per chunk of leads, never per lead.
+
+Thin by design: each task calls one engine service (`nurture.cycle.plan_chunk`,
+`send_chunk`) on an id range. The flow adds what operators see in the Prefect UI: a run
+name with the date, a progress artifact, a per-campaign table, a markdown summary and an
+event per MQL / recycle that automations can react to.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+
+from nurture.cycle import ChunkResult, LeadEvent, plan_chunk, send_chunk, summarise
+from nurture.report import summary_markdown, summary_table_rows
+from nurture.settings import Settings
+from nurture.wiring import App
+
+
+def _parse_as_of(as_of: str | datetime | None) -> datetime:
+    if as_of is None or as_of == "":
+        return datetime.now(UTC)
+    if isinstance(as_of, datetime):
+        value = as_of
+    else:
+        value = datetime.fromisoformat(as_of.strip().replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _run_name() -> str:
+    params = flow_run.parameters or {}
+    try:
+        day = _parse_as_of(params.get("as_of")).date().isoformat()
+    except ValueError:
+        day = "bad-as-of"
+    return f"nurture-cycle-{day}" + ("-dry-run" if params.get("dry_run") else "")
+
+
+@task(name="plan-chunk", cache_policy=NO_CACHE, task_run_name="plan leads {lo}-{hi}")
+def plan_chunk_task(app: App, lo: int, hi: int, as_of: datetime, dry_run: bool) -> ChunkResult:
+    """Score, segment, route and plan touches for leads with ids in [lo, hi]."""
+    return plan_chunk(app.store, app.rules, lo, hi, as_of, app.settings.default_timezone,
+                      dry_run)
+
+
+@task(name="send-chunk", cache_policy=NO_CACHE, task_run_name="send touches {lo}-{hi}")
+def send_chunk_task(app: App, ctx, lo: int, hi: int, as_of: datetime,
+                    dry_run: bool) -> ChunkResult:
+    """Claim, render and send the due touches of leads with ids in [lo, hi]."""
+    return send_chunk(app.store, ctx, lo, hi, as_of, dry_run)
+
+
+def _emit(events: list[LeadEvent], as_of: datetime) -> None:
+    for ev in events:
+        emit_event(
+            event=f"nurture.lead.{ev.kind}",
+            resource={"prefect.resource.id": f"nurture.lead.{ev.lead_id}",
+                      "prefect.resource.name": ev.email},
+            related=[{"prefect.resource.id": f"nurture.campaign.{ev.campaign}",
+                      "prefect.resource.role": "campaign"}] if ev.campaign else None,
+            payload={"score": ev.score, "grade": ev.grade, "reason": ev.reason,
+                     "rule": ev.rule, "campaign": ev.campaign, "as_of": as_of.isoformat()})
+
+
+class _TerminalProgress:
+    """A rich progress bar on an interactive terminal; silent otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = None
+        if sys.stderr.isatty() and total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("[bold]nurture cycle", BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("leads", total=total)
+
+    def advance(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@flow(name="daily-nurture-cycle", flow_run_name=_run_name, log_prints=True,
+      validate_parameters=True)
+def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
+                        chunk_size: int | None = None,
+                        campaigns_dir: str | None = None) -> dict[str, Any]:
+    """Score every due lead, segment, route (MQL, SLA, recycle), plan and send touches.
+
+    as_of: ISO datetime the cycle runs "at" (default now) — simulations move it forward.
+    dry_run: decide and report, but write and send nothing.
+    chunk_size: leads per task (default NURTURE_CHUNK_SIZE).
+    """
+    logger = get_run_logger()
+    when = _parse_as_of(as_of)
+    overrides: dict[str, Any] = {}
+    if campaigns_dir:
+        overrides["campaigns_dir"] = campaigns_dir
+    app = App(Settings(**overrides))
+    app.require_schema()
+    app.config  # noqa: B018 - fail the run early, with the validation message, on bad config
+    size = chunk_size or app.settings.chunk_size
+    ranges = app.store.cycle_ranges(when, size)
+    total_leads = sum(n for _, _, n in ranges)
+    logger.info("Cycle as of %s: %d leads to look at in %d chunk(s) of up to %d%s",
+                when.isoformat(), total_leads, len(ranges), size,
+                " (dry run)" if dry_run else "")
+    progress_id = create_progress_artifact(0.0, key="nurture-cycle-progress",
+                                           description="Leads processed in this cycle")
+    ctx = app.send_context()
+    bar = _TerminalProgress(total_leads)
+    total = ChunkResult()
+    done = 0
+    try:
+        for lo, hi, n in ranges:
+            planned = plan_chunk_task(app, lo, hi, when, dry_run)
+            sent = send_chunk_task(app, ctx, lo, hi, when, dry_run)
+            total.merge(planned)
+            total.merge(sent)
+            if not dry_run:
+                _emit(planned.events, when)
+            done += n
+            bar.advance(n)
+            update_progress_artifact(progress_id, 100.0 * done / max(total_leads, 1))
+    finally:
+        bar.stop()
+        ctx.transport.close()
+    if not ranges:
+        update_progress_artifact(progress_id, 100.0)
+    summary = summarise(total, when, dry_run)
+    create_table_artifact(summary_table_rows(summary), key="nurture-cycle-summary",
+                          description=f"Nurture cycle {when.date()} per campaign")
+    create_markdown_artifact(summary_markdown(summary), key="nurture-cycle-report",
+                             description=f"Nurture cycle {when.date()}")
+    logger.info("Cycle done: %d scored, %d touches sent, %d MQLs, %d recycled",
+                summary["leads_scored"], summary["touches_sent"], summary["mqls"],
+                summary["recycled"])
+    return summary

@@ -1,0 +1,191 @@
+"""`nurture demo`: a fresh demo database, synthetic leads with activity histories, and
+several simulated days of the real daily flow — the quickest way to see the product work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+MARKER = ".nurture-demo"
+
+
+def _reset_dir(directory: Path) -> None:
+    if directory.exists():
+        if not (directory / MARKER).exists() and any(directory.iterdir()):
+            raise SystemExit(f"error: {directory} exists and is not a nurture demo directory; "
+                             "choose another --dir")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / MARKER).write_text("created by `nurture demo`; safe to delete\n")
+
+
+def run_demo(directory: Path, leads: int = 1000, days: int = 70, seed: int = 7,
+             as_json: bool = False) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from lead_store.db import upgrade
+    from nurture.cli import CliError, _app, run_cycle_flow
+    from nurture.demo_data import (
+        generate_activities,
+        generate_leads,
+        write_activities_jsonl,
+        write_leads_csv,
+    )
+    from nurture.imports import import_activities_jsonl, import_leads_csv
+
+    console = Console(stderr=as_json, highlight=False)
+    directory = directory.resolve()
+    _reset_dir(directory)
+    db_url = f"sqlite:///{directory / 'nurture.db'}"
+    os.environ["NURTURE_DATABASE_URL"] = db_url
+    os.environ["NURTURE_OUTBOX_DIR"] = str(directory / "outbox")
+    app = _app()
+    if not app.settings.campaigns_dir.is_dir():
+        raise CliError(f"campaigns directory {app.settings.campaigns_dir} not found; run the "
+                       "demo from the repository root or set NURTURE_CAMPAIGNS_DIR")
+    app.config  # noqa: B018 - validate before building anything
+    upgrade(app.engine)
+
+    # the simulation ends with today's cycle, so `nurture lead show` (as of now) lines up
+    today = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days - 1)
+    with console.status("Generating synthetic leads and activity histories…"):
+        lead_rows = list(generate_leads(leads, seed=seed, start=start))
+        write_leads_csv(directory / "leads.csv", lead_rows)
+        n_acts = write_activities_jsonl(directory / "activities.jsonl",
+                                        generate_activities(lead_rows, start, days, seed=seed))
+        lead_report = import_leads_csv(app.store, directory / "leads.csv")
+        act_report = import_activities_jsonl(app.store, directory / "activities.jsonl")
+    console.print(f"Imported [bold]{lead_report.inserted:,}[/bold] leads and "
+                  f"[bold]{act_report.inserted:,}[/bold] activities "
+                  f"(of {n_acts:,} generated, spanning 45 days before the start to day {days}).")
+
+    totals: Counter = Counter()
+    daily: list[dict[str, Any]] = []
+    show_bar = sys.stderr.isatty() and not as_json
+    bar = Progress(TextColumn("[bold]Simulating daily cycles"), BarColumn(),
+                   MofNCompleteColumn(), TextColumn("{task.description}"),
+                   console=Console(stderr=True), transient=True, disable=not show_bar)
+    with bar:
+        task = bar.add_task("", total=days)
+        for day in range(days):
+            as_of = start + timedelta(days=day)
+            summary = run_cycle_flow(as_of, False, None)
+            for key in ("touches_sent", "mqls", "recycled"):
+                totals[key] += summary[key]
+            daily.append({"as_of": summary["as_of"], "sent": summary["touches_sent"],
+                          "mqls": summary["mqls"], "recycled": summary["recycled"]})
+            bar.update(task, advance=1, description=f"{as_of:%a %d %b}: "
+                       f"{summary['touches_sent']} sent, {summary['mqls']} MQLs, "
+                       f"{summary['recycled']} recycled")
+            if not show_bar and not as_json:
+                console.print(f"  {as_of:%a %d %b %Y}: {summary['touches_sent']:>4} sent, "
+                              f"{summary['mqls']:>3} MQLs, {summary['recycled']:>3} recycled")
+    outcome = _outcome(app, directory, days, totals, daily)
+    if as_json:
+        print(json.dumps(outcome, default=str))
+    else:
+        _print_outcome(console, outcome)
+    return 0
+
+
+def _examples(app) -> dict[str, str | None]:
+    """One lead of each interesting kind, to suggest `nurture lead show` on."""
+    from sqlalchemy import func, select
+
+    from lead_store import tables as t
+
+    out: dict[str, str | None] = {}
+    with app.engine.connect() as conn:
+        def first(stmt):
+            return conn.execute(stmt.limit(1)).scalar()
+
+        L, T = t.leads, t.touches
+        out["mql"] = first(select(L.c.email).where(L.c.lifecycle_stage == "mql")
+                           .order_by(L.c.score.desc()))
+        out["recycled"] = first(select(L.c.email).where(L.c.lifecycle_stage == "recycled"))
+        out["switched_to_evaluation"] = first(
+            select(L.c.email).join(T, T.c.lead_id == L.c.id)
+            .where(L.c.buying_stage == "evaluation", L.c.lifecycle_stage == "nurturing")
+            .group_by(L.c.email).having(func.count(func.distinct(T.c.track)) > 1))
+        out["research"] = first(
+            select(L.c.email).join(T, T.c.lead_id == L.c.id)
+            .where(L.c.buying_stage == "research", L.c.lifecycle_stage == "nurturing")
+            .group_by(L.c.email).order_by(func.count().desc()))
+    return out
+
+
+def _outcome(app, directory: Path, days: int, totals: Counter, daily: list) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from lead_store import tables as t
+
+    with app.engine.connect() as conn:
+        buying = dict(conn.execute(select(t.leads.c.buying_stage, func.count())
+                                   .group_by(t.leads.c.buying_stage)).all())
+        steps = conn.execute(select(t.touches.c.campaign, t.touches.c.track, t.touches.c.step,
+                                    func.count()).where(t.touches.c.status == "sent")
+                             .group_by(t.touches.c.campaign, t.touches.c.track,
+                                       t.touches.c.step)
+                             .order_by(t.touches.c.campaign, t.touches.c.track,
+                                       t.touches.c.step)).all()
+        owners = dict(conn.execute(select(t.handoffs.c.owner, func.count())
+                                   .group_by(t.handoffs.c.owner)).all())
+    return {
+        "directory": str(directory),
+        "database_url": app.settings.database_url,
+        "outbox": str(directory / "outbox" / "index.html"),
+        "days": days,
+        "touches_sent": totals["touches_sent"],
+        "mqls": totals["mqls"],
+        "recycled": totals["recycled"],
+        "lifecycle_stages": app.store.stage_counts(),
+        "buying_stages": {str(k): v for k, v in buying.items()},
+        "sent_by_step": [{"campaign": c, "track": tr, "step": s, "sent": n}
+                         for c, tr, s, n in steps],
+        "handoffs_by_owner": owners,
+        "examples": _examples(app),
+        "daily": daily,
+    }
+
+
+def _print_outcome(console, o: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    console.print(f"\n[bold green]Simulated {o['days']} days[/bold green]: "
+                  f"{o['touches_sent']:,} emails sent, {o['mqls']:,} MQLs handed to sales, "
+                  f"{o['recycled']:,} leads recycled.\n")
+    stages = Table(title="Leads by lifecycle stage", title_justify="left")
+    stages.add_column("stage")
+    stages.add_column("leads", justify="right")
+    for k, v in sorted(o["lifecycle_stages"].items(), key=lambda kv: -kv[1]):
+        stages.add_row(k, f"{v:,}")
+    console.print(stages)
+    sent = Table(title="Emails sent per step", title_justify="left")
+    for col in ("campaign", "track", "step", "sent"):
+        sent.add_column(col, justify="right" if col == "sent" else "left")
+    for r in o["sent_by_step"]:
+        sent.add_row(r["campaign"], r["track"], r["step"], f"{r['sent']:,}")
+    console.print(sent)
+    if o["handoffs_by_owner"]:
+        console.print("MQL owners (round-robin): " + ", ".join(
+            f"{k} {v}" for k, v in sorted(o["handoffs_by_owner"].items())))
+    console.print(f"\nOutbox: [bold]{o['outbox']}[/bold] (open it in a browser; each "
+                  "message is a real .eml file)")
+    console.print(f"Database: {o['database_url']}")
+    env = f"NURTURE_DATABASE_URL={o['database_url']}"
+    labels = {"mql": "an MQL", "recycled": "a recycled lead",
+              "switched_to_evaluation": "a lead that moved to evaluation content",
+              "research": "a research-stage lead"}
+    shown = [(labels[k], v) for k, v in o["examples"].items() if v]
+    if shown:
+        console.print("\nLook closer:")
+        for label, email in shown:
+            console.print(f"  {label:<42} {env} nurture lead show {email}")
