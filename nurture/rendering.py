@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from html import unescape
-from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,44 +40,48 @@ def one_line(subject: str) -> str:
     return _SPACES.sub(" ", _CONTROL.sub(" ", subject)).strip()
 
 
-class _TextExtractor(HTMLParser):
-    BLOCK = {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skip = 0
-        self.href: str | None = None
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in ("style", "script", "head", "title"):
-            self.skip += 1
-        elif tag in self.BLOCK:
-            self.parts.append("\n")
-        if tag == "li":
-            self.parts.append("- ")
-        if tag == "a":
-            self.href = dict(attrs).get("href")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("style", "script", "head", "title"):
-            self.skip = max(0, self.skip - 1)
-        elif tag == "a" and self.href:
-            self.parts.append(f" ({self.href})")
-            self.href = None
-        elif tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip:
-            self.parts.append(data)
+_TOKEN = re.compile(r"<!--.*?-->|<!.*?>|<(/?)([a-zA-Z][a-zA-Z0-9]*)([^>]*)>|([^<]+|<)", re.S)
+_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
+_BLOCK = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"})
+_SKIP = frozenset({"style", "script", "head", "title"})
 
 
 def html_to_text(html: str) -> str:
-    """A readable plain-text part from the HTML one (links kept as `text (url)`)."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    raw = unescape("".join(parser.parts))
+    """A readable plain-text part from the HTML one (links kept as `text (url)`).
+
+    A single regex pass over tags and text rather than `html.parser`: this runs once per
+    message on the hot send path and the layout is our own well-formed HTML."""
+    parts: list[str] = []
+    skip = 0
+    href: str | None = None
+    for m in _TOKEN.finditer(html):
+        closing, tag, attrs, data = m.group(1), m.group(2), m.group(3), m.group(4)
+        if data is not None:
+            if not skip:
+                parts.append(data)
+            continue
+        if tag is None:  # comment, doctype
+            continue
+        tag = tag.lower()
+        if not closing:
+            if tag in _SKIP:
+                skip += 1
+            elif tag in _BLOCK:
+                parts.append("\n")
+            if tag == "li":
+                parts.append("- ")
+            if tag == "a":
+                found = _HREF.search(attrs)
+                href = unescape(next(g for g in found.groups() if g is not None)) if found \
+                    else None
+        elif tag in _SKIP:
+            skip = max(0, skip - 1)
+        elif tag == "a" and href:
+            parts.append(f" ({href})")
+            href = None
+        elif tag in _BLOCK:
+            parts.append("\n")
+    raw = unescape("".join(parts))
     lines = [_SPACES.sub(" ", line).strip() for line in raw.splitlines()]
     out: list[str] = []
     for line in lines:
@@ -107,10 +110,14 @@ class Renderer:
                                          default_for_string=False),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self._subjects: dict[str, Any] = {}
+        self._exists: dict[str, bool] = {}
         self._text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
     def has_template(self, name: str) -> bool:
-        return (self.templates_dir / name).is_file()
+        found = self._exists.get(name)
+        if found is None:
+            found = self._exists[name] = (self.templates_dir / name).is_file()
+        return found
 
     def _subject_template(self, source: str):
         tpl = self._subjects.get(source)

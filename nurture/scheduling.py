@@ -47,6 +47,13 @@ def next_opening(cron: str | None, tz: str, as_of: datetime) -> datetime:
     lead's time zone, returned in UTC."""
     if not cron:
         return as_of
+    return _next_opening(cron, tz, as_of)
+
+
+@lru_cache(maxsize=65536)
+def _next_opening(cron: str, tz: str, as_of: datetime) -> datetime:
+    # cached: leads share cycle times, cadence slots and zones, and building a croniter
+    # (parsing and expanding the expression) dominated a cycle's evaluation time
     local = as_of.astimezone(zone(tz))
     it = croniter(cron, local - timedelta(microseconds=1))
     nxt: datetime = it.get_next(datetime)
