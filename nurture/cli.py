@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "outbox of rendered emails.")
     d.add_argument("--dir", default="nurture-demo", help="where the demo lives (recreated)")
     d.add_argument("--leads", type=int, default=2000, help="number of synthetic leads")
-    d.add_argument("--days", type=int, default=10, help="simulated days of daily cycles")
+    d.add_argument("--days", type=int, default=14, help="simulated days of daily cycles")
     d.add_argument("--seed", type=int, default=7, help="random seed (same seed, same demo)")
     d.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     d.set_defaults(func=cmd_demo)

@@ -25,7 +25,7 @@ def _reset_dir(directory: Path) -> None:
     (directory / MARKER).write_text("created by `nurture demo`; safe to delete\n")
 
 
-def run_demo(directory: Path, leads: int = 1000, days: int = 70, seed: int = 7,
+def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
              as_json: bool = False) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -162,7 +162,7 @@ def _print_outcome(console, o: dict[str, Any]) -> None:
     console.print(f"\n[bold green]Simulated {o['days']} days[/bold green]: "
                   f"{o['touches_sent']:,} emails sent, {o['mqls']:,} MQLs handed to sales, "
                   f"{o['recycled']:,} leads recycled.\n")
-    stages = Table(title="Leads by lifecycle stage", title_justify="left")
+    stages = Table(title="Leads by lifecycle stage", title_justify="left", min_width=30)
     stages.add_column("stage")
     stages.add_column("leads", justify="right")
     for k, v in sorted(o["lifecycle_stages"].items(), key=lambda kv: -kv[1]):
@@ -178,14 +178,25 @@ def _print_outcome(console, o: dict[str, Any]) -> None:
         console.print("MQL owners (round-robin): " + ", ".join(
             f"{k} {v}" for k, v in sorted(o["handoffs_by_owner"].items())))
     console.print(f"\nOutbox: [bold]{o['outbox']}[/bold] (open it in a browser; each "
-                  "message is a real .eml file)")
-    console.print(f"Database: {o['database_url']}")
-    env = f"NURTURE_DATABASE_URL={o['database_url']}"
+                  "message is a real .eml file)", soft_wrap=True)
+    console.print(f"Database: {o['database_url']}", soft_wrap=True)
     labels = {"mql": "an MQL", "recycled": "a recycled lead",
               "switched_to_evaluation": "a lead that moved to evaluation content",
               "research": "a research-stage lead"}
     shown = [(labels[k], v) for k, v in o["examples"].items() if v]
     if shown:
-        console.print("\nLook closer:")
+        cmd = _command_name()
+        console.print("\n[bold]Look closer[/bold] (why each lead got what it got):")
+        console.print(f"  export NURTURE_DATABASE_URL={o['database_url']}", soft_wrap=True)
         for label, email in shown:
-            console.print(f"  {label:<42} {env} nurture lead show {email}")
+            console.print(f"  {cmd} lead show {email}   [dim]# {label}[/dim]", soft_wrap=True)
+
+
+def _command_name() -> str:
+    """How the user can type this command: `nurture` when on PATH, else the path they used."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "nurture"
+    if Path(argv0).name == "nurture" and shutil.which("nurture") == str(Path(argv0).resolve()):
+        return "nurture"
+    if Path(argv0).name == "nurture":
+        return os.path.relpath(argv0) if not argv0.startswith("..") else argv0
+    return "nurture"

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,7 +20,7 @@ class Settings(BaseSettings):
                               description="SQLAlchemy URL of the lead store")
     campaigns_dir: Path = Field(default=Path("campaigns"))
     templates_dir: Path = Field(default=Path("templates"))
-    transport: Literal["outbox", "sendgrid", "memory"] = "outbox"
+    transport: Literal["outbox", "memory"] = "outbox"
     outbox_dir: Path = Field(default=Path("outbox"))
     default_timezone: str = "UTC"
     chunk_size: int = Field(default=5000, ge=1, le=200_000)
@@ -28,14 +28,9 @@ class Settings(BaseSettings):
                             description="base of unsubscribe links")
     secret_key: str | None = Field(default=None, min_length=16,
                                    description="signs unsubscribe tokens")
-    api_key: str | None = None
     schedule_ahead_hours: int = Field(default=72, ge=0, le=72,
                                       description="how far ahead a touch may be handed to the "
                                       "transport for a scheduled send")
-    sendgrid_api_key: str | None = Field(
-        default=None, validation_alias=AliasChoices("SENDGRID_API_KEY", "NURTURE_SENDGRID_API_KEY"))
-    sendgrid_host: str = "https://api.sendgrid.com"
-    sendgrid_webhook_public_key: str | None = None
 
     @field_validator("default_timezone")
     @classmethod
@@ -46,7 +41,7 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
 
-    @field_validator("public_url", "sendgrid_host")
+    @field_validator("public_url")
     @classmethod
     def _url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
