@@ -54,13 +54,12 @@ def html_to_text(html: str) -> str:
     parts: list[str] = []
     skip = 0
     href: str | None = None
-    for m in _TOKEN.finditer(html):
-        closing, tag, attrs, data = m.group(1), m.group(2), m.group(3), m.group(4)
-        if data is not None:
+    for closing, tag, attrs, data in _TOKEN.findall(html):
+        if data:
             if not skip:
                 parts.append(data)
             continue
-        if tag is None:  # comment, doctype
+        if not tag:  # comment, doctype
             continue
         tag = tag.lower()
         if not closing:
