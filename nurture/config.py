@@ -369,21 +369,32 @@ def _display(path: Path) -> str:
 
 
 def _parse(path: Path, model: type[BaseModel], problems: list[Problem]):
+    """(model or None, source or None, raw mapping or None): the raw mapping lets the
+    cross-file checks still run on a file whose schema errors kept the model from building,
+    so one `nurture validate` run reports every problem."""
     display = _display(path)
     try:
         data, lines = load_yaml_with_lines(path)
     except YamlSyntaxError as exc:
         problems.append(Problem(display, exc.line, "(file)", exc.message))
-        return None, None
+        return None, None, None
     source = SourceFile(path, display, lines)
     if not isinstance(data, dict):
         problems.append(source.problem((), "expected a mapping of keys at the top level"))
-        return None, source
+        return None, source, None
     try:
-        return model.model_validate(data), source
+        return model.model_validate(data), source, data
     except ValidationError as exc:
         problems.extend(_pydantic_problems(source, exc))
-        return None, source
+        return None, source, data
+
+
+def _items(value: Any) -> list[tuple[int, dict]]:
+    """The (index, mapping) entries of a raw YAML list, skipping malformed ones (those
+    already have schema problems)."""
+    if not isinstance(value, list):
+        return []
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, dict)]
 
 
 def _lifecycle_checks(lifecycle: Lifecycle, lsource: SourceFile, problems: list[Problem]) -> None:
@@ -404,39 +415,49 @@ def _lifecycle_checks(lifecycle: Lifecycle, lsource: SourceFile, problems: list[
         seen_stage.add(name)
 
 
-def _campaign_checks(stages: list[str] | None, campaigns, problems: list[Problem]) -> None:
+def _campaign_checks(stages: list[str] | None, campaigns: list[tuple[dict, SourceFile]],
+                     problems: list[Problem]) -> None:
+    """Checks across tracks, steps and files, on the raw mappings (see `_parse`)."""
     names: dict[str, str] = {}
-    for campaign, source in campaigns:
-        if campaign.name in names:
-            problems.append(source.problem(("name",), f"campaign name {campaign.name!r} is "
-                                           f"already used by {names[campaign.name]}"))
-        names[campaign.name] = source.display
+    for raw, source in campaigns:
+        name = raw.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append(source.problem(("name",), f"campaign name {name!r} is "
+                                               f"already used by {names[name]}"))
+            names[name] = source.display
         step_ids: dict[str, KeyPath] = {}
         track_names: set[str] = set()
         track_stages: set[str] = set()
-        for ti, track in enumerate(campaign.tracks):
-            if track.name in track_names:
-                problems.append(source.problem(("tracks", ti, "name"),
-                                               f"duplicate track name {track.name!r}"))
-            track_names.add(track.name)
-            if stages is not None and track.stage not in stages and track.stage != "recycled":
-                problems.append(source.problem(
-                    ("tracks", ti, "stage"),
-                    f"undefined buying stage {track.stage!r}; lifecycle.yaml defines "
-                    f"{', '.join(stages)} (or use `recycled`)"))
-            elif track.stage in track_stages:
-                problems.append(source.problem(("tracks", ti, "stage"),
-                                               f"another track already serves stage "
-                                               f"{track.stage!r}"))
-            track_stages.add(track.stage)
-            for si, step in enumerate(track.steps):
-                key = ("tracks", ti, "steps", si, "id")
-                if step.id in step_ids:
+        for ti, track in _items(raw.get("tracks")):
+            tname, stage = track.get("name"), track.get("stage")
+            if isinstance(tname, str):
+                if tname in track_names:
+                    problems.append(source.problem(("tracks", ti, "name"),
+                                                   f"duplicate track name {tname!r}"))
+                track_names.add(tname)
+            if isinstance(stage, str):
+                if stages is not None and stage not in stages and stage != "recycled":
                     problems.append(source.problem(
-                        key, f"duplicate step id {step.id!r} (first at "
-                        f"{format_path(step_ids[step.id])}); step ids are unique per campaign"))
+                        ("tracks", ti, "stage"),
+                        f"undefined buying stage {stage!r}; lifecycle.yaml defines "
+                        f"{', '.join(stages)} (or use `recycled`)"))
+                elif stage in track_stages:
+                    problems.append(source.problem(("tracks", ti, "stage"),
+                                                   f"another track already serves stage "
+                                                   f"{stage!r}"))
+                track_stages.add(stage)
+            for si, step in _items(track.get("steps")):
+                step_id = step.get("id")
+                if not isinstance(step_id, str):
+                    continue
+                key = ("tracks", ti, "steps", si, "id")
+                if step_id in step_ids:
+                    problems.append(source.problem(
+                        key, f"duplicate step id {step_id!r} (first at "
+                        f"{format_path(step_ids[step_id])}); step ids are unique per campaign"))
                 else:
-                    step_ids[step.id] = key
+                    step_ids[step_id] = key
 
 
 def load_config(directory: str | Path) -> Config:
@@ -452,19 +473,22 @@ def load_config(directory: str | Path) -> Config:
     lifecycle_path = directory / "lifecycle.yaml"
     lifecycle = lsource = None
     if lifecycle_path.exists():
-        lifecycle, lsource = _parse(lifecycle_path, Lifecycle, problems)
+        lifecycle, lsource, _ = _parse(lifecycle_path, Lifecycle, problems)
     else:
         problems.append(Problem(_display(lifecycle_path), 1, "(file)",
                                 "lifecycle.yaml is missing: it defines scoring, buying stages "
                                 "and routing"))
     campaigns: list[tuple[Campaign, SourceFile]] = []
+    raw_campaigns: list[tuple[dict, SourceFile]] = []
     sources: dict[str, SourceFile] = {}
     if lsource is not None:
         sources["lifecycle"] = lsource
     files = sorted(p for p in directory.iterdir()
                    if p.suffix in (".yaml", ".yml") and p.name not in ("lifecycle.yaml",))
     for path in files:
-        campaign, source = _parse(path, Campaign, problems)
+        campaign, source, raw = _parse(path, Campaign, problems)
+        if raw is not None and source is not None:
+            raw_campaigns.append((raw, source))
         if campaign is not None and source is not None:
             campaigns.append((campaign, source))
             sources[campaign.name] = source
@@ -473,7 +497,7 @@ def load_config(directory: str | Path) -> Config:
                                 "no campaign files (*.yaml besides lifecycle.yaml)"))
     if lifecycle is not None and lsource is not None:
         _lifecycle_checks(lifecycle, lsource, problems)
-    _campaign_checks(lifecycle.stage_names if lifecycle else None, campaigns, problems)
+    _campaign_checks(lifecycle.stage_names if lifecycle else None, raw_campaigns, problems)
     if problems:
         raise ConfigError(problems)
     ordered = sorted((c for c, _ in campaigns), key=lambda c: (-c.priority, c.name))

@@ -292,9 +292,6 @@ def test_problems_in_several_files_are_reported_together(write_campaigns):
     assert "(and 1 more)" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cross-reference checks (undefined stage, duplicate step ids) only run on files that "
-    "passed schema validation, so a file mixing both kinds reports them over two runs"))
 def test_schema_and_cross_reference_errors_are_reported_at_once(write_campaigns):
     text = edit(CAMPAIGN, "cadence_days: 7", "cadence_days: weekly")
     text = edit(text, "stage: evaluation", "stage: evalution")
