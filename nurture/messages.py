@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
@@ -54,9 +55,26 @@ def build_message(touch_id: int, lead: dict, sender: Sender, rendered: RenderedE
                    step=step, variant=variant)
 
 
+class _UrlListHeader(UnstructuredHeader):
+    """`List-Unsubscribe: <url>` (RFC 2369/8058) is read as is by mail clients: a long URL
+    must stay one line, not be folded into RFC 2047 encoded-words like long unstructured
+    text (which hides the URL from Gmail, Yahoo and every other client)."""
+
+    def fold(self, *, policy) -> str:
+        value = str(self)
+        if not value.isascii():
+            return super().fold(policy=policy)
+        return f"{self.name}: {value}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", _UrlListHeader)
+_POLICY = SMTP.clone(header_factory=_HEADERS)
+
+
 def to_mime(msg: Message, domain: str = "nurture.local") -> EmailMessage:
     """A standards-compliant multipart/alternative email with RFC 8058 one-click headers."""
-    mime = EmailMessage(policy=SMTP)
+    mime = EmailMessage(policy=_POLICY)
     mime["From"] = formataddr((msg.sender.from_name, msg.sender.from_email))
     mime["To"] = formataddr((msg.to_name or "", msg.to_email))
     if msg.sender.reply_to:

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nurture.config import Campaign, Step, Track
 
@@ -103,14 +103,15 @@ class Renderer:
 
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = Path(templates_dir)
-        self.env = SandboxedEnvironment(
+        self.env = ImmutableSandboxedEnvironment(
             loader=FileSystemLoader(str(self.templates_dir)),
             autoescape=select_autoescape(enabled_extensions=("html", "htm", "j2"),
                                          default_for_string=False),
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self._subjects: dict[str, Any] = {}
         self._exists: dict[str, bool] = {}
-        self._text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined,
+                                                      autoescape=False)
 
     def has_template(self, name: str) -> bool:
         found = self._exists.get(name)

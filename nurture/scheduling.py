@@ -54,7 +54,13 @@ def next_opening(cron: str | None, tz: str, as_of: datetime) -> datetime:
 def _next_opening(cron: str, tz: str, as_of: datetime) -> datetime:
     # cached: leads share cycle times, cadence slots and zones, and building a croniter
     # (parsing and expanding the expression) dominated a cycle's evaluation time
-    local = as_of.astimezone(zone(tz))
-    it = croniter(cron, local - timedelta(microseconds=1))
-    nxt: datetime = it.get_next(datetime)
-    return nxt.astimezone(UTC)
+    # Iterate over naive local wall-clock times: croniter's own DST handling can return a
+    # time before `as_of` in a repeated (fall-back) hour and skip openings just after a
+    # spring-forward gap. Each wall time opens once, on its first pass (fold 0), like cron;
+    # a wall time inside a gap maps (fold 0) to just past the gap.
+    z = zone(tz)
+    it = croniter(cron, as_of.astimezone(z).replace(tzinfo=None) - timedelta(microseconds=1))
+    while True:
+        nxt = it.get_next(datetime).replace(tzinfo=z).astimezone(UTC)
+        if nxt >= as_of:  # loops only while `as_of` is in the second pass of a repeated hour
+            return nxt

@@ -36,17 +36,18 @@ def next_step(track: CompiledTrack, seen: set[tuple[str, int]], round_: int, fac
     """First step of the track not yet in the ledger whose `when` holds.
 
     Returns (step, round). On exhaustion `restart` opens the next round once every step of
-    the track has been sent; `hold` returns (None, round).
+    the track the lead qualifies for has been sent (steps already in the ledger for a later
+    round are not repeated); `hold` returns (None, round).
     """
     for cs in track.steps:
         if (cs.step.id, round_) not in seen and (cs.when is None or cs.when.test(facts)):
             return cs, round_
-    if track.track.on_exhausted == "restart" and all(
-            (cs.step.id, round_) in seen for cs in track.steps):
-        round_ += 1
-        for cs in track.steps:
-            if cs.when is None or cs.when.test(facts):
-                return cs, round_
+    if track.track.on_exhausted == "restart":
+        while any((cs.step.id, round_) in seen for cs in track.steps):
+            round_ += 1
+            for cs in track.steps:
+                if (cs.step.id, round_) not in seen and (cs.when is None or cs.when.test(facts)):
+                    return cs, round_
     return None, round_
 
 
