@@ -18,6 +18,7 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
     func,
     insert,
     or_,
@@ -181,7 +182,11 @@ class LeadStore:
             T = t.touches
             for lead_id, camp, step, rnd, status, sent_at in conn.execute(
                     select(T.c.lead_id, T.c.campaign, T.c.step, T.c.round, T.c.status,
-                           T.c.sent_at).where(T.c.lead_id.between(lo, hi))):
+                           # a touch whose outcome is unknown counts from its slot
+                           func.coalesce(T.c.sent_at, case(
+                               (T.c.status.in_((UNKNOWN, SENDING)), T.c.send_at),
+                               else_=None)))
+                    .where(T.c.lead_id.between(lo, hi))):
                 tch[lead_id].append(TouchFact(camp, step, rnd, status, sent_at))
             hand: dict[int, tuple[int, datetime]] = {}
             H = t.handoffs
@@ -322,14 +327,17 @@ class LeadStore:
                 conn.execute(update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
                              .values(status=CANCELLED, updated_at=now,
                                      error="lead left marketing or was suppressed"))
-            claimed: list[int] = []
+            # Only rows this statement moved from planned are ours: without row locks
+            # (SQLite) another claimer may have taken some between our read and this write.
+            claimed: set[int] = set()
             for part in _chunks([r.id for r in keep], IN_BATCH):
-                conn.execute(update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
-                             .values(status=SENDING, claimed_at=now, updated_at=now,
-                                     attempts=T.c.attempts + 1))
-                claimed.extend(part)
+                claimed.update(conn.execute(
+                    update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
+                    .values(status=SENDING, claimed_at=now, updated_at=now,
+                            attempts=T.c.attempts + 1).returning(T.c.id)).scalars())
         return [OutgoingTouch(r.id, r.lead_id, r.email, lead_fields(r), r.campaign, r.track,
-                              r.step, r.round, r.variant, r.send_at) for r in keep]
+                              r.step, r.round, r.variant, r.send_at)
+                for r in keep if r.id in claimed]
 
     def record_results(self, results: list[SendResult]) -> None:
         """Mark claimed touches with their outcome, in one statement per chunk."""
@@ -455,8 +463,8 @@ class LeadStore:
         with self.engine.begin() as conn:
             res = conn.execute(_insert_ignore(self.engine, t.suppressions).values(
                 email=email, reason=reason, source=source, detail=detail,
-                created_at=datetime.now(UTC)))
-            return bool(res.rowcount)
+                created_at=datetime.now(UTC)).execution_options(preserve_rowcount=True))
+            return res.rowcount > 0  # without preserve_rowcount psycopg reports -1
 
     # -- one lead, for `nurture lead show` --------------------------------------------------
     def lead_detail(self, email: str) -> dict[str, Any] | None:

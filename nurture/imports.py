@@ -119,6 +119,17 @@ def lead_row(raw: dict[str, str | None]) -> dict[str, Any]:
     return row
 
 
+def _open_quarantine(path: Path, **kw: Any):
+    """Open the quarantine file, creating its directory; a path that cannot be written is
+    one clear error rather than a traceback."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w", encoding="utf-8", **kw)
+    except OSError as exc:
+        raise ImportFileError(f"{path}: cannot write the quarantine file "
+                              f"({exc.strerror or exc})") from None
+
+
 def _batches(items: Iterable, size: int) -> Iterator[list]:
     batch: list = []
     for item in items:
@@ -158,7 +169,7 @@ def import_leads_csv(store, path: Path, quarantine: Path | None = None,
                         yield lead_row(raw)
                     except RowError as exc:
                         if qwriter is None:
-                            qfile = open(quarantine, "w", newline="", encoding="utf-8")
+                            qfile = _open_quarantine(quarantine, newline="")
                             qwriter = csv.writer(qfile)
                             qwriter.writerow(["line", "reason", *header])
                         reason = str(exc)
@@ -233,7 +244,7 @@ def import_activities_jsonl(store, path: Path, quarantine: Path | None = None,
                         yield activity_row(obj)
                     except RowError as exc:
                         if qfile is None:
-                            qfile = open(quarantine, "w", encoding="utf-8")
+                            qfile = _open_quarantine(quarantine)
                         report.quarantined += 1
                         reason = str(exc)
                         report.reasons[exc.code] = report.reasons.get(exc.code, 0) + 1

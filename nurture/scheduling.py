@@ -8,15 +8,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from nurture.domain import SENT, TouchFact
+from nurture.domain import SENDING, SENT, UNKNOWN, TouchFact
 
 WEEK = timedelta(days=7)
+# touches that went out or may have (a timeout, a crash mid-send): they count for cadence
+# and the weekly cap, so doubt never turns into an extra email
+MAY_HAVE_SENT = frozenset({SENT, UNKNOWN, SENDING})
 
 
 def last_sent_in_campaign(touches: list[TouchFact], campaign: str) -> datetime | None:
     last = None
     for t in touches:
-        if t.campaign == campaign and t.status == SENT and t.sent_at is not None and (
+        if t.campaign == campaign and t.status in MAY_HAVE_SENT and t.sent_at is not None and (
                 last is None or t.sent_at > last):
             last = t.sent_at
     return last
@@ -30,7 +33,7 @@ def cadence_elapsed(last_sent: datetime | None, cadence_days: int, as_of: dateti
 def sent_this_week(touches: list[TouchFact], as_of: datetime) -> int:
     """Sent touches in the 7 x 24 h before `as_of` (scheduled ones ahead of it count too)."""
     since = as_of - WEEK
-    return sum(1 for t in touches if t.status == SENT and t.sent_at is not None
+    return sum(1 for t in touches if t.status in MAY_HAVE_SENT and t.sent_at is not None
                and t.sent_at > since)
 
 
