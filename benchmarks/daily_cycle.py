@@ -78,8 +78,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         write_leads_csv,
     )
     from nurture.imports import import_activities_jsonl, import_leads_csv
-    from nurture.wiring import App
     from nurture.settings import Settings
+    from nurture.wiring import App
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - t_start:7.1f}s] {msg}", file=sys.stderr, flush=True)
