@@ -217,6 +217,12 @@ def send_chunk(store, ctx: SendContext, lo: int, hi: int, as_of: datetime,
                     results.append(SendResult(dl.touch_id, "failed", subject=m.subject,
                                               error=dl.error, transport=ctx.transport.name))
     except TransportAuthError as exc:
+        for dl in exc.deliveries:  # went out (or may have) before the key was refused
+            m = subjects[dl.touch_id]
+            results.append(SendResult(dl.touch_id, SENT if dl.ok else UNKNOWN,
+                                      sent_at=m.send_at if dl.ok else None,
+                                      provider_message_id=dl.message_id, subject=m.subject,
+                                      error=dl.error, transport=ctx.transport.name))
         done = {r.touch_id for r in results}
         results.extend(SendResult(m.touch_id, PLANNED) for m in messages
                        if m.touch_id not in done)

@@ -28,8 +28,35 @@ def build_transport(settings: Settings) -> Transport:
         from nurture.delivery.memory import MemoryTransport
 
         return MemoryTransport()
-    raise ValueError(f"transport {settings.transport!r} is not available in this build; "
-                     "use NURTURE_TRANSPORT=outbox")
+    if settings.transport == "sendgrid":
+        from nurture.delivery.sendgrid import RetryPolicy, SendGridTransport
+
+        return SendGridTransport(sendgrid_api_key(settings), settings.sendgrid_host,
+                                 timeout_seconds=settings.sendgrid_timeout_seconds,
+                                 concurrency=settings.sendgrid_concurrency,
+                                 sandbox=settings.sendgrid_sandbox,
+                                 retry=RetryPolicy(attempts=settings.sendgrid_max_attempts))
+    raise ValueError(f"unknown transport {settings.transport!r}")
+
+
+class MissingSecret(Exception):
+    """A credential the chosen configuration needs is not set anywhere."""
+
+
+def sendgrid_api_key(settings: Settings) -> str:
+    """`SENDGRID_API_KEY`, else the Prefect Secret block `sendgrid-api-key` (so a deployment
+    can keep the key in Prefect rather than in the worker's environment)."""
+    if settings.sendgrid_api_key:
+        return settings.sendgrid_api_key
+    try:
+        from prefect.blocks.system import Secret
+
+        value = Secret.load("sendgrid-api-key", _sync=True).get()
+    except Exception as exc:  # noqa: BLE001 - not found, no API, ... all mean "no key"
+        raise MissingSecret(
+            "NURTURE_TRANSPORT=sendgrid needs an API key: set SENDGRID_API_KEY or create a "
+            f"Prefect Secret block named 'sendgrid-api-key' ({type(exc).__name__})") from None
+    return str(value)
 
 
 @dataclass

@@ -9,7 +9,14 @@ from nurture.messages import Message
 
 
 class TransportAuthError(Exception):
-    """Credentials were refused: stop the send phase, leave unsent touches planned."""
+    """Credentials were refused: stop the send phase, leave unsent touches planned.
+
+    `deliveries` lists messages of the failing batch that did go out (or may have), so the
+    ledger records them instead of returning them to `planned` and sending them again."""
+
+    def __init__(self, message: str, deliveries: list[Delivery] | None = None) -> None:
+        super().__init__(message)
+        self.deliveries = list(deliveries or [])
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,0 +1,1 @@
+"""Inbound provider webhooks: one module per provider (see `sendgrid`)."""

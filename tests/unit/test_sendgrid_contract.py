@@ -1,0 +1,178 @@
+"""Contract: every Mail Send body the engine produces validates against SendGrid's official
+OpenAPI schema (`PostMailSend`), and the Event Webhook side means what SendGrid documents."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from nurture.config import Sender
+from nurture.delivery.sendgrid import build_mail
+from nurture.messages import Message
+from nurture.webhooks.sendgrid import SignatureVerifier, WebhookRejected, interpret, parse_batch
+
+REF = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sendgrid"
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def validator():
+    from jsonschema import Draft202012Validator
+
+    doc = json.loads((REF / "tsg_mail_v3.json").read_text())
+    ref = "#/components/requestBodies/PostMailSend/content/application~1json/schema"
+    return Draft202012Validator(doc | {"$ref": ref})
+
+
+def real_messages(config, templates_dir) -> list[Message]:
+    """Render every step and variant of the shipped campaigns for awkward leads, the way the
+    send phase does (the same render and build functions)."""
+    from lead_store.store import LEAD_COLUMNS
+    from nurture.messages import build_message
+    from nurture.rendering import Renderer
+    from nurture.unsubscribe import make_token, unsubscribe_url
+
+    renderer = Renderer(templates_dir)
+    blank = dict.fromkeys(LEAD_COLUMNS) | {"created_at": None}
+    leads = [blank | lead for lead in [
+        {"email": "jordan.lee@example.com", "first_name": "Jordan", "last_name": "Lee",
+         "company": "Example Corp", "industry": "software"},
+        {"email": "zoe@example.com", "first_name": "Zoë «Z»", "last_name": "Ørsted",
+         "company": "Ünïcode GmbH", "industry": None},
+        {"email": "x@example.com", "first_name": "Evil\r\nBcc: a@b.c", "last_name": None,
+         "company": "<script>alert(1)</script>", "industry": "retail"},
+    ]]
+    out = []
+    n = 0
+    for campaign in config.campaigns:
+        for track in campaign.tracks:
+            for step in track.steps:
+                for variant in (step.variants or [None]):
+                    for lead in leads:
+                        n += 1
+                        url = unsubscribe_url("https://nurture.example",
+                                              make_token("k" * 32, lead["email"], campaign.name,
+                                                         n))
+                        rendered = renderer.render(campaign, track, step,
+                                                   variant.id if variant else None, lead, url)
+                        out.append(build_message(n, lead, campaign.sender, rendered, url,
+                                                 NOW + timedelta(hours=n % 80),
+                                                 campaign.name, step.id,
+                                                 variant.id if variant else None))
+    return out
+
+
+def test_every_engine_body_validates_against_the_official_schema(validator, config,
+                                                                   templates_dir):
+    messages = real_messages(config, templates_dir)
+    assert len(messages) > 40
+    for msg in messages:
+        for sandbox in (False, True):
+            body = build_mail(msg, sandbox=sandbox, now=NOW)
+            errors = [e.message for e in validator.iter_errors(body)]
+            assert errors == [], (msg.campaign, msg.step, errors)
+            p = body["personalizations"][0]
+            assert p["custom_args"]["touch_id"] == str(msg.touch_id)
+            assert all(isinstance(v, str) for v in p["custom_args"].values())
+            assert "\n" not in body["subject"] and "\r" not in body["subject"]
+            assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+            assert len(body["categories"]) <= 10
+            if msg.send_at > NOW + timedelta(seconds=60):
+                assert p["send_at"] == int(msg.send_at.timestamp())
+                assert p["send_at"] <= (NOW + timedelta(hours=72)).timestamp()
+            else:
+                assert "send_at" not in p
+            assert ("mail_settings" in body) is sandbox
+
+
+def test_the_schema_catches_a_broken_body(validator):
+    s = Sender(from_email="m@acme.example", from_name="Acme", reply_to=None,
+               postal_address="1 Main St")
+    body = build_mail(Message(1, "a@b.example", None, s, "Hi", "<p>x</p>", "x",
+                              "https://x/u/t", NOW, "c", "s"), now=NOW)
+    assert not list(validator.iter_errors(body))
+    for broken in ({k: v for k, v in body.items() if k != "from"},
+                   body | {"subject": 5},
+                   body | {"personalizations": {"to": "a@b.example"}},
+                   body | {"content": [{"type": "text/plain"}]}):
+        assert list(validator.iter_errors(broken))
+
+
+# -- Event Webhook --------------------------------------------------------------------------
+def _keypair():
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+
+    def sign(payload: bytes, ts: str) -> str:
+        return base64.b64encode(key.sign(ts.encode() + payload,
+                                         ec.ECDSA(hashes.SHA256()))).decode()
+    return public, sign
+
+
+def test_signature_is_checked_on_the_raw_bytes():
+    public, sign = _keypair()
+    v = SignatureVerifier(public, max_age_seconds=600)
+    raw = json.dumps([{"email": "a@b.c", "event": "open"}]).encode()
+    ts = str(int(time.time()))
+    v.verify(raw, sign(raw, ts), ts)  # no exception
+    reserialised = json.dumps(json.loads(raw), indent=1).encode()  # same JSON, other bytes
+    for body, sig, stamp in ((reserialised, sign(raw, ts), ts),
+                             (raw, sign(raw, ts), str(int(ts) + 1)),
+                             (raw, None, ts),
+                             (raw, "bm90LWEtc2ln", ts)):
+        with pytest.raises(WebhookRejected) as exc:
+            v.verify(body, sig, stamp)
+        assert exc.value.status == 403
+    old = str(int(time.time()) - 3600)
+    with pytest.raises(WebhookRejected, match="stale"):
+        v.verify(raw, sign(raw, old), old)
+    with pytest.raises(ValueError, match="not a valid"):
+        SignatureVerifier("not-a-key")
+
+
+def test_every_documented_event_has_a_meaning():
+    examples = json.loads((REF / "event-webhook-examples.json").read_text())
+    batch = parse_batch(json.dumps(examples).encode())
+    effects = {(e["event"], e.get("type"), e.get("sg_machine_open")): interpret(e)
+               for e in batch}
+    assert effects[("bounce", "bounce", None)].suppress == "bounce"
+    assert effects[("bounce", "blocked", None)].suppress is None
+    assert effects[("bounce", "blocked", None)].delivery_status == "blocked"
+    assert effects[("open", None, True)].activity == "email_machine_open"
+    assert effects[("open", None, False)].activity == "email_open"
+    assert effects[("click", None, None)].activity == "email_click"
+    assert effects[("spamreport", None, None)].suppress == "spamreport"
+    assert effects[("unsubscribe", None, None)].suppress == "unsubscribe"
+    assert effects[("group_unsubscribe", None, None)].suppress == "unsubscribe"
+    assert effects[("dropped", None, None)].suppress == "bounce"  # "Bounced Address"
+    assert effects[("delivered", None, None)].delivery_status == "delivered"
+    assert effects[("group_resubscribe", None, None)].suppress is None
+    for eff in effects.values():
+        assert eff.touch_id is None  # no custom_args in SendGrid's own examples
+        assert eff.message_id == "14c5d75ce93"
+        assert eff.occurred_at == datetime.fromtimestamp(1513299569, UTC)
+
+
+def test_custom_args_map_events_back_to_the_touch():
+    eff = interpret({"email": " Ana@Example.com", "event": "delivered", "timestamp": 1,
+                     "sg_event_id": "e1", "sg_message_id": "abc.filter1", "touch_id": "42",
+                     "campaign": "inbound-saas", "step": "buyers-guide"})
+    assert (eff.touch_id, eff.email, eff.message_id, eff.event_id) == (
+        42, "ana@example.com", "abc", "e1")
+    assert eff.properties == {"campaign": "inbound-saas", "step": "buyers-guide"}
+
+
+@pytest.mark.parametrize("raw", [b"{}", b"[1]", b"not json", b'[{"event": "open"}]'])
+def test_malformed_batches_are_refused(raw):
+    with pytest.raises(WebhookRejected) as exc:
+        parse_batch(raw)
+    assert exc.value.status == 400
