@@ -142,6 +142,11 @@ touches = Table(
     Column("provider_message_id", String(200)),
     Column("error", Text),
     Column("updated_at", UTCDateTime, nullable=False),
+    # what the provider reported after accepting it (Event Webhook):
+    # delivered | deferred | bounced | blocked | dropped
+    Column("delivery_status", String(20)),
+    Column("delivered_at", UTCDateTime),
+    Column("last_event_at", UTCDateTime),
     UniqueConstraint("lead_id", "campaign", "step", "round", name="uq_touches_ledger"),
     Index("ix_touches_status_send_at", "status", "send_at"),
     Index("ix_touches_provider_message_id", "provider_message_id"),
@@ -211,4 +216,40 @@ cycle_runs = Table(
     Column("dry_run", Boolean, nullable=False, default=False),
     Column("status", String(20), nullable=False),
     Column("summary", JSON),
+)
+
+# Raw webhook bodies, stored before anything is applied: nothing a provider tells us is lost,
+# and a batch whose application failed can be applied again (`nurture webhooks replay`).
+webhook_batches = Table(
+    "webhook_batches", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("provider", String(30), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("signed", Boolean, nullable=False),
+    Column("events", Integer, nullable=False, server_default="0"),
+    Column("applied_at", UTCDateTime),
+    Column("new_events", Integer),
+    Column("error", Text),
+    Index("ix_webhook_batches_unapplied", "applied_at"),
+)
+
+# One row per provider event, unique by the provider's event id: a retried batch or a
+# repeated event is applied once.
+provider_events = Table(
+    "provider_events", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("provider", String(30), nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("batch_id", Id, ForeignKey("webhook_batches.id", ondelete="SET NULL")),
+    Column("event", String(40), nullable=False),
+    Column("email", String(320), nullable=False),
+    Column("touch_id", Id),
+    Column("lead_id", Id),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    # applied | unmatched (no touch/lead known: recorded, not lost) | ignored
+    Column("outcome", String(20), nullable=False),
+    Column("payload", JSON, nullable=False),
+    UniqueConstraint("provider", "event_id", name="uq_provider_events_event"),
+    Index("ix_provider_events_touch", "touch_id"),
 )

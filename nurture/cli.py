@@ -213,6 +213,84 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     as_json=args.json)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from nurture.app import create_app
+
+    app = _app()
+    app.require_schema()
+    app.config  # noqa: B018 - the activity API checks types against it
+    try:
+        asgi = create_app(app)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    _console(stderr=True).print(
+        f"nurture app on http://{args.host}:{args.port} — webhook POST /webhooks/sendgrid, "
+        "unsubscribe /unsubscribe/{token}, activities POST /activities, GET /health",
+        soft_wrap=True)
+    uvicorn.run(asgi, host=args.host, port=args.port, log_level=args.log_level,
+                proxy_headers=True)
+    return EXIT_OK
+
+
+def cmd_fake_sendgrid(args: argparse.Namespace) -> int:
+    import threading
+
+    from nurture.fake_sendgrid import FakeSendGrid
+
+    try:
+        fake = FakeSendGrid(api_key=args.api_key, host=args.host, port=args.port,
+                            schema_path=Path(args.schema) if args.schema else None,
+                            validate=not args.no_schema).start()
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    print(f"Fake SendGrid listening on {fake.url} (Ctrl-C to stop). Point nurture at it:")
+    print("  export NURTURE_TRANSPORT=sendgrid")
+    print(f"  export NURTURE_SENDGRID_HOST={fake.url}")
+    print(f"  export SENDGRID_API_KEY={fake.api_key}")
+    print(f"  export NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY={fake.public_key}")
+    print("Post signed events for what it received to a running `nurture serve`:")
+    print(f"  curl -X POST {fake.url}/__fake__/events -d '{{\"url\": "
+          "\"http://127.0.0.1:8000/webhooks/sendgrid\", \"kinds\": [\"delivered\", "
+          "\"open\", \"click\"]}'", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
+        print(f"stopped; it accepted {len(fake.messages)} message(s).")
+    return EXIT_OK
+
+
+def cmd_webhooks_replay(args: argparse.Namespace) -> int:
+    from lead_store.events import EventStore
+    from nurture.webhooks.sendgrid import interpret
+
+    app = _app()
+    app.require_schema()
+    events = EventStore(app.engine)
+    done = []
+    for batch_id, body in events.unapplied_batches():
+        try:
+            rep = events.apply(batch_id, [interpret(e) for e in json.loads(body)],
+                               app.settings.scanner_click_seconds)
+        except Exception as exc:  # noqa: BLE001 - keep going; the batch stays unapplied
+            events.mark_failed(batch_id, repr(exc))
+            done.append({"batch": batch_id, "applied": False, "error": repr(exc)})
+            continue
+        done.append({"batch": batch_id, "applied": True} | rep.as_dict())
+    if args.json:
+        _print_json({"batches": done})
+    else:
+        ok = sum(1 for d in done if d["applied"])
+        print(f"{len(done)} stored batch(es) were unapplied; {ok} applied now"
+              + (f", {len(done) - ok} still failing (see --json)" if ok < len(done) else "")
+              + ".")
+    return EXIT_OK if all(d["applied"] for d in done) else EXIT_FAIL
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -282,6 +360,38 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7, help="random seed (same seed, same demo)")
     d.add_argument("--json", action="store_true", help="print the outcome as one JSON object")
     d.set_defaults(func=cmd_demo)
+
+    sv = sub.add_parser("serve", help="run the HTTP app (webhooks, unsubscribe, activity API)",
+                        description="SendGrid Event Webhook at POST /webhooks/sendgrid, "
+                                    "one-click unsubscribe at /unsubscribe/{token}, the "
+                                    "activity API at POST /activities, GET /health.")
+    sv.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    sv.add_argument("--log-level", default="info",
+                    choices=["critical", "error", "warning", "info", "debug"])
+    sv.set_defaults(func=cmd_serve)
+
+    fk = sub.add_parser("fake-sendgrid", help="run a fake SendGrid API on loopback",
+                        description="For local development: speaks POST /v3/mail/send, "
+                                    "validates bodies against SendGrid's official schema, "
+                                    "answers 202 with X-Message-Id and posts signed Event "
+                                    "Webhook batches on request.")
+    fk.add_argument("--host", default="127.0.0.1")
+    fk.add_argument("--port", type=int, default=3030, help="port (default 3030)")
+    fk.add_argument("--api-key", default="SG.fake-local-key", help="the key it accepts")
+    fk.add_argument("--schema", help="path to tsg_mail_v3.json (default: the shared "
+                                     "reference beside the repository)")
+    fk.add_argument("--no-schema", action="store_true",
+                    help="skip schema validation (when the schema file is not at hand)")
+    fk.set_defaults(func=cmd_fake_sendgrid)
+
+    wh = sub.add_parser("webhooks", help="provider webhook batches")
+    whsub = wh.add_subparsers(dest="wh_command", metavar="ACTION", required=True)
+    wr = whsub.add_parser("replay", help="apply stored batches whose application failed",
+                          description="Raw batches are stored before they are applied; this "
+                                      "applies any that are not (events apply once each).")
+    wr.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    wr.set_defaults(func=cmd_webhooks_replay)
     return p
 
 
@@ -292,8 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy.exc import OperationalError
 
     from nurture.config import ConfigError
+    from nurture.cycle import SendPhaseStopped
     from nurture.imports import ImportFileError
-    from nurture.wiring import NotMigrated
+    from nurture.wiring import MissingSecret, NotMigrated
 
     try:
         return args.func(args)
@@ -302,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             print(p, file=sys.stderr)
         print(f"error: the campaign config has {len(exc.problems)} problem(s); "
               "fix them and run again (nothing was changed).", file=sys.stderr)
-    except (CliError, NotMigrated, ImportFileError) as exc:
+    except (CliError, NotMigrated, ImportFileError, MissingSecret, SendPhaseStopped) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OperationalError as exc:
         print(f"error: database error: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)

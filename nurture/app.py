@@ -1,0 +1,196 @@
+"""The HTTP app (`nurture serve`): SendGrid Event Webhook, one-click unsubscribe, the
+activity API and a health check. FastAPI on uvicorn, both already installed with Prefect.
+
+Each route is thin: read and check the raw request, then call one store/engine function in a
+worker thread. A refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from nurture.imports import RowError, activity_row
+from nurture.settings import Settings
+from nurture.unsubscribe import BadToken, read_token
+from nurture.webhooks.sendgrid import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureVerifier,
+    WebhookRejected,
+    interpret,
+    parse_batch,
+)
+from nurture.wiring import App
+
+MAX_ACTIVITIES = 1000
+# what the activity API accepts besides the types lifecycle.yaml scores
+STANDARD_ACTIVITY_TYPES = frozenset({
+    "page_view", "content_download", "form_submit", "webinar_registered",
+    "webinar_attended", "pricing_page_view", "demo_request", "trial_signup",
+    "email_open", "email_click", "event_attended", "chat_started"})
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise WebhookRejected(413, f"body larger than {limit} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise WebhookRejected(413, f"body larger than {limit} bytes")
+    return body
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;
+color:#1f2937}}button{{font-size:1rem;padding:.6rem 1.2rem;border-radius:.4rem;border:0;
+background:#1f2937;color:#fff;cursor:pointer}}</style></head><body>{body}</body></html>""",
+                        status_code=status)
+
+
+def create_app(app: App | None = None) -> FastAPI:
+    """Build the ASGI app around one `App` (settings, store, config) — built here, once,
+    never at import time."""
+    app = app or App(Settings())
+    settings = app.settings
+    verifier = (SignatureVerifier(settings.sendgrid_webhook_public_key,
+                                  settings.webhook_max_age_seconds)
+                if settings.sendgrid_webhook_public_key else None)
+    api = FastAPI(title="nurture", version="1", docs_url="/docs", redoc_url=None)
+    api.state.nurture = app
+
+    from lead_store.events import EventStore
+
+    events = EventStore(app.engine)
+
+    @api.exception_handler(WebhookRejected)
+    async def _rejected(request: Request, exc: WebhookRejected) -> JSONResponse:
+        return _error(exc.status, str(exc))
+
+    @api.get("/health")
+    def health() -> dict[str, Any]:
+        from lead_store.db import is_migrated
+
+        return {"status": "ok", "database": "migrated" if is_migrated(app.engine)
+                else "needs `nurture db upgrade`", "transport": settings.transport,
+                "webhook_signing": "verified" if verifier else (
+                    "UNSIGNED ACCEPTED (development)" if settings.webhook_allow_unsigned
+                    else "not configured: webhook refused")}
+
+    # -- SendGrid Event Webhook ---------------------------------------------------------
+    @api.post("/webhooks/sendgrid")
+    async def sendgrid_webhook(request: Request) -> Response:
+        raw = await _read_body(request, settings.max_body_bytes)
+        if verifier is not None:
+            verifier.verify(raw, request.headers.get(SIGNATURE_HEADER),
+                            request.headers.get(TIMESTAMP_HEADER))
+            signed = True
+        elif settings.webhook_allow_unsigned:
+            signed = False
+        else:
+            raise WebhookRejected(403, "no webhook verification key is configured "
+                                  "(NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY); unsigned batches are "
+                                  "accepted only with NURTURE_WEBHOOK_ALLOW_UNSIGNED=true")
+        batch = parse_batch(raw)
+        effects = [interpret(e) for e in batch]
+        batch_id = await run_in_threadpool(events.store_batch, raw.decode("utf-8"), signed,
+                                           len(batch))
+        try:
+            report = await run_in_threadpool(events.apply, batch_id, effects,
+                                             settings.scanner_click_seconds)
+        except Exception as exc:  # noqa: BLE001 - stored raw; `nurture webhooks replay`
+            await run_in_threadpool(events.mark_failed, batch_id, repr(exc))
+            return JSONResponse({"stored": batch_id, "applied": False}, status_code=202)
+        return JSONResponse({"stored": batch_id, "applied": True} | report.as_dict())
+
+    # -- one-click unsubscribe (RFC 8058) and the page behind the visible link -----------
+    def _token(token: str) -> dict:
+        try:
+            return read_token(app.secret, token)
+        except BadToken as exc:
+            raise WebhookRejected(400, str(exc)) from None
+
+    @api.get("/unsubscribe/{token}", response_class=HTMLResponse)
+    def unsubscribe_page(token: str) -> HTMLResponse:
+        # GET never unsubscribes: mail scanners follow links; a person presses the button
+        try:
+            data = read_token(app.secret, token)
+        except BadToken:
+            return _page("Link not valid", "<h1>This unsubscribe link is not valid</h1>"
+                         "<p>Please use the link from the most recent email.</p>", 400)
+        email = html.escape(data["email"])
+        return _page("Unsubscribe", f"<h1>Unsubscribe</h1><p>Stop marketing email to "
+                     f"<strong>{email}</strong>?</p><form method='post'>"
+                     "<input type='hidden' name='List-Unsubscribe' value='One-Click'>"
+                     "<button type='submit'>Unsubscribe</button></form>")
+
+    @api.post("/unsubscribe/{token}")
+    async def unsubscribe(token: str, request: Request) -> Response:
+        data = _token(token)
+        await _read_body(request, 10_000)  # RFC 8058 body `List-Unsubscribe=One-Click`
+        await run_in_threadpool(events.unsubscribe, data["email"], "one-click",
+                                data.get("touch_id"), data.get("campaign"))
+        if "text/html" in request.headers.get("accept", ""):
+            return _page("Unsubscribed", "<h1>You are unsubscribed</h1><p>You will not get "
+                         "marketing email from us again.</p>")
+        return JSONResponse({"unsubscribed": True})
+
+    # -- activity API (web and app events) ------------------------------------------------
+    def _authorised(request: Request) -> None:
+        if not settings.api_key:
+            raise WebhookRejected(503, "the activity API is disabled: set NURTURE_API_KEY")
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {settings.api_key}".encode()):
+            raise WebhookRejected(401, "missing or wrong bearer API key")
+
+    @api.post("/activities", status_code=202)
+    async def activities(request: Request) -> Response:
+        _authorised(request)
+        raw = await _read_body(request, min(settings.max_body_bytes, 1_000_000))
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        items = data if isinstance(data, list) else [data]
+        if not items:
+            return _error(400, "no activities given")
+        if len(items) > MAX_ACTIVITIES:
+            return _error(413, f"at most {MAX_ACTIVITIES} activities per request")
+        allowed = STANDARD_ACTIVITY_TYPES | set(app.config.lifecycle.scoring.engagement)
+        horizon = datetime.now(UTC) + timedelta(days=1)
+        rows, problems = [], []
+        for i, obj in enumerate(items):
+            try:
+                row = activity_row(obj)
+                if row["type"] not in allowed:
+                    raise RowError("unknown_type", f"unknown activity type {row['type']!r}; "
+                                   f"known: {', '.join(sorted(allowed))}")
+                if row["occurred_at"] > horizon:
+                    raise RowError("future", "occurred_at is more than a day in the future")
+                rows.append(row)
+            except RowError as exc:
+                problems.append({"index": i, "code": exc.code, "error": str(exc)})
+        if problems:
+            # all or nothing: the caller fixes the listed items and resends the batch
+            return _error(422, f"{len(problems)} of {len(items)} activities are invalid; "
+                          "none were stored", problems=problems)
+        counts = await run_in_threadpool(app.store.insert_activities, rows, "api")
+        return JSONResponse(counts, status_code=202)
+
+    return api

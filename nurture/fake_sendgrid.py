@@ -1,0 +1,362 @@
+"""A fake SendGrid on loopback, for tests and local development (`nurture fake-sendgrid`).
+
+It speaks the real wire protocol, so the engine is tested over real HTTP and not by patching
+the SDK: `POST /v3/mail/send` checks the bearer key and validates the body against SendGrid's
+official OpenAPI schema (400 with SendGrid-style `errors` when it does not), answers 202 with
+an `X-Message-Id` and records the message. Faults can be queued (429, 5xx, 400, slow answers
+that trip the client's timeout), and it can post ECDSA-signed Event Webhook batches, shaped
+like SendGrid's, for the messages it accepted.
+
+Control endpoints (for the CLI; tests use the Python API directly):
+`GET /__fake__/messages`, `DELETE /__fake__/messages`, `POST /__fake__/faults`
+(`{"status": 429, "times": 2}` or `{"delay": 3.0}`), `POST /__fake__/events`
+(`{"url": ".../webhooks/sendgrid", "kinds": ["delivered", "open", "click"]}`),
+`GET /__fake__/public-key`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SCHEMA = (Path(__file__).resolve().parents[2] / "shared" / "reference" / "sendgrid"
+                  / "tsg_mail_v3.json")
+SCHEMA_REF = "#/components/requestBodies/PostMailSend/content/application~1json/schema"
+EVENT_KINDS = ("processed", "delivered", "deferred", "open", "machine_open", "click",
+               "scanner_click", "bounce", "blocked", "dropped", "spamreport", "unsubscribe",
+               "group_unsubscribe")
+
+
+def load_validator(schema_path: Path | None):
+    """A Draft 2020-12 validator for the Mail Send request body (the official schema)."""
+    from jsonschema import Draft202012Validator
+
+    path = Path(schema_path or DEFAULT_SCHEMA)
+    if not path.is_file():
+        raise FileNotFoundError(f"SendGrid's OpenAPI schema not found at {path}; pass "
+                                "--schema PATH (tsg_mail_v3.json from twilio/sendgrid-oai)")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    return Draft202012Validator(doc | {"$ref": SCHEMA_REF})
+
+
+def _sg_error(message: str, field_: str | None = None) -> dict:
+    return {"message": message, "field": field_, "help": None}
+
+
+@dataclass
+class Fault:
+    status: int | None = None       # answer with this status instead of 202
+    delay: float = 0.0              # sleep this long first (longer than the client timeout
+    #                                 = a timeout the client cannot tell from an accept)
+    times: int = 1
+    accept_after_delay: bool = True  # a slow answer still records the message (as SendGrid
+    #                                  would have queued it)
+    to: str | None = None           # only for mail to this recipient (None: any)
+
+
+@dataclass
+class Recorded:
+    message_id: str
+    body: dict
+    received_at: float
+
+    @property
+    def custom_args(self) -> dict:
+        return self.body["personalizations"][0].get("custom_args", {})
+
+    @property
+    def to(self) -> str:
+        return self.body["personalizations"][0]["to"][0]["email"]
+
+
+@dataclass
+class FakeSendGrid:
+    api_key: str = "SG.fake-test-key"
+    schema_path: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    validate: bool = True
+    messages: list[Recorded] = field(default_factory=list)
+    requests: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._validator = load_validator(self.schema_path) if self.validate else None
+        self._faults: deque[Fault] = deque()
+        self._lock = threading.Lock()
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> FakeSendGrid:
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="fake-sendgrid")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeSendGrid:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- faults -------------------------------------------------------------------------
+    def inject(self, status: int | None = None, delay: float = 0.0, times: int = 1,
+               accept_after_delay: bool = True, to: str | None = None) -> None:
+        """Queue `times` faults, consumed by the next matching requests in order."""
+        with self._lock:
+            for _ in range(times):
+                self._faults.append(Fault(status, delay, 1, accept_after_delay, to))
+
+    def _next_fault(self, to: str | None) -> Fault | None:
+        with self._lock:
+            for f in self._faults:
+                if f.to is None or f.to == to:
+                    self._faults.remove(f)
+                    return f
+            return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self.messages.clear()
+            self._faults.clear()
+            self.requests = 0
+
+    # -- mail send ----------------------------------------------------------------------
+    def handle_send(self, auth: str | None, raw: bytes) -> tuple[int, dict, dict | None]:
+        """(status, headers, json body) for one `POST /v3/mail/send`."""
+        with self._lock:
+            self.requests += 1
+        if auth != f"Bearer {self.api_key}":
+            return 401, {}, {"errors": [_sg_error("The provided authorization grant is "
+                                                  "invalid, expired, or revoked")]}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        try:
+            to = body["personalizations"][0]["to"][0]["email"]
+        except (KeyError, IndexError, TypeError):
+            to = None
+        fault = self._next_fault(to)
+        if fault and fault.delay:
+            time.sleep(fault.delay)
+        if fault and fault.status:
+            headers = {"Retry-After": "0"} if fault.status == 429 else {}
+            message = {429: "too many requests", 400: "Bad Request (injected)"}.get(
+                fault.status, "internal server error (injected)")
+            return fault.status, headers, {"errors": [_sg_error(message)]}
+        if body is None:
+            return 400, {}, {"errors": [_sg_error("Bad Request: the body is not valid JSON")]}
+        errors = self.check(body)
+        if errors:
+            self.rejected.append({"body": body, "errors": errors})
+            return 400, {}, {"errors": errors}
+        mid = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")[:22]
+        with self._lock:
+            self.messages.append(Recorded(mid, body, time.time()))
+        return 202, {"X-Message-Id": mid}, None
+
+    def check(self, body: Any) -> list[dict]:
+        """Schema errors plus the documented limits the schema cannot express."""
+        errors = []
+        if self._validator is not None:
+            for e in sorted(self._validator.iter_errors(body), key=lambda e: list(e.path)):
+                path = ".".join(str(p) for p in e.absolute_path) or None
+                errors.append(_sg_error(e.message, path))
+        if errors or not isinstance(body, dict):
+            return errors
+        recipients = sum(len(p.get("to", [])) + len(p.get("cc", [])) + len(p.get("bcc", []))
+                         for p in body.get("personalizations", []))
+        if len(body.get("personalizations", [])) > 1000 or recipients > 1000:
+            errors.append(_sg_error("at most 1000 personalizations and recipients",
+                                    "personalizations"))
+        if len(body.get("categories", [])) > 10:
+            errors.append(_sg_error("at most 10 categories", "categories"))
+        now = time.time()
+        for i, p in enumerate(body.get("personalizations", [])):
+            if p.get("send_at") and p["send_at"] > now + 72 * 3600:
+                errors.append(_sg_error("send_at may be at most 72 hours ahead",
+                                        f"personalizations.{i}.send_at"))
+            if len(json.dumps(p.get("custom_args", {}))) >= 10_000:
+                errors.append(_sg_error("custom_args must be under 10,000 bytes",
+                                        f"personalizations.{i}.custom_args"))
+        return errors
+
+    # -- event webhook ------------------------------------------------------------------
+    @property
+    def public_key(self) -> str:
+        """The verification key, base64 DER, as SendGrid's settings page shows it."""
+        from cryptography.hazmat.primitives import serialization
+
+        der = self._key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return base64.b64encode(der).decode()
+
+    def sign(self, payload: bytes, timestamp: str) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        sig = self._key.sign(timestamp.encode() + payload, ec.ECDSA(hashes.SHA256()))
+        return base64.b64encode(sig).decode()
+
+    def events_for(self, kinds: list[str], messages: list[Recorded] | None = None,
+                   seconds_after: float = 60.0, at: float | None = None) -> list[dict]:
+        """Event Webhook events for recorded messages, with our custom_args as top-level
+        keys. `machine_open` is an open with `sg_machine_open: true`; `scanner_click` is a
+        click one second after delivery (a link scanner). Engagement comes `seconds_after`
+        delivery. Delivery is at `at` (epoch seconds) for simulations that move the clock,
+        else when the message was accepted — moved back so no event lies in the future."""
+        out = []
+        for rec in (self.messages if messages is None else messages):
+            base_ts = int(at if at is not None
+                          else min(rec.received_at, time.time() - seconds_after - 1))
+            for kind in kinds:
+                if kind not in EVENT_KINDS:
+                    raise ValueError(f"unknown event kind {kind!r}; one of {EVENT_KINDS}")
+                event = kind
+                ev: dict[str, Any] = {
+                    "email": rec.to, "timestamp": base_ts + int(seconds_after),
+                    "smtp-id": f"<{rec.message_id}@fake-sendgrid>",
+                    "category": rec.body.get("categories", []),
+                    "sg_message_id": f"{rec.message_id}.filter0001.1.0",
+                    "sg_event_id": base64.urlsafe_b64encode(secrets.token_bytes(16)).decode(),
+                }
+                if kind == "machine_open":
+                    event, ev["sg_machine_open"] = "open", True
+                elif kind == "open":
+                    ev["sg_machine_open"] = False
+                if kind in ("click", "scanner_click"):
+                    event = "click"
+                    ev["url"] = "https://acme.example/guide"
+                    if kind == "scanner_click":
+                        ev["timestamp"] = base_ts + 1
+                if kind in ("open", "machine_open", "click", "scanner_click",
+                            "group_unsubscribe"):
+                    ev["useragent"] = "Mozilla/5.0"
+                    ev["ip"] = "203.0.113.7"
+                if kind in ("bounce", "blocked"):
+                    event = "bounce"
+                    ev.update(type=kind, status="5.1.1",
+                              reason="550 5.1.1 The email account does not exist")
+                elif kind == "dropped":
+                    ev.update(reason="Bounced Address", status="5.0.0")
+                elif kind == "deferred":
+                    ev.update(response="400 try again later", attempt="1")
+                elif kind == "delivered":
+                    ev["response"] = "250 OK"
+                    ev["timestamp"] = base_ts
+                elif kind == "processed":
+                    ev["timestamp"] = base_ts
+                elif kind == "group_unsubscribe":
+                    ev["asm_group_id"] = 1
+                ev["event"] = event
+                ev.update(rec.custom_args)
+                out.append(ev)
+        return out
+
+    def post_events(self, url: str, events: list[dict], tamper: bool = False,
+                    timestamp: str | None = None, sign: bool = True):
+        """POST one signed batch, exactly as SendGrid would; returns the httpx response."""
+        import httpx
+
+        payload = json.dumps(events).encode()
+        ts = timestamp or str(int(time.time()))
+        headers = {"Content-Type": "application/json",
+                   "User-Agent": "SendGrid Event API"}
+        if sign:
+            headers["X-Twilio-Email-Event-Webhook-Signature"] = self.sign(payload, ts)
+            headers["X-Twilio-Email-Event-Webhook-Timestamp"] = ts
+        if tamper:
+            payload = payload.replace(b'"event"', b'"event" ', 1)
+        return httpx.post(url, content=payload, headers=headers, timeout=30)
+
+
+def _make_handler(fake: FakeSendGrid):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, like the real API
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            pass
+
+        def _reply(self, status: int, body: Any = None, headers: dict | None = None) -> None:
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            if data:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if data:
+                self.wfile.write(data)
+
+        def _body(self) -> bytes:
+            n = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(n) if n else b""
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            raw = self._body()
+            if self.path == "/v3/mail/send":
+                status, headers, body = fake.handle_send(self.headers.get("Authorization"),
+                                                         raw)
+                # the client may have given up (timeout): the message stays recorded
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._reply(status, body, headers)
+            elif self.path == "/__fake__/faults":
+                spec = json.loads(raw or b"{}")
+                fake.inject(spec.get("status"), float(spec.get("delay", 0)),
+                            int(spec.get("times", 1)), to=spec.get("to"))
+                self._reply(204)
+            elif self.path == "/__fake__/events":
+                spec = json.loads(raw or b"{}")
+                events = fake.events_for(spec.get("kinds") or ["delivered"])
+                r = fake.post_events(spec["url"], events)
+                self._reply(200, {"posted": len(events), "status": r.status_code})
+            else:
+                self._reply(404, {"errors": [_sg_error(f"no route for POST {self.path}")]})
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/__fake__/messages":
+                self._reply(200, [{"message_id": m.message_id, "to": m.to,
+                                   "custom_args": m.custom_args,
+                                   "subject": m.body.get("subject")} for m in fake.messages])
+            elif self.path == "/__fake__/public-key":
+                self._reply(200, {"public_key": fake.public_key})
+            else:
+                self._reply(404, {"errors": [_sg_error(f"no route for GET {self.path}")]})
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            if self.path == "/__fake__/messages":
+                fake.clear()
+                self._reply(204)
+            else:
+                self._reply(404)
+
+    return Handler

@@ -1,0 +1,73 @@
+"""Real HTTP on loopback: the fake SendGrid (validating bodies against SendGrid's official
+schema) and the nurture app served by uvicorn in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+# SendGrid's official schema, read from the shared reference (never copied into the repo)
+SCHEMA = (Path(__file__).resolve().parents[3] / "shared" / "reference" / "sendgrid"
+          / "tsg_mail_v3.json")
+
+
+@pytest.fixture
+def fake_sendgrid():
+    from nurture.fake_sendgrid import FakeSendGrid
+
+    if not SCHEMA.is_file():
+        pytest.fail(f"SendGrid's schema is missing at {SCHEMA}")
+    with FakeSendGrid(schema_path=SCHEMA) as fake:
+        yield fake
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServedApp:
+    def __init__(self, asgi) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=self.port,
+                                                    log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServedApp:
+        self.thread.start()
+        deadline = time.time() + 10
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def serve():
+    """serve(app) -> a running server on loopback, stopped after the test."""
+    started: list[ServedApp] = []
+
+    def _serve(asgi) -> ServedApp:
+        s = ServedApp(asgi).__enter__()
+        started.append(s)
+        return s
+
+    yield _serve
+    for s in started:
+        s.__exit__(None, None, None)
