@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT.parent / "shared" / "reference" / "sendgrid" / "tsg_mail_v3.json"
+SCHEMA: Path | None = None  # SendGrid's official schema, found in main()
 
 
 def log(msg: str) -> None:
@@ -204,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     sys.path.insert(0, str(ROOT))
+    global SCHEMA
+    from nurture.fake_sendgrid import default_schema_path
+
+    SCHEMA = default_schema_path()
     if not SCHEMA.is_file() and not args.no_validate:
         p.error(f"SendGrid schema not found at {SCHEMA}; pass --no-validate")
     log(f"rendering {args.messages} messages")

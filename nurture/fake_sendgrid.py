@@ -28,8 +28,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-DEFAULT_SCHEMA = (Path(__file__).resolve().parents[2] / "shared" / "reference" / "sendgrid"
-                  / "tsg_mail_v3.json")
+SCHEMA_IN_SHARED = Path("reference") / "sendgrid" / "tsg_mail_v3.json"
+
+
+def default_schema_path() -> Path:
+    """SendGrid's schema lives in the shared reference beside the repository (never copied
+    in): `NURTURE_SENDGRID_SCHEMA` if set, else `../shared/...` from the repository."""
+    import os
+
+    if os.environ.get("NURTURE_SENDGRID_SCHEMA"):
+        return Path(os.environ["NURTURE_SENDGRID_SCHEMA"])
+    for root in (Path(__file__).resolve().parents[2] / "shared", Path.cwd().parent / "shared",
+                 Path("/work/shared")):
+        if (root / SCHEMA_IN_SHARED).is_file():
+            return root / SCHEMA_IN_SHARED
+    return Path(__file__).resolve().parents[2] / "shared" / SCHEMA_IN_SHARED
 SCHEMA_REF = "#/components/requestBodies/PostMailSend/content/application~1json/schema"
 EVENT_KINDS = ("processed", "delivered", "deferred", "open", "machine_open", "click",
                "scanner_click", "bounce", "blocked", "dropped", "spamreport", "unsubscribe",
@@ -40,7 +53,7 @@ def load_validator(schema_path: Path | None):
     """A Draft 2020-12 validator for the Mail Send request body (the official schema)."""
     from jsonschema import Draft202012Validator
 
-    path = Path(schema_path or DEFAULT_SCHEMA)
+    path = Path(schema_path or default_schema_path())
     if not path.is_file():
         raise FileNotFoundError(f"SendGrid's OpenAPI schema not found at {path}; pass "
                                 "--schema PATH (tsg_mail_v3.json from twilio/sendgrid-oai)")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+from shared_ref import SHARED  # noqa: E402,F401 - re-exported for tests
+
 PG_URL = os.environ.get("NURTURE_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("NURTURE_REQUIRE_POSTGRES") == "1"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 # SendGrid's official schema, read from the shared reference (never copied into the repo)
-SCHEMA = (Path(__file__).resolve().parents[3] / "shared" / "reference" / "sendgrid"
-          / "tsg_mail_v3.json")
+from shared_ref import SENDGRID_REF
+
+SCHEMA = SENDGRID_REF / "tsg_mail_v3.json"
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ from nurture.validation import validate
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS_DIR = REPO_ROOT / "campaigns"
 TEMPLATES_DIR = REPO_ROOT / "templates"
-SPEC_PATH = REPO_ROOT.parent / "shared" / "docs" / "campaign-format.md"
+from shared_ref import SHARED  # noqa: E402
+
+SPEC_PATH = SHARED / "docs" / "campaign-format.md"
 
 LIFECYCLE = """\
 scoring:

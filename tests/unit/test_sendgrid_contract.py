@@ -7,16 +7,15 @@ import base64
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
+from shared_ref import SENDGRID_REF as REF
 
 from nurture.config import Sender
 from nurture.delivery.sendgrid import build_mail
 from nurture.messages import Message
 from nurture.webhooks.sendgrid import SignatureVerifier, WebhookRejected, interpret, parse_batch
 
-REF = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sendgrid"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
