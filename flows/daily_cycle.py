@@ -71,7 +71,9 @@ def _emit(events: list[LeadEvent], as_of: datetime) -> None:
             related=[{"prefect.resource.id": f"nurture.campaign.{ev.campaign}",
                       "prefect.resource.role": "campaign"}] if ev.campaign else None,
             payload={"score": ev.score, "grade": ev.grade, "reason": ev.reason,
-                     "rule": ev.rule, "campaign": ev.campaign, "as_of": as_of.isoformat()})
+                     "rule": ev.rule, "campaign": ev.campaign, "owner": ev.owner,
+                     "score_breakdown": ev.breakdown, "recycle_count": ev.recycle_count,
+                     "as_of": as_of.isoformat()})
 
 
 class _TerminalProgress:

@@ -92,7 +92,8 @@ class EventStore:
                     type="unsubscribe", occurred_at=now,
                     properties={"via": via, "touch_id": touch_id, "campaign": campaign},
                     source="unsubscribe", received_at=now))
-                conn.execute(update(L).where(L.c.id == lead.id).values(next_check_at=None))
+                conn.execute(update(L).where(L.c.id == lead.id)
+                             .values(next_check_at=None, activity_pending=True))
         return True
 
     def apply(self, batch_id: int, effects: list[Effect], scanner_seconds: float = 10.0
@@ -274,7 +275,8 @@ class EventStore:
                 conn.execute(_insert_ignore(self.engine, t.activities), activities)
                 rep.activities = len(activities)
             for part in _chunks(sorted(recheck), IN_BATCH):
-                conn.execute(update(L).where(L.c.id.in_(part)).values(next_check_at=None))
+                conn.execute(update(L).where(L.c.id.in_(part))
+                             .values(next_check_at=None, activity_pending=True))
             conn.execute(update(t.webhook_batches).where(t.webhook_batches.c.id == batch_id)
                          .values(applied_at=now, new_events=rep.new, error=None))
         return rep

@@ -37,6 +37,7 @@ from nurture.domain import (
     PLANNED,
     SENDING,
     SENT,
+    SYSTEM_ACTOR,
     UNKNOWN,
     ActivityFact,
     Decision,
@@ -133,34 +134,40 @@ class LeadStore:
         return int(new) - n
 
     # -- chunking -------------------------------------------------------------------------
-    def cycle_ranges(self, as_of: datetime, chunk_size: int) -> list[tuple[int, int, int]]:
+    def cycle_ranges(self, as_of: datetime, chunk_size: int, engaged_only: bool = False
+                     ) -> list[tuple[int, int, int]]:
         """Split the leads the cycle must look at into id ranges of about `chunk_size`.
 
         Only leads in cycle stages whose `next_check_at` is unset or due are counted:
         leads waiting (an MQL inside its SLA, a recycled lead inside its wait) cost nothing.
+        `engaged_only`: marketing leads with new, not yet evaluated activity.
         """
-        q = (select(t.leads.c.id)
-             .where(t.leads.c.lifecycle_stage.in_(CYCLE_STAGES),
-                    or_(t.leads.c.next_check_at.is_(None), t.leads.c.next_check_at <= as_of))
+        q = (select(t.leads.c.id).where(self._cycle_where(as_of, engaged_only))
              .order_by(t.leads.c.id))
         with self.engine.connect() as conn:
             ids = conn.execute(q).scalars().all()
         return [(c[0], c[-1], len(c)) for c in _chunks(ids, chunk_size)]
 
-    def _cycle_filter(self, lo: int, hi: int, as_of: datetime):
-        return and_(t.leads.c.id.between(lo, hi),
-                    t.leads.c.lifecycle_stage.in_(CYCLE_STAGES),
+    def _cycle_where(self, as_of: datetime, engaged_only: bool = False):
+        if engaged_only:
+            return and_(t.leads.c.activity_pending.is_(True),
+                        t.leads.c.lifecycle_stage.in_(MARKETING_STAGES))
+        return and_(t.leads.c.lifecycle_stage.in_(CYCLE_STAGES),
                     or_(t.leads.c.next_check_at.is_(None), t.leads.c.next_check_at <= as_of))
+
+    def _cycle_filter(self, lo: int, hi: int, as_of: datetime, engaged_only: bool = False):
+        return and_(t.leads.c.id.between(lo, hi), self._cycle_where(as_of, engaged_only))
 
     # -- the cycle: read ------------------------------------------------------------------
     def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
                        points: dict[str, float], default_tz: str,
-                       any_stage: bool = False) -> list[LeadSnapshot]:
+                       any_stage: bool = False, engaged_only: bool = False
+                       ) -> list[LeadSnapshot]:
         """Everything `evaluate` needs for the due leads with ids in [lo, hi]: four queries
         (`any_stage`: every lead in the range, not only those the cycle would look at)."""
         since = as_of - timedelta(days=horizon_days)
         where = (t.leads.c.id.between(lo, hi) if any_stage
-                 else self._cycle_filter(lo, hi, as_of))
+                 else self._cycle_filter(lo, hi, as_of, engaged_only))
         L, cs = t.leads, t.campaign_states
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -226,7 +233,8 @@ class LeadStore:
                 "recycle_count": d.recycle_count, "recycle_until": d.recycle_until,
                 "buying_stage": d.buying_stage, "fit_score": d.fit_score,
                 "engagement_score": d.engagement_score, "score": d.score, "grade": d.grade,
-                "scored_at": as_of, "next_check_at": _next_check(d)})
+                "scored_at": as_of, "next_check_at": _next_check(d),
+                "activity_pending": False})
             if d.campaign is None:
                 drop_state.append(d.lead_id)
             else:
@@ -236,7 +244,8 @@ class LeadStore:
             for tr in d.transitions:
                 transitions.append({"lead_id": d.lead_id, "from_stage": tr.from_stage,
                                     "to_stage": tr.to_stage, "reason": tr.reason,
-                                    "rule": tr.rule, "actor": tr.actor or actor,
+                                    "rule": tr.rule,
+                                    "actor": actor if tr.actor == SYSTEM_ACTOR else tr.actor,
                                     "note": tr.note, "at": as_of})
             if d.touch is not None:
                 p = d.touch
@@ -285,6 +294,12 @@ class LeadStore:
                   # keep the enrolment date while the lead stays in the same campaign
                   "enrolled_at": _case_same(cs, stmt)})
         conn.execute(stmt, rows)
+
+    def clear_activity_pending(self, lead_ids: list[int]) -> None:
+        with self.engine.begin() as conn:
+            for part in _chunks(lead_ids, IN_BATCH):
+                conn.execute(update(t.leads).where(t.leads.c.id.in_(part))
+                             .values(activity_pending=False))
 
     def handoff_owners(self, lead_ids: list[int]) -> dict[int, str]:
         H = t.handoffs
@@ -453,7 +468,8 @@ class LeadStore:
                 conn.execute(_insert_ignore(self.engine, A), fresh)
                 touched = sorted({f["lead_id"] for f in fresh})
                 for part in _chunks(touched, IN_BATCH):
-                    conn.execute(update(L).where(L.c.id.in_(part)).values(next_check_at=None))
+                    conn.execute(update(L).where(L.c.id.in_(part))
+                                 .values(next_check_at=None, activity_pending=True))
         return {"inserted": len(fresh), "duplicates": dupes, "leads_created": len(missing)}
 
     def suppress(self, email: str, reason: str, source: str | None = None,

@@ -93,7 +93,10 @@ leads = Table(
     Column("scored_at", UTCDateTime),
     # NULL or past = the next cycle must look at this lead (set on any change)
     Column("next_check_at", UTCDateTime),
+    # new activity not yet evaluated: `process_engagement` routes these within minutes
+    Column("activity_pending", Boolean, nullable=False, server_default=text("false")),
     Index("ix_leads_cycle", "lifecycle_stage", "next_check_at"),
+    Index("ix_leads_activity_pending", "activity_pending"),
 )
 
 # Per-lead campaign/track state: which campaign the lead is in and where in its tracks.

@@ -193,4 +193,38 @@ def create_app(app: App | None = None) -> FastAPI:
         counts = await run_in_threadpool(app.store.insert_activities, rows, "api")
         return JSONResponse(counts, status_code=202)
 
+    # -- sales feedback (the same service as `nurture sales` and the Prefect flow) --------
+    @api.post("/sales/feedback")
+    async def sales_feedback(request: Request) -> Response:
+        from lead_store.sales import LeadNotFound, SalesStore
+        from nurture.sales import ACTIONS, FeedbackRefused, record_feedback
+
+        _authorised(request)
+        raw = await _read_body(request, 100_000)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return _error(400, "the body is not JSON")
+        if not isinstance(data, dict) or not isinstance(data.get("email"), str) or \
+                data.get("action") not in ACTIONS:
+            return _error(422, f"expected {{email, action: {'|'.join(ACTIONS)}, reason?, "
+                          "note?, actor?}")
+        try:
+            at = datetime.fromisoformat(data["at"].replace("Z", "+00:00")) \
+                if data.get("at") else datetime.now(UTC)
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+        except (AttributeError, ValueError):
+            return _error(422, "`at` must be an ISO 8601 datetime")
+        try:
+            result = await run_in_threadpool(
+                record_feedback, SalesStore(app.engine), app.rules, data["email"],
+                data["action"], at, reason=data.get("reason"), note=data.get("note"),
+                actor=str(data.get("actor") or "sales:api"))
+        except LeadNotFound as exc:
+            return _error(404, str(exc))
+        except FeedbackRefused as exc:
+            return _error(409, str(exc))
+        return JSONResponse(result)
+
     return api

@@ -291,6 +291,63 @@ def cmd_webhooks_replay(args: argparse.Namespace) -> int:
     return EXIT_OK if all(d["applied"] for d in done) else EXIT_FAIL
 
 
+def cmd_sales(args: argparse.Namespace) -> int:
+    from lead_store.sales import LeadNotFound, SalesStore
+    from nurture.sales import FeedbackRefused, record_feedback
+
+    app = _app()
+    app.require_schema()
+    at = _parse_as_of(getattr(args, "at", None)) or datetime.now(UTC)
+    try:
+        result = record_feedback(SalesStore(app.engine), app.rules, args.email,
+                                 args.sales_action, at, reason=getattr(args, "reason", None),
+                                 note=args.note, actor=args.actor)
+    except (FeedbackRefused, LeadNotFound) as exc:
+        raise CliError(f"{args.email}: {exc}") from None
+    if args.json:
+        _print_json(result)
+    else:
+        extra = (f"; back to nurture on {result['recycle_until'][:10]}"
+                 if result["recycle_until"] and result["to"] == "recycled" else "")
+        print(f"{result['email']}: {result['from']} → {result['to']} ({result['reason']})"
+              f"{extra}.")
+    return EXIT_OK
+
+
+def cmd_handoffs_list(args: argparse.Namespace) -> int:
+    import csv
+
+    from lead_store.sales import SalesStore
+
+    app = _app()
+    app.require_schema()
+    rows = SalesStore(app.engine).handoffs(args.status)
+    if args.csv:
+        cols = ["email", "company", "source", "owner", "status", "created_at", "sla_due_at",
+                "resolved_at", "outcome_reason", "score", "grade", "rule", "reason", "note",
+                "lifecycle_stage", "recycle_count"]
+        w = csv.DictWriter(sys.stdout, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (v.isoformat() if isinstance(v, datetime) else v)
+                        for k, v in r.items()})
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"Handoffs{' (' + args.status + ')' if args.status else ''}: "
+                  f"{len(rows)}", title_justify="left")
+    for col in ("lead", "owner", "status", "handed over", "SLA due", "resolved", "outcome",
+                "score"):
+        table.add_column(col, justify="right" if col == "score" else "left")
+    for r in rows:
+        table.add_row(r["email"], r["owner"], r["status"], f"{r['created_at']:%Y-%m-%d %H:%M}",
+                      f"{r['sla_due_at']:%Y-%m-%d %H:%M}",
+                      f"{r['resolved_at']:%Y-%m-%d %H:%M}" if r["resolved_at"] else "",
+                      r["outcome_reason"] or "", f"{r['score']:.0f}" if r["score"] else "")
+    _console().print(table)
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -392,6 +449,35 @@ def build_parser() -> argparse.ArgumentParser:
                                       "applies any that are not (events apply once each).")
     wr.add_argument("--json", action="store_true", help="print the outcome as JSON")
     wr.set_defaults(func=cmd_webhooks_replay)
+
+    sales = sub.add_parser("sales", help="record sales feedback on a lead",
+                           description="What sales did with a lead it was handed. Reject "
+                                       "reason codes come from routing.sales_rejected in "
+                                       "lifecycle.yaml.")
+    salessub = sales.add_subparsers(dest="sales_action", metavar="ACTION", required=True)
+    helps = {"accept": "sales accepts an MQL (mql → sal)",
+             "reject": "sales rejects a lead: recycled or disqualified per the reason code",
+             "opportunity": "sales opened an opportunity", "won": "the opportunity was won",
+             "lost": "the opportunity was lost: the lead rests, then is nurtured again"}
+    for action, text in helps.items():
+        sp = salessub.add_parser(action, help=text, description=text)
+        sp.add_argument("email")
+        if action in ("reject", "lost"):
+            sp.add_argument("--reason", required=action == "reject",
+                            help="reason code from routing.sales_rejected")
+        sp.add_argument("--note", help="free text kept on the transition and handoff")
+        sp.add_argument("--actor", default=os.environ.get("USER", "sales"),
+                        help="who gives the feedback (default $USER)")
+        sp.add_argument("--at", help="when (ISO datetime; default now)")
+        sp.add_argument("--json", action="store_true", help="print the outcome as JSON")
+        sp.set_defaults(func=cmd_sales)
+
+    ho = sub.add_parser("handoffs", help="MQL handoffs to sales")
+    hosub = ho.add_subparsers(dest="ho_command", metavar="ACTION", required=True)
+    hl = hosub.add_parser("list", help="list handoffs (owner, SLA, outcome)")
+    hl.add_argument("--status", choices=["pending", "accepted", "rejected", "expired"])
+    hl.add_argument("--csv", action="store_true", help="CSV on stdout (for a CRM or sheet)")
+    hl.set_defaults(func=cmd_handoffs_list)
     return p
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from nurture.delivery.base import Transport, TransportAuthError
 from nurture.domain import PLANNED, SENT, UNKNOWN, Decision
-from nurture.evaluation import evaluate
+from nurture.evaluation import evaluate, lead_facts
 from nurture.messages import Message, build_message
 from nurture.rendering import Renderer, RenderError
 from nurture.rules import Rules
@@ -63,7 +63,7 @@ class CampaignStats:
 class LeadEvent:
     """An MQL or recycle to announce (Prefect event, webhooks)."""
 
-    kind: str  # "mql" | "recycled" | "disqualified"
+    kind: str  # "mql" | "recycled" | "sla_expired" | "disqualified"
     lead_id: int
     email: str
     campaign: str | None
@@ -71,6 +71,9 @@ class LeadEvent:
     rule: str | None
     score: float
     grade: str
+    owner: str | None = None
+    breakdown: dict[str, Any] | None = None
+    recycle_count: int = 0
 
 
 @dataclass
@@ -88,16 +91,23 @@ class ChunkResult:
 
 
 def plan_chunk(store, rules: Rules, lo: int, hi: int, as_of: datetime, default_tz: str,
-               dry_run: bool = False) -> ChunkResult:
+               dry_run: bool = False, engaged_only: bool = False) -> ChunkResult:
     """Score, segment and route the due leads in [lo, hi]; write decisions and planned
-    touches (unless `dry_run`)."""
+    touches (unless `dry_run`).
+
+    `engaged_only` is instant routing (`process_engagement`): only marketing leads with new
+    activity are looked at, and only hand-raisers that now meet the MQL rule are written —
+    everything else (content, recycling) waits for the daily cycle, which still sees them."""
     import time
 
     t0 = time.perf_counter()
     points = {k: v[0] for k, v in rules.scores.points.items()}
-    leads = store.load_snapshots(lo, hi, as_of, rules.horizon_days, points, default_tz)
+    leads = store.load_snapshots(lo, hi, as_of, rules.horizon_days, points, default_tz,
+                                 engaged_only=engaged_only)
     t1 = time.perf_counter()
     decisions: list[Decision] = [evaluate(lead, rules, as_of) for lead in leads]
+    if engaged_only:
+        decisions = [d for d in decisions if d.handoff is not None]
     t2 = time.perf_counter()
     result = ChunkResult()
     by_id = {lead.id: lead for lead in leads}
@@ -118,10 +128,31 @@ def plan_chunk(store, rules: Rules, lo: int, hi: int, as_of: datetime, default_t
                 stats.mqls += 1
             elif kind == "recycled":
                 stats.recycled += 1
+                if tr.rule == "routing.mql.sla_hours":
+                    kind = "sla_expired"  # announced as such; counted as a recycle
+            breakdown = None
+            if kind == "mql":  # what sales sees first: why this lead, in points
+                lead = by_id[d.lead_id]
+                facts = lead_facts(lead, rules, as_of)
+                breakdown = {
+                    "fit": [{"rule": r, "points": p} for r, p in rules.scores.fit_breakdown(facts)],
+                    "engagement": {k: round(v, 1) for k, v in rules.scores.engagement_by_type(
+                        facts.activities, as_of).items()}}
             result.events.append(LeadEvent(kind, d.lead_id, by_id[d.lead_id].email, d.campaign,
-                                           tr.reason, tr.rule, d.score, d.grade))
+                                           tr.reason, tr.rule, d.score, d.grade,
+                                           breakdown=breakdown, recycle_count=d.recycle_count))
     if not dry_run and decisions:
-        store.apply_decisions(decisions, as_of, rules.mql_owners, "system:daily-cycle")
+        store.apply_decisions(decisions, as_of, rules.mql_owners,
+                              "system:instant-routing" if engaged_only else
+                              "system:daily-cycle")
+        mql_ids = [e.lead_id for e in result.events if e.kind == "mql"]
+        if mql_ids:
+            owners = store.handoff_owners(mql_ids)
+            for e in result.events:
+                if e.kind == "mql":
+                    e.owner = owners.get(e.lead_id)
+    if engaged_only and not dry_run and leads:
+        store.clear_activity_pending([lead.id for lead in leads])
     t3 = time.perf_counter()
     result.seconds.update(load=t1 - t0, evaluate=t2 - t1, write=t3 - t2)
     return result

@@ -1,0 +1,51 @@
+"""Sales feedback as a Prefect flow: run it from the UI ("Run ▸ Custom run") or from an
+automation (e.g. a CRM webhook trigger). The same service as `nurture sales` and
+`POST /sales/feedback`; this door also announces the outcome as a Prefect event."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.events import emit_event
+
+from nurture.settings import Settings
+from nurture.wiring import App
+
+
+def _name() -> str:
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters or {}
+    return f"sales-{p.get('action', 'feedback')}-{p.get('email', '')}"
+
+
+@flow(name="sales-feedback", flow_run_name=_name, validate_parameters=True)
+def sales_feedback(email: str, action: Literal["accept", "reject", "opportunity", "won", "lost"],
+                   reason: str | None = None, note: str | None = None,
+                   actor: str = "sales:prefect", at: str | None = None) -> dict[str, Any]:
+    """Record what sales did with a lead.
+
+    action: accept | reject | opportunity | won | lost.
+    reason: a code from routing.sales_rejected (required for reject, optional for lost).
+    """
+    from lead_store.sales import SalesStore
+    from nurture.sales import record_feedback
+
+    app = App(Settings())
+    app.require_schema()
+    when = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    result = record_feedback(SalesStore(app.engine), app.rules, email, action, when,
+                             reason=reason, note=note, actor=actor)
+    get_run_logger().info("%s: %s -> %s (%s)", result["email"], result["from"], result["to"],
+                          result["reason"])
+    for kind in result["events"]:
+        emit_event(event=f"nurture.lead.{kind}",
+                   resource={"prefect.resource.id": f"nurture.lead.{result['lead_id']}",
+                             "prefect.resource.name": result["email"]},
+                   payload={k: result[k] for k in ("from", "to", "reason", "rule", "actor",
+                                                   "note", "recycle_count", "recycle_until")})
+    return result

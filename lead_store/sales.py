@@ -1,0 +1,79 @@
+"""Sales feedback and handoffs in the lead store: one transaction per piece of feedback, the
+lead row locked while the decision is made so two doors cannot both move it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from lead_store import tables as t
+from nurture.sales import FeedbackOutcome, LeadState
+
+
+class LeadNotFound(LookupError):
+    pass
+
+
+class SalesStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def apply_feedback(self, email: str, decide: Callable[[LeadState], FeedbackOutcome],
+                       at: datetime) -> tuple[int, FeedbackOutcome]:
+        """Load the lead (locked), let `decide` judge, write the outcome. `decide` raises to
+        refuse, and then nothing is written."""
+        L, H = t.leads, t.handoffs
+        with self.engine.begin() as conn:
+            q = select(L.c.id, L.c.lifecycle_stage, L.c.recycle_count).where(L.c.email == email)
+            if self.engine.dialect.name == "postgresql":
+                q = q.with_for_update()
+            lead = conn.execute(q).first()
+            if lead is None:
+                raise LeadNotFound(f"no lead with email {email}")
+            open_handoff = conn.execute(
+                select(H.c.id).where(H.c.lead_id == lead.id,
+                                     H.c.status.in_(("pending", "accepted")))
+                .order_by(H.c.id.desc()).limit(1)).scalar()
+            outcome = decide(LeadState(lead.lifecycle_stage, lead.recycle_count,
+                                       open_handoff is not None))
+            values: dict[str, Any] = {
+                "lifecycle_stage": outcome.lifecycle_stage,
+                "stage_entered_at": outcome.stage_entered_at,
+                "recycle_count": outcome.recycle_count, "updated_at": at,
+                # the cycle looks at recycled leads again at once (their wait is in the row)
+                "next_check_at": None}
+            if outcome.recycle_until is not None:
+                values["recycle_until"] = outcome.recycle_until
+            if outcome.engagement_since is not None:
+                values["engagement_since"] = outcome.engagement_since
+            # a guarded update: the stage must still be what the decision saw
+            res = conn.execute(update(L).where(L.c.id == lead.id,
+                                               L.c.lifecycle_stage == lead.lifecycle_stage)
+                               .values(**values).execution_options(preserve_rowcount=True))
+            if res.rowcount != 1:
+                raise RuntimeError("the lead changed while the feedback was applied; retry")
+            tr = outcome.transition
+            conn.execute(t.transitions.insert().values(
+                lead_id=lead.id, from_stage=tr.from_stage, to_stage=tr.to_stage,
+                reason=tr.reason, rule=tr.rule, actor=tr.actor, note=tr.note, at=at))
+            if outcome.handoff_status and open_handoff is not None:
+                conn.execute(update(H).where(H.c.id == open_handoff).values(
+                    status=outcome.handoff_status, resolved_at=at,
+                    outcome_reason=outcome.handoff_reason, note=tr.note))
+        return lead.id, outcome
+
+    def handoffs(self, status: str | None = None) -> list[dict[str, Any]]:
+        H, L = t.handoffs, t.leads
+        q = (select(H.c.id, L.c.email, L.c.company, L.c.source, H.c.owner, H.c.status,
+                    H.c.rule, H.c.reason, H.c.score, H.c.grade, H.c.created_at,
+                    H.c.sla_due_at, H.c.resolved_at, H.c.outcome_reason, H.c.note,
+                    L.c.lifecycle_stage, L.c.recycle_count)
+             .join(L, L.c.id == H.c.lead_id).order_by(H.c.created_at, H.c.id))
+        if status:
+            q = q.where(H.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
