@@ -133,3 +133,28 @@ def test_bad_config_fails_the_run_clearly_and_a_rerun_recovers(prefect_server, f
     state, _ = _run(as_of=AS_OF.isoformat())
     assert state.is_completed()
     assert state.result()["touches_sent"] == N_LEADS
+
+
+def test_process_engagement_and_sales_feedback_flows(prefect_server, flow_env):
+    from flows.process_engagement import process_engagement
+    from flows.sales_feedback import sales_feedback
+
+    store, _ = flow_env
+    first = _run(as_of=AS_OF.isoformat())[0]
+    assert first.is_completed()
+    store.insert_activities([{"id": "d1", "email": "lead3@example.com",
+                              "type": "demo_request", "occurred_at": AS_OF + timedelta(hours=2),
+                              "properties": {}}])
+    state = process_engagement(as_of=(AS_OF + timedelta(hours=2, minutes=15)).isoformat(),
+                               return_state=True)
+    assert state.is_completed(), state.message
+    out = state.result()
+    assert (out["leads_with_new_activity"], out["mqls"]) == (1, 1)
+    assert out["handed_to_sales"][0]["email"] == "lead3@example.com"
+
+    state = sales_feedback(email="lead3@example.com", action="reject", reason="not_ready",
+                           note="next quarter", return_state=True)
+    assert state.is_completed(), state.message
+    assert (state.result()["from"], state.result()["to"]) == ("mql", "recycled")
+    bad = sales_feedback(email="lead3@example.com", action="accept", return_state=True)
+    assert bad.is_failed() and "only an MQL can be accepted" in bad.message
