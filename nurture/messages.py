@@ -3,12 +3,15 @@ transport-neutral `Message` and, for transports that want one, a MIME document."
 
 from __future__ import annotations
 
+import binascii
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.headerregistry import HeaderRegistry, UnstructuredHeader
+from email.header import Header
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, formataddr
 
 from nurture.config import Sender
 from nurture.rendering import RenderedEmail, one_line
@@ -55,38 +58,54 @@ def build_message(touch_id: int, lead: dict, sender: Sender, rendered: RenderedE
                    step=step, variant=variant)
 
 
-class _UrlListHeader(UnstructuredHeader):
-    """`List-Unsubscribe: <url>` (RFC 2369/8058) is read as is by mail clients: a long URL
-    must stay one line, not be folded into RFC 2047 encoded-words like long unstructured
-    text (which hides the URL from Gmail, Yahoo and every other client)."""
-
-    def fold(self, *, policy) -> str:
-        value = str(self)
-        if not value.isascii():
-            return super().fold(policy=policy)
-        return f"{self.name}: {value}{policy.linesep}"
+def _unstructured(value: str) -> str:
+    """An unstructured header value: ASCII as is (our values are already one line), else
+    RFC 2047 encoded-words, folded."""
+    if value.isascii() and len(value) <= 900:
+        return value
+    return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
 
 
-_HEADERS = HeaderRegistry()
-_HEADERS.map_to_type("list-unsubscribe", _UrlListHeader)
-_POLICY = SMTP.clone(header_factory=_HEADERS)
+def _qp(text: str) -> str:
+    """Quoted-printable UTF-8 with CRLF line ends (C-accelerated via binascii)."""
+    body = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
+    return body.replace("\r\n", "\n").replace("\n", "\r\n")
+
+
+def to_eml(msg: Message, domain: str = "nurture.local") -> bytes:
+    """The message as a standards-compliant multipart/alternative email (RFC 5322/2045)
+    with RFC 8058 one-click headers, written directly: the stdlib `email` package's header
+    machinery cost ~3 ms a message, which dominated the outbox. `List-Unsubscribe` stays one
+    unencoded line, as mail clients read it literally."""
+    boundary = f"=_nurture_{secrets.token_hex(12)}"
+    step = msg.step + (f"/{msg.variant}" if msg.variant else "")
+    head = [
+        f"From: {formataddr((msg.sender.from_name, msg.sender.from_email), 'utf-8')}",
+        f"To: {formataddr((msg.to_name or '', msg.to_email), 'utf-8')}",
+    ]
+    if msg.sender.reply_to:
+        head.append(f"Reply-To: {msg.sender.reply_to}")
+    head += [
+        f"Subject: {_unstructured(msg.subject)}",
+        f"Date: {format_datetime(msg.send_at)}",
+        f"Message-ID: <touch-{msg.touch_id}.{secrets.token_hex(8)}@{domain}>",
+        f"List-Unsubscribe: <{msg.unsubscribe_url}>",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        f"X-Nurture-Touch-Id: {msg.touch_id}",
+        f"X-Nurture-Campaign: {_unstructured(msg.campaign)}",
+        f"X-Nurture-Step: {_unstructured(step)}",
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+        "",
+    ]
+    parts = []
+    for subtype, body in (("plain", msg.text), ("html", msg.html)):
+        parts.append(f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+                     f"Content-Transfer-Encoding: quoted-printable\r\n\r\n{_qp(body)}\r\n")
+    return ("\r\n".join(head) + "\r\n" + "".join(parts) + f"--{boundary}--\r\n").encode(
+        "ascii")
 
 
 def to_mime(msg: Message, domain: str = "nurture.local") -> EmailMessage:
-    """A standards-compliant multipart/alternative email with RFC 8058 one-click headers."""
-    mime = EmailMessage(policy=_POLICY)
-    mime["From"] = formataddr((msg.sender.from_name, msg.sender.from_email))
-    mime["To"] = formataddr((msg.to_name or "", msg.to_email))
-    if msg.sender.reply_to:
-        mime["Reply-To"] = msg.sender.reply_to
-    mime["Subject"] = msg.subject
-    mime["Date"] = format_datetime(msg.send_at)
-    mime["Message-ID"] = make_msgid(idstring=f"touch-{msg.touch_id}", domain=domain)
-    mime["List-Unsubscribe"] = f"<{msg.unsubscribe_url}>"
-    mime["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    mime["X-Nurture-Touch-Id"] = str(msg.touch_id)
-    mime["X-Nurture-Campaign"] = msg.campaign
-    mime["X-Nurture-Step"] = msg.step + (f"/{msg.variant}" if msg.variant else "")
-    mime.set_content(msg.text)
-    mime.add_alternative(msg.html, subtype="html")
-    return mime
+    """`to_eml` parsed back into an `EmailMessage` (for callers that want the object)."""
+    return BytesParser(policy=SMTP).parsebytes(to_eml(msg, domain))  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nurture.delivery.base import Delivery
-from nurture.messages import Message, to_mime
+from nurture.messages import Message, to_eml
 
 INDEX_ROWS = 1000  # the index page lists the newest messages; index.jsonl lists them all
 
@@ -33,7 +33,7 @@ class OutboxTransport:
             path = self._path(m.touch_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(bytes(to_mime(m)))
+            tmp.write_bytes(to_eml(m))
             os.replace(tmp, path)  # atomic: a crash never leaves half a message
             mid = f"outbox-{m.touch_id}"
             out.append(Delivery(m.touch_id, True, mid))
