@@ -134,35 +134,30 @@ def _print_import(report, as_json: bool, what: str) -> None:
                       f"{report.quarantine_file}[/yellow] ({reasons}); fix and re-import them.")
 
 
+def _run_import(args: argparse.Namespace, importer, what: str) -> int:
+    """Shared by both importers: progress on a terminal, a table or `--json` after."""
+    app = _app()
+    app.require_schema()
+    tick, stop = _progress(f"importing {what}")
+    try:
+        report = importer(app.store, Path(args.file),
+                          Path(args.quarantine) if args.quarantine else None, tick)
+    finally:
+        stop()
+    _print_import(report, args.json, what)
+    return EXIT_OK
+
+
 def cmd_import_leads(args: argparse.Namespace) -> int:
     from nurture.imports import import_leads_csv
 
-    app = _app()
-    app.require_schema()
-    tick, stop = _progress("importing leads")
-    try:
-        report = import_leads_csv(app.store, Path(args.file),
-                                  Path(args.quarantine) if args.quarantine else None, tick)
-    finally:
-        stop()
-    _print_import(report, args.json, "leads")
-    return EXIT_OK
+    return _run_import(args, import_leads_csv, "leads")
 
 
 def cmd_activities_import(args: argparse.Namespace) -> int:
     from nurture.imports import import_activities_jsonl
 
-    app = _app()
-    app.require_schema()
-    tick, stop = _progress("importing activities")
-    try:
-        report = import_activities_jsonl(app.store, Path(args.file),
-                                         Path(args.quarantine) if args.quarantine else None,
-                                         tick)
-    finally:
-        stop()
-    _print_import(report, args.json, "activities")
-    return EXIT_OK
+    return _run_import(args, import_activities_jsonl, "activities")
 
 
 def run_cycle_flow(as_of: datetime | None, dry_run: bool, chunk_size: int | None
