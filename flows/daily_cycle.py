@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 from nurture.cycle import ChunkResult, LeadEvent, plan_chunk, send_chunk, summarise
 from nurture.report import summary_markdown, summary_table_rows
 from nurture.settings import Settings
-from nurture.wiring import App
+from nurture.wiring import App, deliver_handoffs
 
 
 def _parse_as_of(as_of: str | datetime | None) -> datetime:
@@ -60,6 +60,12 @@ def send_chunk_task(app: App, ctx, lo: int, hi: int, as_of: datetime,
                     dry_run: bool) -> ChunkResult:
     """Claim, render and send the due touches of leads with ids in [lo, hi]."""
     return send_chunk(app.store, ctx, lo, hi, as_of, dry_run)
+
+
+@task(name="deliver-handoffs", cache_policy=NO_CACHE, retries=0)
+def deliver_handoffs_task(app: App) -> dict[str, int] | None:
+    """Pending MQL handoffs to the CRM webhook (if configured); failures retry next run."""
+    return deliver_handoffs(app)
 
 
 def _emit(events: list[LeadEvent], as_of: datetime) -> None:
@@ -146,6 +152,10 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     if not ranges:
         update_progress_artifact(progress_id, 100.0)
     summary = summarise(total, when, dry_run)
+    if not dry_run:
+        crm = deliver_handoffs_task(app)
+        if crm is not None:
+            summary["handoff_webhook"] = crm
     create_table_artifact(summary_table_rows(summary), key="nurture-cycle-summary",
                           description=f"Nurture cycle {when.date()} per campaign")
     create_markdown_artifact(summary_markdown(summary), key="nurture-cycle-report",

@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.daily_cycle import _emit, _parse_as_of
+from flows.daily_cycle import _emit, _parse_as_of, deliver_handoffs_task
 from nurture.cycle import ChunkResult, plan_chunk
 from nurture.settings import Settings
 from nurture.wiring import App
@@ -55,8 +55,9 @@ def process_engagement(as_of: str | None = None, chunk_size: int | None = None
         total.merge(part)
         _emit(part.events, when)
     mqls = [e for e in total.events if e.kind == "mql"]
+    crm = deliver_handoffs_task(app) if mqls else None
     logger.info("%d lead(s) with new activity; %d handed to sales now", looked_at, len(mqls))
     return {"as_of": when.isoformat(), "leads_with_new_activity": looked_at,
             "mqls": len(mqls),
             "handed_to_sales": [{"email": e.email, "owner": e.owner, "rule": e.rule}
-                                for e in mqls]}
+                                for e in mqls], "handoff_webhook": crm}

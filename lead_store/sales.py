@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 
 from lead_store import tables as t
@@ -77,3 +77,29 @@ class SalesStore:
             q = q.where(H.c.status == status)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    # -- CRM webhook delivery (outbox pattern: a handoff stays pending until delivered) --
+    def crm_due(self, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        H, L = t.handoffs, t.leads
+        q = (select(H.c.id, H.c.owner, H.c.status, H.c.rule, H.c.reason, H.c.score,
+                    H.c.grade, H.c.created_at, H.c.sla_due_at, H.c.crm_attempts,
+                    L.c.id.label("lead_id"), L.c.email, L.c.first_name, L.c.last_name,
+                    L.c.company, L.c.title, L.c.source, L.c.recycle_count)
+             .join(L, L.c.id == H.c.lead_id)
+             .where(H.c.crm_status == "pending",
+                    or_(H.c.crm_next_attempt_at.is_(None), H.c.crm_next_attempt_at <= now))
+             .order_by(H.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def crm_delivered(self, handoff_id: int, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t.handoffs).where(t.handoffs.c.id == handoff_id).values(
+                crm_status="delivered", crm_delivered_at=at, crm_error=None,
+                crm_attempts=t.handoffs.c.crm_attempts + 1))
+
+    def crm_retry_later(self, handoff_id: int, next_at: datetime, error: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t.handoffs).where(t.handoffs.c.id == handoff_id).values(
+                crm_next_attempt_at=next_at, crm_error=error[:2000],
+                crm_attempts=t.handoffs.c.crm_attempts + 1))

@@ -185,7 +185,14 @@ handoffs = Table(
     Column("resolved_at", UTCDateTime),
     Column("outcome_reason", String(100)),
     Column("note", Text),
+    # delivery to the CRM webhook (NURTURE_HANDOFF_WEBHOOK_URL): pending until a 2xx
+    Column("crm_status", String(20), nullable=False, server_default="pending"),
+    Column("crm_attempts", Integer, nullable=False, server_default="0"),
+    Column("crm_next_attempt_at", UTCDateTime),
+    Column("crm_delivered_at", UTCDateTime),
+    Column("crm_error", Text),
     Index("ix_handoffs_lead", "lead_id"),
+    Index("ix_handoffs_crm", "crm_status", "crm_next_attempt_at"),
     Index("ix_handoffs_status_due", "status", "sla_due_at"),
 )
 

@@ -343,6 +343,22 @@ def cmd_handoffs_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_handoffs_deliver(args: argparse.Namespace) -> int:
+    from nurture.wiring import deliver_handoffs
+
+    app = _app()
+    app.require_schema()
+    out = deliver_handoffs(app)
+    if out is None:
+        raise CliError("no CRM webhook is configured: set NURTURE_HANDOFF_WEBHOOK_URL")
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"{out['due']} handoff(s) due: {out['delivered']} delivered, "
+              f"{out['retrying']} will be retried.")
+    return EXIT_OK if out["retrying"] == 0 else EXIT_FAIL
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -473,6 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     hl.add_argument("--status", choices=["pending", "accepted", "rejected", "expired"])
     hl.add_argument("--csv", action="store_true", help="CSV on stdout (for a CRM or sheet)")
     hl.set_defaults(func=cmd_handoffs_list)
+    hd = hosub.add_parser("deliver", help="push pending handoffs to the CRM webhook now",
+                          description="POST each pending MQL handoff, signed, to "
+                                      "NURTURE_HANDOFF_WEBHOOK_URL; failures stay pending and "
+                                      "are retried with backoff (the cycle does this too).")
+    hd.add_argument("--json", action="store_true", help="print counts as JSON")
+    hd.set_defaults(func=cmd_handoffs_deliver)
     return p
 
 

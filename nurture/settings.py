@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     scanner_click_seconds: float = Field(default=10.0, ge=0)
     api_key: str | None = Field(default=None, min_length=16)
     max_body_bytes: int = Field(default=5_000_000, ge=1024)
+    # -- handoffs to a CRM ----------------------------------------------------------------
+    handoff_webhook_url: str | None = None
+    handoff_webhook_secret: str | None = Field(default=None, min_length=16)
 
     @field_validator("default_timezone")
     @classmethod
@@ -57,9 +60,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value
 
-    @field_validator("public_url", "sendgrid_host")
+    @field_validator("public_url", "sendgrid_host", "handoff_webhook_url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from nurture.config import Config
@@ -106,3 +106,15 @@ class App:
                            transport=transport or build_transport(self.settings),
                            secret=self.secret, public_url=self.settings.public_url,
                            schedule_ahead=timedelta(hours=self.settings.schedule_ahead_hours))
+
+
+def deliver_handoffs(app: App, now: datetime | None = None) -> dict[str, int] | None:
+    """Push pending MQL handoffs to the CRM webhook, when one is configured (else None)."""
+    if not app.settings.handoff_webhook_url:
+        return None
+    from lead_store.sales import SalesStore
+    from nurture.handoff_webhook import deliver_pending
+
+    return deliver_pending(SalesStore(app.engine), app.settings.handoff_webhook_url,
+                           app.settings.handoff_webhook_secret or app.secret,
+                           now or datetime.now(UTC))
