@@ -62,6 +62,18 @@ def send_chunk_task(app: App, ctx, lo: int, hi: int, as_of: datetime,
     return send_chunk(app.store, ctx, lo, hi, as_of, dry_run)
 
 
+@task(name="funnel-report", cache_policy=NO_CACHE)
+def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
+    """The marketing ↔ sales funnel after this cycle, as a markdown artifact."""
+    from lead_store.funnel_queries import load_funnel_rows
+    from nurture.funnel import compute_funnel, funnel_markdown
+
+    report = compute_funnel(*load_funnel_rows(app.engine), as_of=as_of)
+    create_markdown_artifact(funnel_markdown(report), key="nurture-funnel",
+                             description=f"Lead funnel as of {as_of.date()}")
+    return report
+
+
 @task(name="deliver-handoffs", cache_policy=NO_CACHE, retries=0)
 def deliver_handoffs_task(app: App) -> dict[str, int] | None:
     """Pending MQL handoffs to the CRM webhook (if configured); failures retry next run."""
@@ -156,6 +168,7 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
         crm = deliver_handoffs_task(app)
         if crm is not None:
             summary["handoff_webhook"] = crm
+        funnel_report_task(app, when)
     create_table_artifact(summary_table_rows(summary), key="nurture-cycle-summary",
                           description=f"Nurture cycle {when.date()} per campaign")
     create_markdown_artifact(summary_markdown(summary), key="nurture-cycle-report",

@@ -34,9 +34,10 @@ class SalesStore:
             lead = conn.execute(q).first()
             if lead is None:
                 raise LeadNotFound(f"no lead with email {email}")
+            # the handoff still waiting for an answer; once accepted it keeps its outcome
+            # (a later reject is a transition, so acceptance rates stay true)
             open_handoff = conn.execute(
-                select(H.c.id).where(H.c.lead_id == lead.id,
-                                     H.c.status.in_(("pending", "accepted")))
+                select(H.c.id).where(H.c.lead_id == lead.id, H.c.status == "pending")
                 .order_by(H.c.id.desc()).limit(1)).scalar()
             outcome = decide(LeadState(lead.lifecycle_stage, lead.recycle_count,
                                        open_handoff is not None))

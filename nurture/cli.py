@@ -495,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "are retried with backoff (the cycle does this too).")
     hd.add_argument("--json", action="store_true", help="print counts as JSON")
     hd.set_defaults(func=cmd_handoffs_deliver)
+
+    from nurture.cli_reports import add_commands as add_report_commands
+
+    add_report_commands(sub)
     return p
 
 
