@@ -351,6 +351,7 @@ def print_funnel(report: dict[str, Any], console=None) -> None:
     """The report as rich tables, readable in a 100-column terminal."""
     from rich.columns import Columns
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
@@ -391,7 +392,7 @@ def print_funnel(report: dict[str, Any], console=None) -> None:
         t.add_column(label)
         t.add_column("count", justify="right")
         for k, v in data.items():
-            t.add_row(k, f"{v:,}")
+            t.add_row(escape(str(k)), f"{v:,}")
         if not data:
             t.add_row("[dim]none[/dim]", "")
         return t

@@ -75,11 +75,12 @@ def explain_lead(store, rules, email: str, default_tz: str,
 
 def print_lead(info: dict[str, Any], console=None) -> None:
     from rich.console import Console
+    from rich.markup import escape as e  # lead data and rule text may contain [brackets]
     from rich.table import Table
 
     console = console or Console()
-    name = f"{info['name']} <{info['email']}>" if info["name"] else info["email"]
-    console.print(f"[bold]{name}[/bold]" + (f" — {info['company']}" if info["company"] else ""))
+    name = e(f"{info['name']} <{info['email']}>" if info["name"] else info["email"])
+    console.print(f"[bold]{name}[/bold]" + (f" — {e(info['company'])}" if info["company"] else ""))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="dim")
     grid.add_column()
@@ -88,9 +89,9 @@ def print_lead(info: dict[str, Any], console=None) -> None:
     grid.add_row("buying stage", info["buying_stage"])
     grid.add_row("score", f"{info['score']:g} = fit {info['fit_score']:g} + engagement "
                  f"{info['engagement_score']:g}  (grade {info['grade']})")
-    grid.add_row("campaign / track", f"{info['campaign'] or '-'} / {info['track'] or '-'}")
+    grid.add_row("campaign / track", e(f"{info['campaign'] or '-'} / {info['track'] or '-'}"))
     if info["suppressed"]:
-        grid.add_row("suppressed", f"[red]{info['suppressed']}[/red] — never emailed")
+        grid.add_row("suppressed", f"[red]{e(str(info['suppressed']))}[/red] — never emailed")
     if info["recycle_until"]:
         grid.add_row("recycle wait until", info["recycle_until"][:16].replace("T", " "))
     console.print(grid)
@@ -103,7 +104,7 @@ def print_lead(info: dict[str, Any], console=None) -> None:
         t.add_column("rule / activity")
         t.add_column("points", justify="right")
         for f in fit:
-            t.add_row("fit", f["rule"], f"{f['points']:+g}")
+            t.add_row("fit", e(f["rule"]), f"{f['points']:+g}")
         for k, v in eng.items():
             t.add_row("engagement", f"{k} (decayed)", f"{v:+.1f}")
         console.print(t)
@@ -115,8 +116,9 @@ def print_lead(info: dict[str, Any], console=None) -> None:
             t.add_column(col)
         for i, tc in enumerate(info["touches"], 1):
             when = (tc["sent_at"] or tc["send_at"] or "")[:16].replace("T", " ")
-            t.add_row(str(i), tc["campaign"], tc["track"], tc["step"], tc["variant"] or "",
-                      tc["status"], when, tc["subject"] or tc["error"] or "")
+            t.add_row(str(i), e(tc["campaign"]), e(tc["track"]), e(tc["step"]),
+                      e(tc["variant"] or ""), tc["status"], when,
+                      e(tc["subject"] or tc["error"] or ""))
         console.print(t)
     else:
         console.print("[dim]No touches yet.[/dim]")
@@ -126,9 +128,9 @@ def print_lead(info: dict[str, Any], console=None) -> None:
             t.add_column(col)
         for tr in info["transitions"]:
             t.add_row(tr["at"][:16].replace("T", " "), f"{tr['from']} → {tr['to']}",
-                      tr["reason"] + (f" — {tr['note']}" if tr["note"] else ""), tr["actor"])
+                      e(tr["reason"] + (f" — {tr['note']}" if tr["note"] else "")), e(tr["actor"]))
         console.print(t)
     for h in info["handoffs"]:
-        console.print(f"Handoff to [bold]{h['owner']}[/bold]: {h['status']}, SLA due "
+        console.print(f"Handoff to [bold]{e(h['owner'])}[/bold]: {h['status']}, SLA due "
                       f"{h['sla_due_at'][:16].replace('T', ' ')}"
                       + (f" ({h['outcome_reason']})" if h["outcome_reason"] else ""))

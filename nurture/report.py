@@ -49,6 +49,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 def print_summary(summary: dict[str, Any], console=None) -> None:
     """A readable table on the terminal."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
@@ -62,6 +63,6 @@ def print_summary(summary: dict[str, Any], console=None) -> None:
         table.add_column(col, justify=just)
     rows = summary_table_rows(summary)
     for i, r in enumerate(rows):
-        table.add_row(*[str(v) for v in r.values()], end_section=i == len(rows) - 2,
+        table.add_row(*[escape(str(v)) for v in r.values()], end_section=i == len(rows) - 2,
                       style="bold" if r["campaign"] == "TOTAL" else None)
     console.print(table)
