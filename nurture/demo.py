@@ -78,22 +78,83 @@ def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
         for day in range(days):
             as_of = start + timedelta(days=day)
             summary = run_cycle_flow(as_of, False, None)
+            sales = simulate_sales(app, min(as_of + timedelta(hours=3), datetime.now(UTC)),
+                                   seed)
             for key in ("touches_sent", "mqls", "recycled"):
                 totals[key] += summary[key]
+            for key, n in sales.items():
+                totals[f"sales_{key}"] += n
             daily.append({"as_of": summary["as_of"], "sent": summary["touches_sent"],
-                          "mqls": summary["mqls"], "recycled": summary["recycled"]})
+                          "mqls": summary["mqls"], "recycled": summary["recycled"],
+                          "sales_feedback": sales})
             bar.update(task, advance=1, description=f"{as_of:%a %d %b}: "
                        f"{summary['touches_sent']} sent, {summary['mqls']} MQLs, "
                        f"{summary['recycled']} recycled")
             if not show_bar and not as_json:
-                console.print(f"  {as_of:%a %d %b %Y}: {summary['touches_sent']:>4} sent, "
-                              f"{summary['mqls']:>3} MQLs, {summary['recycled']:>3} recycled")
+                console.print(f"  {as_of:%a %d %b}: {summary['touches_sent']:>4} sent, "
+                              f"{summary['mqls']:>2} MQLs, {summary['recycled']:>2} recycled"
+                              f" | sales: {sales['accept']:>2} accepted, {sales['reject']:>2}"
+                              f" rejected, {sales['won']} won", soft_wrap=True)
     outcome = _outcome(app, directory, days, totals, daily)
     if as_json:
         print(json.dumps(outcome, default=str))
     else:
         _print_outcome(console, outcome)
     return 0
+
+
+def simulate_sales(app, at: datetime, seed: int) -> Counter:
+    """Sales answering handoffs, through the same service as `nurture sales`: per handoff
+    (seeded) ~55 % accepted the day it arrives, ~20 % rejected with a reason code, ~25 %
+    left unanswered (the SLA expires and the lead comes back recycled); accepted leads
+    sometimes become opportunities after a few days, and some of those are won or lost."""
+    import random
+
+    from sqlalchemy import select
+
+    from lead_store import tables as t
+    from lead_store.sales import SalesStore
+    from nurture.sales import FeedbackRefused, record_feedback
+
+    store = SalesStore(app.engine)
+    done: Counter = Counter()
+    codes = sorted(app.rules.sales_rejected)
+    weights = {"not_ready": 40, "bad_timing": 25, "no_budget": 15, "bad_data": 10,
+               "competitor": 10}
+
+    def act(email: str, action: str, reason: str | None = None, note: str | None = None):
+        try:
+            record_feedback(store, app.rules, email, action, at, reason=reason, note=note,
+                            actor="demo:sales-rep")
+            done[action] += 1
+        except (FeedbackRefused, LookupError):
+            pass
+
+    for h in store.handoffs("pending"):
+        if h["created_at"] > at:
+            continue
+        r = random.Random(f"{seed}-handoff-{h['id']}").random()
+        if r < 0.55:
+            act(h["email"], "accept", note="call booked")
+        elif r < 0.75 and codes:
+            code = random.Random(f"{seed}-reason-{h['id']}").choices(
+                codes, [weights.get(c, 10) for c in codes])[0]
+            act(h["email"], "reject", code, note="not a fit right now")
+    L = t.leads
+    with app.engine.connect() as conn:
+        rows = conn.execute(select(L.c.id, L.c.email, L.c.lifecycle_stage,
+                                   L.c.stage_entered_at)
+                            .where(L.c.lifecycle_stage.in_(("sal", "opportunity")))).all()
+    for lead_id, email, stage, since in rows:
+        r = random.Random(f"{seed}-deal-{lead_id}-{stage}").random()
+        if stage == "sal" and at - since >= timedelta(days=3) and r < 0.4:
+            act(email, "opportunity")
+        elif stage == "opportunity" and at - since >= timedelta(days=5):
+            if r < 0.5:
+                act(email, "won")
+            elif r < 0.8:
+                act(email, "lost", note="went quiet")
+    return done
 
 
 def _examples(app) -> dict[str, str | None]:
@@ -146,6 +207,8 @@ def _outcome(app, directory: Path, days: int, totals: Counter, daily: list) -> d
         "touches_sent": totals["touches_sent"],
         "mqls": totals["mqls"],
         "recycled": totals["recycled"],
+        "sales_feedback": {k[6:]: v for k, v in sorted(totals.items())
+                           if k.startswith("sales_")},
         "lifecycle_stages": app.store.stage_counts(),
         "buying_stages": {str(k): v for k, v in buying.items()},
         "sent_by_step": [{"campaign": c, "track": tr, "step": s, "sent": n}
@@ -159,9 +222,13 @@ def _outcome(app, directory: Path, days: int, totals: Counter, daily: list) -> d
 def _print_outcome(console, o: dict[str, Any]) -> None:
     from rich.table import Table
 
+    fb = o["sales_feedback"]
     console.print(f"\n[bold green]Simulated {o['days']} days[/bold green]: "
                   f"{o['touches_sent']:,} emails sent, {o['mqls']:,} MQLs handed to sales, "
-                  f"{o['recycled']:,} leads recycled.\n")
+                  f"{o['recycled']:,} leads recycled. Simulated sales reps accepted "
+                  f"{fb.get('accept', 0)}, rejected {fb.get('reject', 0)} (with reason codes), "
+                  f"opened {fb.get('opportunity', 0)} opportunities, won {fb.get('won', 0)} "
+                  f"and lost {fb.get('lost', 0)}; unanswered MQLs expired after the SLA.\n")
     stages = Table(title="Leads by lifecycle stage", title_justify="left", min_width=30)
     stages.add_column("stage")
     stages.add_column("leads", justify="right")
@@ -180,6 +247,8 @@ def _print_outcome(console, o: dict[str, Any]) -> None:
     console.print(f"\nOutbox: [bold]{o['outbox']}[/bold] (open it in a browser; each "
                   "message is a real .eml file)", soft_wrap=True)
     console.print(f"Database: {o['database_url']}", soft_wrap=True)
+    console.print("The loop in numbers: [bold]nurture report funnel[/bold] (with the export "
+                  "below)", soft_wrap=True)
     labels = {"mql": "an MQL", "recycled": "a recycled lead",
               "switched_to_evaluation": "a lead that moved to evaluation content",
               "research": "a research-stage lead"}
