@@ -163,3 +163,20 @@ def test_process_engagement_and_sales_feedback_flows(prefect_server, flow_env):
     assert (state.result()["from"], state.result()["to"]) == ("mql", "recycled")
     bad = sales_feedback(email="lead3@example.com", action="accept", return_state=True)
     assert bad.is_failed() and "only an MQL can be accepted" in bad.message
+
+
+def test_sendgrid_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
+    from prefect.blocks.system import Secret
+
+    from nurture.settings import Settings
+    from nurture.wiring import MissingSecret, sendgrid_api_key
+
+    monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    monkeypatch.delenv("NURTURE_SENDGRID_API_KEY", raising=False)
+    with pytest.raises(MissingSecret, match="sendgrid-api-key"):
+        sendgrid_api_key(Settings(transport="sendgrid"))
+    Secret(value="SG.from-the-block").save("sendgrid-api-key", overwrite=True)
+    assert sendgrid_api_key(Settings(transport="sendgrid")) == "SG.from-the-block"
+    # the environment wins over the block
+    assert sendgrid_api_key(Settings(transport="sendgrid",
+                                     sendgrid_api_key="SG.env")) == "SG.env"
