@@ -2,11 +2,12 @@
 
     python benchmarks/sendgrid_delivery.py --messages 2000 --events 20000
 
-1. The same N rendered messages sent to the fake SendGrid (a real HTTP server on loopback)
-   by the engine's `sendgrid` transport (pooled connections, bounded concurrency) and by
-   one-by-one `SendGridAPIClient.send` calls (the SDK's own way: a new connection per
-   request). The fake validates every body against SendGrid's official schema unless
-   `--no-validate` (then only the client side is measured).
+1. The same N rendered messages sent to the fake SendGrid (a real HTTP server on loopback,
+   its own process) by the engine's `sendgrid` transport (pooled connections, bounded
+   concurrency) and by one-by-one `SendGridAPIClient.send` calls (the SDK's own way: a new
+   connection per request). The fake answers after `--latency-ms` (default 30, a typical
+   round trip to the real API) and validates every body against SendGrid's official schema
+   unless `--no-validate`.
 2. Event Webhook batches (signed, 1000 events each, SendGrid's maximum batch shape) posted to
    the nurture app served by uvicorn on loopback, against a fresh SQLite database with the
    touches they refer to: events ingested per second (verify, store raw, dedupe, apply).
@@ -61,7 +62,7 @@ def make_messages(n: int):
     return out
 
 
-def bench_send(messages, validate: bool, concurrency: int) -> dict:
+def bench_send(messages, validate: bool, concurrency: int, latency_ms: float = 0.0) -> dict:
     """The fake runs in its own process (as SendGrid would be elsewhere), so client and
     server do not share one interpreter lock."""
     import subprocess
@@ -72,11 +73,12 @@ def bench_send(messages, validate: bool, concurrency: int) -> dict:
     from nurture.delivery.sendgrid import SendGridTransport, build_mail
 
     out: dict = {"messages": len(messages), "schema_validation": validate,
-                 "concurrency": concurrency}
+                 "concurrency": concurrency, "latency_ms": latency_ms}
     port = _free_port()
     key = "SG.bench-key"
     cmd = [sys.executable, "-m", "nurture.cli", "fake-sendgrid", "--port", str(port),
-           "--api-key", key] + (["--schema", str(SCHEMA)] if validate else ["--no-schema"])
+           "--api-key", key, "--latency-ms", str(latency_ms)] + (
+               ["--schema", str(SCHEMA)] if validate else ["--no-schema"])
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
@@ -201,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=8, help="engine transport concurrency")
     p.add_argument("--no-validate", action="store_true",
                    help="the fake skips schema validation (measure the clients alone)")
+    p.add_argument("--latency-ms", type=float, default=30.0,
+                   help="the fake's delay per answer, as across the internet (default 30; "
+                        "0 measures loopback alone, where the fake itself is the limit)")
     args = p.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     sys.path.insert(0, str(ROOT))
@@ -212,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"SendGrid schema not found at {SCHEMA}; pass --no-validate")
     log(f"rendering {args.messages} messages")
     messages = make_messages(args.messages)
-    send = bench_send(messages, not args.no_validate, args.concurrency)
+    send = bench_send(messages, not args.no_validate, args.concurrency, args.latency_ms)
     with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
         hook = bench_webhook(args.events, args.batch_size, Path(tmp))
     print(json.dumps({"send": send, "webhook": hook}))

@@ -237,7 +237,8 @@ def cmd_fake_sendgrid(args: argparse.Namespace) -> int:
     try:
         fake = FakeSendGrid(api_key=args.api_key, host=args.host, port=args.port,
                             schema_path=Path(args.schema) if args.schema else None,
-                            validate=not args.no_schema).start()
+                            validate=not args.no_schema,
+                            latency=args.latency_ms / 1000.0).start()
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
@@ -451,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "reference beside the repository)")
     fk.add_argument("--no-schema", action="store_true",
                     help="skip schema validation (when the schema file is not at hand)")
+    fk.add_argument("--latency-ms", type=float, default=0.0,
+                    help="delay every answer, like a real API across the internet")
     fk.set_defaults(func=cmd_fake_sendgrid)
 
     wh = sub.add_parser("webhooks", help="provider webhook batches")

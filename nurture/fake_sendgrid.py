@@ -98,6 +98,7 @@ class FakeSendGrid:
     host: str = "127.0.0.1"
     port: int = 0
     validate: bool = True
+    latency: float = 0.0  # seconds added to every answer (a real API is ~50-150 ms away)
     messages: list[Recorded] = field(default_factory=list)
     requests: int = 0
     rejected: list[dict] = field(default_factory=list)
@@ -166,6 +167,8 @@ class FakeSendGrid:
         """(status, headers, json body) for one `POST /v3/mail/send`."""
         with self._lock:
             self.requests += 1
+        if self.latency:
+            time.sleep(self.latency)
         if auth != f"Bearer {self.api_key}":
             return 401, {}, {"errors": [_sg_error("The provided authorization grant is "
                                                   "invalid, expired, or revoked")]}
