@@ -186,11 +186,14 @@ def create_app(app: App | None = None) -> FastAPI:
                 rows.append(row)
             except RowError as exc:
                 problems.append({"index": i, "code": exc.code, "error": str(exc)})
+        # valid events are stored even when others in the batch are not: nothing valid is
+        # dropped, and resending the whole batch is safe (ids de-duplicate)
+        counts = (await run_in_threadpool(app.store.insert_activities, rows, "api")
+                  if rows else {"inserted": 0, "duplicates": 0, "leads_created": 0})
         if problems:
-            # all or nothing: the caller fixes the listed items and resends the batch
-            return _error(422, f"{len(problems)} of {len(items)} activities are invalid; "
-                          "none were stored", problems=problems)
-        counts = await run_in_threadpool(app.store.insert_activities, rows, "api")
+            return _error(422, f"{len(problems)} of {len(items)} activities are invalid and "
+                          f"were not stored; the {len(rows)} valid one(s) were",
+                          problems=problems, stored=counts)
         return JSONResponse(counts, status_code=202)
 
     # -- sales feedback (the same service as `nurture sales` and the Prefect flow) --------

@@ -275,15 +275,18 @@ def test_activity_api(world):
     assert httpx.post(url, json=good).status_code == 401
     assert httpx.post(url, json=good, headers={"Authorization": "Bearer nope"}
                       ).status_code == 401
+    r = httpx.post(url, content=b"[" + b'"x",' * 400_000 + b'"x"]', headers=auth)
+    assert r.status_code == 413 and count(app, t.activities) == 0
     r = httpx.post(url, json=[good, good | {"id": "web-2", "type": "teleport"},
                               good | {"id": "web-3", "email": "not-an-email"}], headers=auth)
     assert r.status_code == 422
     assert [p["index"] for p in r.json()["problems"]] == [1, 2]
-    assert count(app, t.activities) == 0  # all or nothing
-    r = httpx.post(url, content=b"[" + b'"x",' * 400_000 + b'"x"]', headers=auth)
-    assert r.status_code == 413 and count(app, t.activities) == 0
-    r = httpx.post(url, json=good, headers=auth)
-    assert r.status_code == 202 and r.json()["inserted"] == 1
+    assert "teleport" in r.json()["problems"][0]["error"]
+    assert r.json()["stored"]["inserted"] == 1  # the valid one is never dropped
+    assert count(app, t.activities) == 1
+    r = httpx.post(url, json=good, headers=auth)  # a resend is safe: ids de-duplicate
+    assert r.status_code == 202 and r.json() == {"inserted": 0, "duplicates": 1,
+                                                 "leads_created": 0}
     r = httpx.post(url, json=[good, good | {"id": "web-9", "email": "new@example.com",
                                             "type": "demo_request"}], headers=auth)
     assert r.json() == {"inserted": 1, "duplicates": 1, "leads_created": 1}
