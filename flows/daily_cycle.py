@@ -24,6 +24,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from nurture.cycle import ChunkResult, LeadEvent, plan_chunk, send_chunk, summarise
+from nurture.imports import parse_time
 from nurture.report import summary_markdown, summary_table_rows
 from nurture.settings import Settings
 from nurture.wiring import App, deliver_handoffs
@@ -33,10 +34,8 @@ def _parse_as_of(as_of: str | datetime | None) -> datetime:
     if as_of is None or as_of == "":
         return datetime.now(UTC)
     if isinstance(as_of, datetime):
-        value = as_of
-    else:
-        value = datetime.fromisoformat(as_of.strip().replace("Z", "+00:00"))
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
+    return parse_time(as_of)
 
 
 def _run_name() -> str:

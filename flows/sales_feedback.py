@@ -4,12 +4,12 @@ automation (e.g. a CRM webhook trigger). The same service as `nurture sales` and
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
+from flows.daily_cycle import _parse_as_of
 from nurture.settings import Settings
 from nurture.wiring import App
 
@@ -35,9 +35,7 @@ def sales_feedback(email: str, action: Literal["accept", "reject", "opportunity"
 
     app = App(Settings())
     app.require_schema()
-    when = datetime.fromisoformat(at.replace("Z", "+00:00")) if at else datetime.now(UTC)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+    when = _parse_as_of(at)
     result = record_feedback(SalesStore(app.engine), app.rules, email, action, when,
                              reason=reason, note=note, actor=actor)
     get_run_logger().info("%s: %s -> %s (%s)", result["email"], result["from"], result["to"],

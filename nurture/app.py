@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from nurture.imports import RowError, activity_row
+from nurture.imports import RowError, activity_row, parse_time
 from nurture.settings import Settings
 from nurture.unsubscribe import BadToken, read_token
 from nurture.webhooks.sendgrid import (
@@ -213,11 +213,8 @@ def create_app(app: App | None = None) -> FastAPI:
             return _error(422, f"expected {{email, action: {'|'.join(ACTIONS)}, reason?, "
                           "note?, actor?}")
         try:
-            at = datetime.fromisoformat(data["at"].replace("Z", "+00:00")) \
-                if data.get("at") else datetime.now(UTC)
-            if at.tzinfo is None:
-                at = at.replace(tzinfo=UTC)
-        except (AttributeError, ValueError):
+            at = parse_time(data["at"]) if data.get("at") else datetime.now(UTC)
+        except ValueError:
             return _error(422, "`at` must be an ISO 8601 datetime")
         try:
             result = await run_in_threadpool(

@@ -52,12 +52,13 @@ def _app(args: argparse.Namespace | None = None, **overrides: Any):
 def _parse_as_of(value: str | None) -> datetime | None:
     if value is None:
         return None
+    from nurture.imports import parse_time
+
     try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return parse_time(value)
     except ValueError:
         raise CliError(f"--as-of {value!r} is not an ISO 8601 date or datetime "
                        "(e.g. 2026-11-23T08:00:00Z)") from None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def _print_json(obj: Any) -> None:
