@@ -68,11 +68,9 @@ def _sg_error(message: str, field_: str | None = None) -> dict:
 @dataclass
 class Fault:
     status: int | None = None       # answer with this status instead of 202
-    delay: float = 0.0              # sleep this long first (longer than the client timeout
-    #                                 = a timeout the client cannot tell from an accept)
-    times: int = 1
-    accept_after_delay: bool = True  # a slow answer still records the message (as SendGrid
-    #                                  would have queued it)
+    delay: float = 0.0              # sleep this long first; without a status the message is
+    #                                 still accepted, so a delay past the client's timeout is
+    #                                 a send the client cannot tell from a failure
     to: str | None = None           # only for mail to this recipient (None: any)
 
 
@@ -142,11 +140,11 @@ class FakeSendGrid:
 
     # -- faults -------------------------------------------------------------------------
     def inject(self, status: int | None = None, delay: float = 0.0, times: int = 1,
-               accept_after_delay: bool = True, to: str | None = None) -> None:
+               to: str | None = None) -> None:
         """Queue `times` faults, consumed by the next matching requests in order."""
         with self._lock:
             for _ in range(times):
-                self._faults.append(Fault(status, delay, 1, accept_after_delay, to))
+                self._faults.append(Fault(status, delay, to))
 
     def _next_fault(self, to: str | None) -> Fault | None:
         with self._lock:
