@@ -104,39 +104,33 @@ class EventStore:
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             # resolve touches (by our touch id, else the provider's message id) and leads
-            touch_ids = sorted({e.touch_id for e in effects if e.touch_id is not None})
-            touches: dict[int, Any] = {}
-            for part in _chunks(touch_ids, IN_BATCH):
-                touches.update((r.id, r) for r in conn.execute(select(
-                    T.c.id, T.c.lead_id, T.c.status, T.c.sent_at, T.c.send_at,
-                    T.c.delivery_status, T.c.delivered_at, T.c.provider_message_id,
-                    T.c.campaign, T.c.step).where(T.c.id.in_(part))))
-            by_mid: dict[str, Any] = {}
-            mids = sorted({e.message_id for e in effects
-                           if e.message_id and (e.touch_id is None or e.touch_id not in touches)})
-            for part in _chunks(mids, IN_BATCH):
-                for r in conn.execute(select(
-                        T.c.id, T.c.lead_id, T.c.status, T.c.sent_at, T.c.send_at,
-                        T.c.delivery_status, T.c.delivered_at, T.c.provider_message_id,
-                        T.c.campaign, T.c.step).where(T.c.provider_message_id.in_(part))):
-                    by_mid[r.provider_message_id] = r
-                    touches[r.id] = r
+            def rows_by(key, values, *cols) -> list:
+                """Rows whose `key` is in `values`, in IN-list batches."""
+                out: list = []
+                for part in _chunks(sorted(values), IN_BATCH):
+                    out += conn.execute(select(*cols).where(key.in_(part))).all()
+                return out
+
+            touch_cols = (T.c.id, T.c.lead_id, T.c.status, T.c.sent_at, T.c.delivery_status,
+                          T.c.delivered_at, T.c.provider_message_id)
+            touches: dict[int, Any] = {r.id: r for r in rows_by(
+                T.c.id, {e.touch_id for e in effects if e.touch_id is not None}, *touch_cols)}
+            mids = {e.message_id for e in effects
+                    if e.message_id and (e.touch_id is None or e.touch_id not in touches)}
+            by_mid: dict[str, Any] = {r.provider_message_id: r for r in rows_by(
+                T.c.provider_message_id, mids, *touch_cols)}
+            touches.update((r.id, r) for r in by_mid.values())
             for e in effects:
                 if (e.touch_id is None or e.touch_id not in touches) and e.message_id in by_mid:
                     e.touch_id = by_mid[e.message_id].id
                 elif e.touch_id is not None and e.touch_id not in touches:
                     e.touch_id = None  # a touch id we never issued: keep the event, unmatched
-            emails = sorted({e.email for e in effects})
-            leads: dict[str, Any] = {}
-            for part in _chunks(emails, IN_BATCH):
-                leads.update((r.email, r) for r in conn.execute(
-                    select(L.c.id, L.c.email, L.c.lifecycle_stage).where(L.c.email.in_(part))))
-            lead_of: dict[int, Any] = {}
+            lead_cols = (L.c.id, L.c.email, L.c.lifecycle_stage)
+            leads: dict[str, Any] = {r.email: r for r in rows_by(
+                L.c.email, {e.email for e in effects}, *lead_cols)}
             lead_ids = {touches[e.touch_id].lead_id for e in effects if e.touch_id}
             lead_ids -= {r.id for r in leads.values()}
-            for part in _chunks(sorted(lead_ids), IN_BATCH):
-                lead_of.update((r.id, r) for r in conn.execute(
-                    select(L.c.id, L.c.email, L.c.lifecycle_stage).where(L.c.id.in_(part))))
+            lead_of: dict[int, Any] = {r.id: r for r in rows_by(L.c.id, lead_ids, *lead_cols)}
             lead_of.update((r.id, r) for r in leads.values())
 
             def lead_for(e: Effect):
