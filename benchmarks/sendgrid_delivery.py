@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA: Path | None = None  # SendGrid's official schema, found in main()
 
 
 def log(msg: str) -> None:
@@ -78,7 +77,7 @@ def bench_send(messages, validate: bool, concurrency: int, latency_ms: float = 0
     key = "SG.bench-key"
     cmd = [sys.executable, "-m", "nurture.cli", "fake-sendgrid", "--port", str(port),
            "--api-key", key, "--latency-ms", str(latency_ms)] + (
-               ["--schema", str(SCHEMA)] if validate else ["--no-schema"])
+               [] if validate else ["--no-schema"])  # the fake finds the shared schema
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
@@ -209,12 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     sys.path.insert(0, str(ROOT))
-    global SCHEMA
     from nurture.fake_sendgrid import default_schema_path
 
-    SCHEMA = default_schema_path()
-    if not SCHEMA.is_file() and not args.no_validate:
-        p.error(f"SendGrid schema not found at {SCHEMA}; pass --no-validate")
+    schema = default_schema_path()
+    if not schema.is_file() and not args.no_validate:
+        p.error(f"SendGrid schema not found at {schema}; pass --no-validate")
     log(f"rendering {args.messages} messages")
     messages = make_messages(args.messages)
     send = bench_send(messages, not args.no_validate, args.concurrency, args.latency_ms)
