@@ -528,18 +528,6 @@ class LeadStore:
             return dict(conn.execute(select(L.c.lifecycle_stage, func.count())
                                      .group_by(L.c.lifecycle_stage)).all())
 
-    # -- cycle runs -----------------------------------------------------------------------
-    def start_run(self, as_of: datetime, dry_run: bool) -> int:
-        with self.engine.begin() as conn:
-            return conn.execute(insert(t.cycle_runs).values(
-                as_of=as_of, started_at=datetime.now(UTC), dry_run=dry_run,
-                status="running").returning(t.cycle_runs.c.id)).scalar_one()
-
-    def finish_run(self, run_id: int, status: str, summary: dict) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(t.cycle_runs).where(t.cycle_runs.c.id == run_id).values(
-                finished_at=datetime.now(UTC), status=status, summary=summary))
-
 
 def _next_check(d: Decision) -> datetime | None:
     """When the cycle must look at this lead again: waiting leads are skipped until their

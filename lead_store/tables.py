@@ -95,6 +95,9 @@ leads = Table(
     Column("next_check_at", UTCDateTime),
     # new activity not yet evaluated: `process_engagement` routes these within minutes
     Column("activity_pending", Boolean, nullable=False, server_default=text("false")),
+    # bumped by every write to the row: writers compare-and-set on it, so a decision made on
+    # a stale snapshot is refused (and re-evaluated) instead of overwriting newer state
+    Column("version", Integer, nullable=False, server_default="0"),
     Index("ix_leads_cycle", "lifecycle_stage", "next_check_at"),
     Index("ix_leads_activity_pending", "activity_pending"),
 )
@@ -133,13 +136,21 @@ touches = Table(
     Column("step", String(100), nullable=False),
     Column("round", Integer, nullable=False, server_default="0"),
     Column("variant", String(50)),
-    # planned -> sending -> sent | failed | unknown ; planned -> cancelled
+    # the touch state machine (nurture.ledger): planned -> sending (owned by a run) ->
+    # sent | planned again (retryable, after retry_at) | failed | in_doubt -> settled;
+    # planned -> cancelled
     Column("status", String(20), nullable=False),
     Column("planned_at", UTCDateTime, nullable=False),
     Column("send_at", UTCDateTime, nullable=False),
     Column("claimed_at", UTCDateTime),
     Column("sent_at", UTCDateTime),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    # the run that owns a `sending` touch (fencing: results from any other run are refused)
+    Column("run_id", Id),
+    # a retryable failure waits until then before it is claimed again
+    Column("retry_at", UTCDateTime),
+    # SendGrid batch id of a scheduled send, so an unsubscribe can still cancel it
+    Column("provider_batch_id", String(100)),
     Column("subject", Text),
     Column("transport", String(20)),
     Column("provider_message_id", String(200)),
@@ -166,7 +177,10 @@ transitions = Table(
     Column("actor", String(200), nullable=False),
     Column("note", Text),
     Column("at", UTCDateTime, nullable=False),
+    # the handoff an MQL transition created: at most one MQL transition per handoff
+    Column("handoff_id", Id),
     Index("ix_transitions_lead", "lead_id", "at"),
+    Index("uq_transitions_handoff", "handoff_id", unique=True),
 )
 
 handoffs = Table(
@@ -185,8 +199,11 @@ handoffs = Table(
     Column("resolved_at", UTCDateTime),
     Column("outcome_reason", String(100)),
     Column("note", Text),
-    # delivery to the CRM webhook (NURTURE_HANDOFF_WEBHOOK_URL): pending until a 2xx
+    # delivery to the CRM webhook (NURTURE_HANDOFF_WEBHOOK_URL): pending -> delivering
+    # (claimed by one run at a time) -> delivered, or pending again with a backoff
     Column("crm_status", String(20), nullable=False, server_default="pending"),
+    Column("crm_claimed_by", Id),
+    Column("crm_claimed_at", UTCDateTime),
     Column("crm_attempts", Integer, nullable=False, server_default="0"),
     Column("crm_next_attempt_at", UTCDateTime),
     Column("crm_delivered_at", UTCDateTime),
@@ -194,6 +211,9 @@ handoffs = Table(
     Index("ix_handoffs_lead", "lead_id"),
     Index("ix_handoffs_crm", "crm_status", "crm_next_attempt_at"),
     Index("ix_handoffs_status_due", "status", "sla_due_at"),
+    # at most one open handoff per lead, whoever tries to create a second one
+    Index("uq_handoffs_open_lead", "lead_id", unique=True,
+          sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'")),
 )
 
 suppressions = Table(
@@ -217,15 +237,39 @@ kv = Table(
     Column("value", Text, nullable=False),
 )
 
-cycle_runs = Table(
-    "cycle_runs", metadata,
+# Runs that claim work (daily cycle, instant routing, handoff delivery...). A run beats its
+# heartbeat while it works; a newer run takes over claims only from a run whose heartbeat
+# stopped, and marks it `lost` so its late writes are refused (fencing, not timeouts).
+runs = Table(
+    "runs", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("as_of", UTCDateTime, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("as_of", UTCDateTime),
     Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
-    Column("dry_run", Boolean, nullable=False, default=False),
+    # running -> finished | failed | lost (taken over after its heartbeat stopped)
     Column("status", String(20), nullable=False),
-    Column("summary", JSON),
+    Column("detail", Text),
+    Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),
+)
+
+# Lead events (nurture.lead.mql, ...) recorded in the same transaction as the decision that
+# caused them, then emitted and marked: exactly one per transition, even across crashes.
+lead_events = Table(
+    "lead_events", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("lead_id", Id, ForeignKey("leads.id", ondelete="CASCADE"), nullable=False),
+    Column("transition_id", Id, unique=True),
+    Column("kind", String(40), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("claimed_by", Id),
+    Column("claimed_at", UTCDateTime),
+    Column("emitted_at", UTCDateTime),
+    Index("ix_lead_events_pending", "emitted_at", "id"),
 )
 
 # Raw webhook bodies, stored before anything is applied: nothing a provider tells us is lost,
@@ -241,6 +285,7 @@ webhook_batches = Table(
     Column("applied_at", UTCDateTime),
     Column("new_events", Integer),
     Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
     Index("ix_webhook_batches_unapplied", "applied_at"),
 )
 
@@ -257,9 +302,13 @@ provider_events = Table(
     Column("touch_id", Id),
     Column("lead_id", Id),
     Column("occurred_at", UTCDateTime, nullable=False),
-    # applied | unmatched (no touch/lead known: recorded, not lost) | ignored
+    # pending (stored, not yet applied) | applied | unmatched (no touch/lead known:
+    # recorded, not lost) | ignored | error (kept with its reason; retried by later runs)
     Column("outcome", String(20), nullable=False),
     Column("payload", JSON, nullable=False),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
     UniqueConstraint("provider", "event_id", name="uq_provider_events_event"),
     Index("ix_provider_events_touch", "touch_id"),
+    Index("ix_provider_events_outcome", "outcome"),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 # Lifecycle stages (who owns the lead). Order matters for reports.
@@ -16,9 +17,30 @@ SALES_STAGES = (SAL, SQL, OPPORTUNITY, CUSTOMER)
 # Stages the daily cycle evaluates; sales-owned and disqualified leads are left alone.
 CYCLE_STAGES = (NEW, NURTURING, MQL, RECYCLED)
 
-# Touch lifecycle: planned -> sending -> sent | failed | unknown; planned -> cancelled.
-PLANNED, SENDING, SENT, FAILED, UNKNOWN, CANCELLED = (
-    "planned", "sending", "sent", "failed", "unknown", "cancelled")
+
+
+class TouchStatus(StrEnum):
+    """The touch state machine; the transitions live in `nurture.ledger`."""
+
+    PLANNED = "planned"      # in the ledger, waiting for its slot (or for `retry_at`)
+    SENDING = "sending"      # claimed by one run (`run_id`), in the transport's hands
+    SENT = "sent"            # the transport accepted it
+    FAILED = "failed"        # permanently failed (400, step gone, attempts exhausted)
+    IN_DOUBT = "in_doubt"    # may or may not have gone out: settled by provider events
+    CANCELLED = "cancelled"  # never sent: the lead left marketing or was suppressed
+
+
+class HandoffStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+PLANNED, SENDING, SENT, FAILED, IN_DOUBT, CANCELLED = (
+    TouchStatus.PLANNED, TouchStatus.SENDING, TouchStatus.SENT, TouchStatus.FAILED,
+    TouchStatus.IN_DOUBT, TouchStatus.CANCELLED)
+UNKNOWN = IN_DOUBT  # the name older code used for "in doubt"
 
 # Standard lead fields (lead CSV columns); anything else is a custom attribute.
 LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "industry",

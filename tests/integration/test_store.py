@@ -21,7 +21,7 @@ from nurture.rendering import Renderer
 
 AS_OF = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)  # a Monday, before the 09:00 send window
 CORE_TABLES = {"leads", "campaign_states", "activities", "touches", "transitions", "handoffs",
-               "suppressions", "counters", "kv", "cycle_runs"}
+               "suppressions", "counters", "kv", "runs", "lead_events"}
 # migrations must create exactly what lead_store.tables declares
 EXPECTED_TABLES = set(t.metadata.tables) | {"alembic_version"}
 
