@@ -9,7 +9,7 @@ event per MQL / recycle that automations can react to.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -20,22 +20,15 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from nurture.cycle import ChunkResult, LeadEvent, plan_chunk, send_chunk, summarise
-from nurture.imports import parse_time
+from flows.common import emit_lead_events, parse_as_of
+from nurture.cycle import ChunkResult, finish_held, plan_chunk, send_chunk, summarise
 from nurture.report import summary_markdown, summary_table_rows
 from nurture.settings import Settings
 from nurture.wiring import App, deliver_handoffs
 
-
-def _parse_as_of(as_of: str | datetime | None) -> datetime:
-    if as_of is None or as_of == "":
-        return datetime.now(UTC)
-    if isinstance(as_of, datetime):
-        return as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
-    return parse_time(as_of)
+_parse_as_of = parse_as_of  # older name
 
 
 def _run_name() -> str:
@@ -56,9 +49,9 @@ def plan_chunk_task(app: App, lo: int, hi: int, as_of: datetime, dry_run: bool) 
 
 @task(name="send-chunk", cache_policy=NO_CACHE, task_run_name="send touches {lo}-{hi}")
 def send_chunk_task(app: App, ctx, lo: int, hi: int, as_of: datetime,
-                    dry_run: bool) -> ChunkResult:
+                    dry_run: bool, lease=None) -> ChunkResult:
     """Claim, render and send the due touches of leads with ids in [lo, hi]."""
-    return send_chunk(app.store, ctx, lo, hi, as_of, dry_run)
+    return send_chunk(app.store, ctx, lo, hi, as_of, dry_run, lease)
 
 
 @task(name="funnel-report", cache_policy=NO_CACHE)
@@ -77,20 +70,6 @@ def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
 def deliver_handoffs_task(app: App) -> dict[str, int] | None:
     """Pending MQL handoffs to the CRM webhook (if configured); failures retry next run."""
     return deliver_handoffs(app)
-
-
-def _emit(events: list[LeadEvent], as_of: datetime) -> None:
-    for ev in events:
-        emit_event(
-            event=f"nurture.lead.{ev.kind}",
-            resource={"prefect.resource.id": f"nurture.lead.{ev.lead_id}",
-                      "prefect.resource.name": ev.email},
-            related=[{"prefect.resource.id": f"nurture.campaign.{ev.campaign}",
-                      "prefect.resource.role": "campaign"}] if ev.campaign else None,
-            payload={"score": ev.score, "grade": ev.grade, "reason": ev.reason,
-                     "rule": ev.rule, "campaign": ev.campaign, "owner": ev.owner,
-                     "score_breakdown": ev.breakdown, "recycle_count": ev.recycle_count,
-                     "as_of": as_of.isoformat()})
 
 
 class _TerminalProgress:
@@ -113,6 +92,39 @@ class _TerminalProgress:
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _run_chunks(app: App, lease, ranges, when: datetime, dry_run: bool, progress_id,
+                total_leads: int) -> ChunkResult:
+    """Plan then send chunk by chunk; lead events are announced after each plan; touches
+    other live runs hold are waited for (or taken over once their heartbeat stops)."""
+    logger = get_run_logger()
+    ctx = app.send_context()
+    bar = _TerminalProgress(total_leads)
+    total = ChunkResult()
+    done = 0
+    held = []
+    try:
+        for lo, hi, n in ranges:
+            total.merge(plan_chunk_task(app, lo, hi, when, dry_run))
+            if lease is not None:
+                emit_lead_events(app, lease)
+            sent = send_chunk_task(app, ctx, lo, hi, when, dry_run, lease)
+            if sent.held:
+                held.append((lo, hi, n))
+            total.merge(sent)
+            done += n
+            bar.advance(n)
+            update_progress_artifact(progress_id, 100.0 * done / max(total_leads, 1))
+        if total.held:
+            total.merge(finish_held(app.store, ctx, when, lease, total.held, held,
+                                    notify=logger.warning,
+                                    max_wait=app.settings.run_wait_seconds))
+            total.held = {}
+    finally:
+        bar.stop()
+        ctx.transport.close()
+    return total
 
 
 @flow(name="daily-nurture-cycle", flow_run_name=_run_name, log_prints=True,
@@ -142,24 +154,13 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
                 " (dry run)" if dry_run else "")
     progress_id = create_progress_artifact(0.0, key="nurture-cycle-progress",
                                            description="Leads processed in this cycle")
-    ctx = app.send_context()
-    bar = _TerminalProgress(total_leads)
-    total = ChunkResult()
-    done = 0
-    try:
-        for lo, hi, n in ranges:
-            planned = plan_chunk_task(app, lo, hi, when, dry_run)
-            sent = send_chunk_task(app, ctx, lo, hi, when, dry_run)
-            total.merge(planned)
-            total.merge(sent)
-            if not dry_run:
-                _emit(planned.events, when)
-            done += n
-            bar.advance(n)
-            update_progress_artifact(progress_id, 100.0 * done / max(total_leads, 1))
-    finally:
-        bar.stop()
-        ctx.transport.close()
+    if dry_run:
+        total = _run_chunks(app, None, ranges, when, True, progress_id, total_leads)
+    else:
+        with app.lease("daily-cycle", when) as lease:
+            emit_lead_events(app, lease)  # anything a stopped run recorded but never sent
+            total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads)
+            emit_lead_events(app, lease)
     if not ranges:
         update_progress_artifact(progress_id, 100.0)
     summary = summarise(total, when, dry_run)

@@ -13,7 +13,8 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.daily_cycle import _emit, _parse_as_of, deliver_handoffs_task
+from flows.common import emit_lead_events, parse_as_of
+from flows.daily_cycle import deliver_handoffs_task
 from nurture.cycle import ChunkResult, plan_chunk
 from nurture.settings import Settings
 from nurture.wiring import App
@@ -31,7 +32,7 @@ def _name() -> str:
 
     params = flow_run.parameters or {}
     try:
-        when = _parse_as_of(params.get("as_of"))
+        when = parse_as_of(params.get("as_of"))
     except ValueError:
         return "process-engagement"
     return f"process-engagement-{when:%Y-%m-%d-%H%M}"
@@ -42,7 +43,7 @@ def process_engagement(as_of: str | None = None, chunk_size: int | None = None
                        ) -> dict[str, Any]:
     """Route leads with new activity now; returns counts (looked at, MQLs)."""
     logger = get_run_logger()
-    when = _parse_as_of(as_of)
+    when = parse_as_of(as_of)
     app = App(Settings())
     app.require_schema()
     app.config  # noqa: B018 - fail early on bad config
@@ -50,10 +51,11 @@ def process_engagement(as_of: str | None = None, chunk_size: int | None = None
     ranges = app.store.cycle_ranges(when, size, engaged_only=True)
     total = ChunkResult()
     looked_at = sum(n for _, _, n in ranges)
-    for lo, hi, _n in ranges:
-        part = route_chunk_task(app, lo, hi, when)
-        total.merge(part)
-        _emit(part.events, when)
+    with app.lease("instant-routing", when) as lease:
+        emit_lead_events(app, lease)
+        for lo, hi, _n in ranges:
+            total.merge(route_chunk_task(app, lo, hi, when))
+            emit_lead_events(app, lease)
     mqls = [e for e in total.events if e.kind == "mql"]
     crm = deliver_handoffs_task(app) if mqls else None
     logger.info("%d lead(s) with new activity; %d handed to sales now", looked_at, len(mqls))

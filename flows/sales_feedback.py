@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
-from prefect.events import emit_event
 
-from flows.daily_cycle import _parse_as_of
+from flows.common import emit_lead_events, parse_as_of
 from nurture.settings import Settings
 from nurture.wiring import App
 
@@ -35,15 +34,12 @@ def sales_feedback(email: str, action: Literal["accept", "reject", "opportunity"
 
     app = App(Settings())
     app.require_schema()
-    when = _parse_as_of(at)
+    when = parse_as_of(at)
     result = record_feedback(SalesStore(app.engine), app.rules, email, action, when,
                              reason=reason, note=note, actor=actor)
     get_run_logger().info("%s: %s -> %s (%s)", result["email"], result["from"], result["to"],
                           result["reason"])
-    for kind in result["events"]:
-        emit_event(event=f"nurture.lead.{kind}",
-                   resource={"prefect.resource.id": f"nurture.lead.{result['lead_id']}",
-                             "prefect.resource.name": result["email"]},
-                   payload={k: result[k] for k in ("from", "to", "reason", "rule", "actor",
-                                                   "note", "recycle_count", "recycle_until")})
+    # the feedback recorded its events with the transition; announce them (and any left)
+    with app.lease("sales-feedback", when) as lease:
+        emit_lead_events(app, lease)
     return result

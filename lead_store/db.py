@@ -19,6 +19,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None  # transactions are begun below, explicitly
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -26,8 +27,23 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=60000")
             cur.close()
 
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:
+            # A writer takes SQLite's write lock when its transaction starts: a transaction
+            # that reads and then writes can never act on a snapshot another writer has
+            # changed in between (and waits on busy_timeout instead of failing).
+            write = conn.get_execution_options().get("nurture_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
         return engine
     return create_engine(url, pool_pre_ping=True, future=True)
+
+
+def write_tx(engine: Engine):
+    """A write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock from the start); on
+    PostgreSQL an ordinary transaction, where writers lock rows (`FOR UPDATE`) or
+    compare-and-set."""
+    return engine.execution_options(nurture_write=True).begin()
 
 
 def alembic_config(engine: Engine):

@@ -4,14 +4,19 @@ lead row locked while the decision is made so two doors cannot both move it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 
 from lead_store import tables as t
+from lead_store.db import write_tx
+from nurture.domain import HandoffStatus
 from nurture.sales import FeedbackOutcome, LeadState
+
+# a CRM delivery claimed by a deliverer that died is offered again after this long
+CRM_CLAIM_LEASE = timedelta(minutes=10)
 
 
 class LeadNotFound(LookupError):
@@ -27,8 +32,9 @@ class SalesStore:
         """Load the lead (locked), let `decide` judge, write the outcome. `decide` raises to
         refuse, and then nothing is written."""
         L, H = t.leads, t.handoffs
-        with self.engine.begin() as conn:
-            q = select(L.c.id, L.c.lifecycle_stage, L.c.recycle_count).where(L.c.email == email)
+        with write_tx(self.engine) as conn:
+            q = select(L.c.id, L.c.lifecycle_stage, L.c.recycle_count, L.c.version,
+                       L.c.email, L.c.score, L.c.grade).where(L.c.email == email)
             if self.engine.dialect.name == "postgresql":
                 q = q.with_for_update()
             lead = conn.execute(q).first()
@@ -37,7 +43,8 @@ class SalesStore:
             # the handoff still waiting for an answer; once accepted it keeps its outcome
             # (a later reject is a transition, so acceptance rates stay true)
             open_handoff = conn.execute(
-                select(H.c.id).where(H.c.lead_id == lead.id, H.c.status == "pending")
+                select(H.c.id).where(H.c.lead_id == lead.id,
+                                     H.c.status == HandoffStatus.PENDING)
                 .order_by(H.c.id.desc()).limit(1)).scalar()
             outcome = decide(LeadState(lead.lifecycle_stage, lead.recycle_count,
                                        open_handoff is not None))
@@ -51,20 +58,34 @@ class SalesStore:
                 values["recycle_until"] = outcome.recycle_until
             if outcome.engagement_since is not None:
                 values["engagement_since"] = outcome.engagement_since
-            # a guarded update: the stage must still be what the decision saw
+            # compare-and-set: the lead must still be the version the decision saw
             res = conn.execute(update(L).where(L.c.id == lead.id,
-                                               L.c.lifecycle_stage == lead.lifecycle_stage)
-                               .values(**values).execution_options(preserve_rowcount=True))
+                                               L.c.version == lead.version)
+                               .values(**values, version=L.c.version + 1)
+                               .execution_options(preserve_rowcount=True))
             if res.rowcount != 1:
                 raise RuntimeError("the lead changed while the feedback was applied; retry")
             tr = outcome.transition
-            conn.execute(t.transitions.insert().values(
+            tid = conn.execute(t.transitions.insert().values(
                 lead_id=lead.id, from_stage=tr.from_stage, to_stage=tr.to_stage,
-                reason=tr.reason, rule=tr.rule, actor=tr.actor, note=tr.note, at=at))
+                reason=tr.reason, rule=tr.rule, actor=tr.actor, note=tr.note, at=at)
+                .returning(t.transitions.c.id)).scalar_one()
             if outcome.handoff_status and open_handoff is not None:
-                conn.execute(update(H).where(H.c.id == open_handoff).values(
+                conn.execute(update(H).where(H.c.id == open_handoff,
+                                             H.c.status == HandoffStatus.PENDING).values(
                     status=outcome.handoff_status, resolved_at=at,
                     outcome_reason=outcome.handoff_reason, note=tr.note))
+            # announced with the transition, exactly once (see lead_store.lead_events)
+            for i, kind in enumerate(outcome.events):
+                conn.execute(t.lead_events.insert().values(
+                    lead_id=lead.id, transition_id=tid if i == 0 else None, kind=kind,
+                    created_at=datetime.now(UTC), payload={
+                        "email": lead.email, "from": tr.from_stage, "to": tr.to_stage,
+                        "reason": tr.reason, "rule": tr.rule, "actor": tr.actor,
+                        "note": tr.note, "score": lead.score, "grade": lead.grade,
+                        "recycle_count": outcome.recycle_count,
+                        "recycle_until": outcome.recycle_until.isoformat()
+                        if outcome.recycle_until else None, "as_of": at.isoformat()}))
         return lead.id, outcome
 
     def handoffs(self, status: str | None = None) -> list[dict[str, Any]]:
@@ -80,27 +101,47 @@ class SalesStore:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     # -- CRM webhook delivery (outbox pattern: a handoff stays pending until delivered) --
-    def crm_due(self, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    def crm_claim(self, now: datetime, claimer: int, limit: int = 500
+                  ) -> list[dict[str, Any]]:
+        """Claim due deliveries for `claimer` (compare-and-set pending -> delivering): two
+        deliverers at once never POST the same handoff. A claim whose deliverer died is
+        offered again after `CRM_CLAIM_LEASE` (the receiver de-duplicates by
+        X-Nurture-Delivery)."""
         H, L = t.handoffs, t.leads
-        q = (select(H.c.id, H.c.owner, H.c.status, H.c.rule, H.c.reason, H.c.score,
-                    H.c.grade, H.c.created_at, H.c.sla_due_at, H.c.crm_attempts,
-                    L.c.id.label("lead_id"), L.c.email, L.c.first_name, L.c.last_name,
-                    L.c.company, L.c.title, L.c.source, L.c.recycle_count)
-             .join(L, L.c.id == H.c.lead_id)
-             .where(H.c.crm_status == "pending",
-                    or_(H.c.crm_next_attempt_at.is_(None), H.c.crm_next_attempt_at <= now))
-             .order_by(H.c.id).limit(limit))
-        with self.engine.connect() as conn:
+        wall = datetime.now(UTC)
+        due = or_(H.c.crm_status == "pending",
+                  (H.c.crm_status == "delivering") & (H.c.crm_claimed_at < wall - CRM_CLAIM_LEASE))
+        with write_tx(self.engine) as conn:
+            ids = conn.execute(
+                select(H.c.id).where(due, or_(H.c.crm_next_attempt_at.is_(None),
+                                              H.c.crm_next_attempt_at <= now))
+                .order_by(H.c.id).limit(limit)).scalars().all()
+            if not ids:
+                return []
+            got = conn.execute(update(H).where(H.c.id.in_(ids), due)
+                               .values(crm_status="delivering", crm_claimed_by=claimer,
+                                       crm_claimed_at=wall)
+                               .returning(H.c.id)).scalars().all()
+            q = (select(H.c.id, H.c.owner, H.c.status, H.c.rule, H.c.reason, H.c.score,
+                        H.c.grade, H.c.created_at, H.c.sla_due_at, H.c.crm_attempts,
+                        L.c.id.label("lead_id"), L.c.email, L.c.first_name, L.c.last_name,
+                        L.c.company, L.c.title, L.c.source, L.c.recycle_count)
+                 .join(L, L.c.id == H.c.lead_id).where(H.c.id.in_(got)).order_by(H.c.id))
             return [dict(r._mapping) for r in conn.execute(q)]
 
-    def crm_delivered(self, handoff_id: int, at: datetime) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(t.handoffs).where(t.handoffs.c.id == handoff_id).values(
+    def crm_delivered(self, handoff_id: int, at: datetime, claimer: int) -> None:
+        H = t.handoffs
+        with write_tx(self.engine) as conn:
+            conn.execute(update(H).where(H.c.id == handoff_id, H.c.crm_claimed_by == claimer,
+                                         H.c.crm_status == "delivering").values(
                 crm_status="delivered", crm_delivered_at=at, crm_error=None,
-                crm_attempts=t.handoffs.c.crm_attempts + 1))
+                crm_attempts=H.c.crm_attempts + 1))
 
-    def crm_retry_later(self, handoff_id: int, next_at: datetime, error: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(t.handoffs).where(t.handoffs.c.id == handoff_id).values(
-                crm_next_attempt_at=next_at, crm_error=error[:2000],
-                crm_attempts=t.handoffs.c.crm_attempts + 1))
+    def crm_retry_later(self, handoff_id: int, next_at: datetime, error: str,
+                        claimer: int) -> None:
+        H = t.handoffs
+        with write_tx(self.engine) as conn:
+            conn.execute(update(H).where(H.c.id == handoff_id, H.c.crm_claimed_by == claimer,
+                                         H.c.crm_status == "delivering").values(
+                crm_status="pending", crm_next_attempt_at=next_at, crm_error=error[:2000],
+                crm_attempts=H.c.crm_attempts + 1))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
@@ -25,83 +26,48 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
+from lead_store import rows
 from lead_store import tables as t
+from lead_store.db import write_tx
+from lead_store.rows import upsert
 from nurture.domain import (
     CANCELLED,
     CYCLE_STAGES,
-    FAILED,
+    IN_DOUBT,
     MARKETING_STAGES,
     MQL,
     PLANNED,
     SENDING,
-    SENT,
     SYSTEM_ACTOR,
-    UNKNOWN,
     ActivityFact,
     Decision,
+    HandoffStatus,
+    LeadEvent,
     LeadSnapshot,
     TouchFact,
 )
 
-# SQLite caps bound parameters (32766 on modern builds); stay well under for IN lists.
-IN_BATCH = 5000
+# shared helpers (kept importable from here for older callers)
+IN_BATCH = rows.IN_BATCH
+LEAD_COLUMNS = rows.LEAD_COLUMNS
+lead_fields = rows.lead_fields
+_chunks = rows.chunks
 
 
 def _insert_ignore(engine: Engine, table):
-    """INSERT … ON CONFLICT DO NOTHING on both backends."""
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if engine.dialect.name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    return insert(table).prefix_with("IGNORE")
-
-
-def _chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
-    for i in range(0, len(seq), size):
-        yield seq[i:i + size]
+    return rows.insert_ignore(engine, table)
 
 
 @dataclass(slots=True)
-class OutgoingTouch:
-    """A claimed touch with what rendering needs."""
+class Applied:
+    """What `apply_decisions` wrote, and which leads changed under it (decide again)."""
 
-    touch_id: int
-    lead_id: int
-    email: str
-    fields: dict[str, Any]
-    campaign: str
-    track: str
-    step: str
-    round: int
-    variant: str | None
-    send_at: datetime
-
-
-@dataclass(slots=True)
-class SendResult:
-    touch_id: int
-    status: str  # sent | failed | planned (give back) | unknown
-    sent_at: datetime | None = None
-    provider_message_id: str | None = None
-    subject: str | None = None
-    transport: str | None = None
-    error: str | None = None
-
-
-LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title", "industry",
-                "company_size", "country", "timezone", "source", "utm_source", "utm_medium",
-                "utm_campaign")
-
-
-def lead_fields(row: Any) -> dict[str, Any]:
-    """A lead row as the flat mapping conditions and templates see (custom attrs included)."""
-    fields = dict(row.attributes or {})
-    for col in LEAD_COLUMNS:
-        fields[col] = getattr(row, col)
-    fields["created_at"] = row.created_at.isoformat() if row.created_at else None
-    return fields
+    stale: set[int] = field(default_factory=set)
+    planned: int = 0
+    mqls: int = 0
+    owners: dict[int, str] = field(default_factory=dict)
+    events: list[LeadEvent] = field(default_factory=list)
 
 
 class LeadStore:
@@ -109,6 +75,13 @@ class LeadStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    @cached_property
+    def ledger(self):
+        """The send ledger (claims, results, take-overs): `lead_store.ledger.Ledger`."""
+        from lead_store.ledger import Ledger
+
+        return Ledger(self.engine)
 
     @property
     def is_postgres(self) -> bool:
@@ -161,13 +134,16 @@ class LeadStore:
     # -- the cycle: read ------------------------------------------------------------------
     def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
                        points: dict[str, float], default_tz: str,
-                       any_stage: bool = False, engaged_only: bool = False
-                       ) -> list[LeadSnapshot]:
+                       any_stage: bool = False, engaged_only: bool = False,
+                       ids: Sequence[int] | None = None) -> list[LeadSnapshot]:
         """Everything `evaluate` needs for the due leads with ids in [lo, hi]: four queries
-        (`any_stage`: every lead in the range, not only those the cycle would look at)."""
+        (`any_stage`: every lead in the range, not only those the cycle would look at;
+        `ids`: only these leads — a stale decision's lead, loaded again)."""
         since = as_of - timedelta(days=horizon_days)
         where = (t.leads.c.id.between(lo, hi) if any_stage
                  else self._cycle_filter(lo, hi, as_of, engaged_only))
+        if ids is not None:
+            where = and_(where, t.leads.c.id.in_(list(ids)))
         L, cs = t.leads, t.campaign_states
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -189,9 +165,9 @@ class LeadStore:
             T = t.touches
             for lead_id, camp, step, rnd, status, sent_at in conn.execute(
                     select(T.c.lead_id, T.c.campaign, T.c.step, T.c.round, T.c.status,
-                           # a touch whose outcome is unknown counts from its slot
+                           # a touch that may have gone out counts from its slot
                            func.coalesce(T.c.sent_at, case(
-                               (T.c.status.in_((UNKNOWN, SENDING)), T.c.send_at),
+                               (T.c.status.in_((IN_DOUBT, SENDING)), T.c.send_at),
                                else_=None)))
                     .where(T.c.lead_id.between(lo, hi))):
                 tch[lead_id].append(TouchFact(camp, step, rnd, status, sent_at))
@@ -199,7 +175,7 @@ class LeadStore:
             H = t.handoffs
             for hid, lead_id, due in conn.execute(
                     select(H.c.id, H.c.lead_id, H.c.sla_due_at)
-                    .where(H.c.lead_id.between(lo, hi), H.c.status == "pending")):
+                    .where(H.c.lead_id.between(lo, hi), H.c.status == HandoffStatus.PENDING)):
                 hand[lead_id] = (hid, due)
         out = []
         for r in rows:
@@ -212,174 +188,153 @@ class LeadStore:
                 suppressed=r.suppressed is not None, activities=acts.get(r.id, []),
                 touches=tch.get(r.id, []), campaign=r.cs_campaign, track=r.cs_track,
                 track_rounds=dict(r.track_rounds or {}),
-                handoff_id=h[0] if h else None, sla_due_at=h[1] if h else None))
+                handoff_id=h[0] if h else None, sla_due_at=h[1] if h else None,
+                version=r.version))
         return out
 
     # -- the cycle: write -----------------------------------------------------------------
     def apply_decisions(self, decisions: list[Decision], as_of: datetime, owners: Sequence[str],
-                        actor: str) -> dict[str, int]:
+                        actor: str, events: dict[int, list[LeadEvent | None]] | None = None,
+                        touch_only: Sequence[tuple[int, int]] = ()) -> Applied:
         """Write a chunk's decisions in one transaction: scores, stages, transitions,
-        handoffs, campaign state and planned touches. Re-running is harmless: touches are
-        unique per lead x campaign x step x round and stages only move once."""
-        now = datetime.now(UTC)
+        handoffs, lead events, campaign state and planned touches.
+
+        Compare-and-set on each lead's version: the leads are locked (SQLite: the write
+        lock; PostgreSQL: `FOR UPDATE`), and a decision whose lead changed since it was
+        loaded is not written — its id comes back in `stale` to be loaded and decided again.
+        `events[lead_id]` aligns with the decision's transitions (None: no event).
+        `touch_only`: (lead id, version) of leads looked at but not decided (instant routing):
+        their new-activity flag is cleared, by the same compare-and-set."""
         L = t.leads
-        lead_rows, state_rows, drop_state, transitions, touches = [], [], [], [], []
-        mqls = [d for d in decisions if d.handoff is not None]
+        events = events or {}
+        wanted = {d.lead_id: d.version for d in decisions} | dict(touch_only)
+        with write_tx(self.engine) as conn:
+            current: dict[int, int] = {}
+            for part in _chunks(sorted(wanted), IN_BATCH):
+                q = select(L.c.id, L.c.version).where(L.c.id.in_(part)).order_by(L.c.id)
+                if self.is_postgres:
+                    q = q.with_for_update(of=L)
+                current.update(conn.execute(q).all())
+            stale = {i for i, v in wanted.items() if current.get(i) != v}
+            fresh = [d for d in decisions if d.lead_id not in stale]
+            idle = [i for i, _ in touch_only if i not in stale]
+            for part in _chunks(idle, IN_BATCH):
+                conn.execute(update(L).where(L.c.id.in_(part))
+                             .values(activity_pending=False, version=L.c.version + 1))
+            written = self._write_decisions(conn, fresh, as_of, owners, actor, events)
+        return Applied(stale=stale, planned=written["planned"], mqls=written["mqls"],
+                       owners=written["owners"], events=written["events"])
+
+    def _write_decisions(self, conn, decisions: list[Decision], as_of: datetime,
+                         owners: Sequence[str], actor: str,
+                         events: dict[int, list[LeadEvent | None]]) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        L, H, TR = t.leads, t.handoffs, t.transitions
+        out: dict[str, Any] = {"planned": 0, "mqls": 0, "owners": {}, "events": []}
+        if not decisions:
+            return out
+        conn.execute(update(L).where(L.c.id == bindparam("b_id"),
+                                     L.c.version == bindparam("b_version"))
+                     .values(version=L.c.version + 1), [
+            {"b_id": d.lead_id, "b_version": d.version, "lifecycle_stage": d.lifecycle_stage,
+             "stage_entered_at": d.stage_entered_at, "engagement_since": d.engagement_since,
+             "recycle_count": d.recycle_count, "recycle_until": d.recycle_until,
+             "buying_stage": d.buying_stage, "fit_score": d.fit_score,
+             "engagement_score": d.engagement_score, "score": d.score, "grade": d.grade,
+             "scored_at": as_of, "next_check_at": _next_check(d), "activity_pending": False}
+            for d in decisions])
+        drop_state = [d.lead_id for d in decisions if d.campaign is None]
+        for part in _chunks(drop_state, IN_BATCH):
+            conn.execute(t.campaign_states.delete().where(t.campaign_states.c.lead_id.in_(part)))
+        state_rows = [{"lead_id": d.lead_id, "campaign": d.campaign, "track": d.track,
+                       "track_rounds": d.track_rounds, "enrolled_at": as_of, "updated_at": now}
+                      for d in decisions if d.campaign is not None]
+        if state_rows:
+            self._upsert_states(conn, state_rows)
         expire = [d.lead_id for d in decisions if d.expire_handoff]
+        for part in _chunks(expire, IN_BATCH):
+            conn.execute(update(H).where(H.c.lead_id.in_(part),
+                                         H.c.status == HandoffStatus.PENDING)
+                         .values(status=HandoffStatus.EXPIRED, resolved_at=as_of,
+                                 outcome_reason="sla_expired"))
+        # handoffs first: the MQL transition names its handoff (one MQL transition per
+        # handoff, one open handoff per lead: both are unique indexes)
+        mqls = [d for d in decisions if d.handoff is not None]
+        handoff_of: dict[int, int] = {}
+        if mqls:
+            first = self.next_counter("mql_owner", len(mqls), conn)
+            hrows = [{"lead_id": d.lead_id, "owner": owners[(first + i) % len(owners)],
+                      "status": HandoffStatus.PENDING, "rule": d.handoff.rule,
+                      "reason": d.handoff.reason, "score": d.score, "grade": d.grade,
+                      "created_at": as_of, "sla_due_at": d.handoff.sla_due_at}
+                     for i, d in enumerate(mqls)]
+            ids = conn.execute(insert(H).returning(H.c.id, sort_by_parameter_order=True),
+                               hrows).scalars().all()
+            handoff_of = {r["lead_id"]: hid for r, hid in zip(hrows, ids, strict=True)}
+            out["owners"] = {r["lead_id"]: r["owner"] for r in hrows}
+            out["mqls"] = len(mqls)
+        trows, tevents = [], []
         for d in decisions:
-            lead_rows.append({
-                "b_id": d.lead_id, "lifecycle_stage": d.lifecycle_stage,
-                "stage_entered_at": d.stage_entered_at, "engagement_since": d.engagement_since,
-                "recycle_count": d.recycle_count, "recycle_until": d.recycle_until,
-                "buying_stage": d.buying_stage, "fit_score": d.fit_score,
-                "engagement_score": d.engagement_score, "score": d.score, "grade": d.grade,
-                "scored_at": as_of, "next_check_at": _next_check(d),
-                "activity_pending": False})
-            if d.campaign is None:
-                drop_state.append(d.lead_id)
-            else:
-                state_rows.append({"lead_id": d.lead_id, "campaign": d.campaign,
-                                   "track": d.track, "track_rounds": d.track_rounds,
-                                   "enrolled_at": as_of, "updated_at": now})
-            for tr in d.transitions:
-                transitions.append({"lead_id": d.lead_id, "from_stage": tr.from_stage,
-                                    "to_stage": tr.to_stage, "reason": tr.reason,
-                                    "rule": tr.rule,
-                                    "actor": actor if tr.actor == SYSTEM_ACTOR else tr.actor,
-                                    "note": tr.note, "at": as_of})
-            if d.touch is not None:
-                p = d.touch
-                touches.append({"lead_id": d.lead_id, "campaign": p.campaign, "track": p.track,
-                                "step": p.step, "round": p.round, "variant": p.variant,
-                                "status": PLANNED, "planned_at": as_of, "send_at": p.send_at,
-                                "updated_at": now})
-        planned = 0
-        with self.engine.begin() as conn:
-            if lead_rows:
-                conn.execute(update(L).where(L.c.id == bindparam("b_id")), lead_rows)
-            if drop_state:
-                for part in _chunks(drop_state, IN_BATCH):
-                    conn.execute(t.campaign_states.delete()
-                                 .where(t.campaign_states.c.lead_id.in_(part)))
-            if state_rows:
-                self._upsert_states(conn, state_rows)
-            if transitions:
-                conn.execute(insert(t.transitions), transitions)
-            if expire:
-                conn.execute(update(t.handoffs)
-                             .where(t.handoffs.c.lead_id.in_(expire),
-                                    t.handoffs.c.status == "pending")
-                             .values(status="expired", resolved_at=as_of,
-                                     outcome_reason="sla_expired"))
-            if mqls:
-                first = self.next_counter("mql_owner", len(mqls), conn)
-                conn.execute(insert(t.handoffs), [{
-                    "lead_id": d.lead_id, "owner": owners[(first + i) % len(owners)],
-                    "status": "pending", "rule": d.handoff.rule, "reason": d.handoff.reason,
-                    "score": d.score, "grade": d.grade, "created_at": as_of,
-                    "sla_due_at": d.handoff.sla_due_at} for i, d in enumerate(mqls)])
-            if touches:
-                res = conn.execute(_insert_ignore(self.engine, t.touches), touches)
-                planned = res.rowcount if res.rowcount and res.rowcount > 0 else len(touches)
-        return {"planned": planned, "mqls": len(mqls)}
+            evs = events.get(d.lead_id) or []
+            for i, tr in enumerate(d.transitions):
+                trows.append({"lead_id": d.lead_id, "from_stage": tr.from_stage,
+                              "to_stage": tr.to_stage, "reason": tr.reason, "rule": tr.rule,
+                              "actor": actor if tr.actor == SYSTEM_ACTOR else tr.actor,
+                              "note": tr.note, "at": as_of,
+                              "handoff_id": handoff_of.get(d.lead_id)
+                              if tr.to_stage == MQL else None})
+                tevents.append(evs[i] if i < len(evs) else None)
+        if trows:
+            tids = conn.execute(insert(TR).returning(TR.c.id, sort_by_parameter_order=True),
+                                trows).scalars().all()
+            erows = []
+            for tid, row, ev in zip(tids, trows, tevents, strict=True):
+                if ev is None:
+                    continue
+                if ev.kind == "mql":
+                    ev.owner = out["owners"].get(row["lead_id"])
+                erows.append({"lead_id": row["lead_id"], "transition_id": tid, "kind": ev.kind,
+                              "payload": ev.payload(as_of), "created_at": now})
+                out["events"].append(ev)
+            if erows:
+                conn.execute(insert(t.lead_events), erows)
+        touches = [{"lead_id": d.lead_id, "campaign": p.campaign, "track": p.track,
+                    "step": p.step, "round": p.round, "variant": p.variant,
+                    "status": PLANNED, "planned_at": as_of, "send_at": p.send_at,
+                    "updated_at": now}
+                   for d in decisions if (p := d.touch) is not None]
+        if touches:
+            out["planned"] = self._plan_touches(conn, touches)
+        return out
+
+    def _plan_touches(self, conn, rows: list[dict[str, Any]]) -> int:
+        """Insert planned touches; a step the ledger has as `cancelled` (never sent: the lead
+        had left marketing) is planned again in place — unique per lead × campaign × step ×
+        round either way."""
+        T = t.touches
+        stmt = upsert(self.engine, T)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[T.c.lead_id, T.c.campaign, T.c.step, T.c.round],
+            set_={"status": PLANNED, "track": stmt.excluded.track,
+                  "variant": stmt.excluded.variant, "planned_at": stmt.excluded.planned_at,
+                  "send_at": stmt.excluded.send_at, "updated_at": stmt.excluded.updated_at,
+                  "attempts": 0, "retry_at": None, "run_id": None, "error": None},
+            where=T.c.status == CANCELLED)
+        conn.execute(stmt, rows)
+        return len(rows)
 
     def _upsert_states(self, conn, rows: list[dict]) -> None:
         cs = t.campaign_states
-        stmt = (postgresql.insert(cs) if self.is_postgres else sqlite.insert(cs))
+        stmt = upsert(self.engine, cs)
         stmt = stmt.on_conflict_do_update(
             index_elements=[cs.c.lead_id],
             set_={"campaign": stmt.excluded.campaign, "track": stmt.excluded.track,
                   "track_rounds": stmt.excluded.track_rounds,
                   "updated_at": stmt.excluded.updated_at,
                   # keep the enrolment date while the lead stays in the same campaign
-                  "enrolled_at": _case_same(cs, stmt)})
+                  "enrolled_at": case((cs.c.campaign == stmt.excluded.campaign,
+                                       cs.c.enrolled_at), else_=stmt.excluded.enrolled_at)})
         conn.execute(stmt, rows)
-
-    def clear_activity_pending(self, lead_ids: list[int]) -> None:
-        with self.engine.begin() as conn:
-            for part in _chunks(lead_ids, IN_BATCH):
-                conn.execute(update(t.leads).where(t.leads.c.id.in_(part))
-                             .values(activity_pending=False))
-
-    def handoff_owners(self, lead_ids: list[int]) -> dict[int, str]:
-        H = t.handoffs
-        out: dict[int, str] = {}
-        with self.engine.connect() as conn:
-            for part in _chunks(lead_ids, IN_BATCH):
-                for lead_id, owner in conn.execute(
-                        select(H.c.lead_id, H.c.owner)
-                        .where(H.c.lead_id.in_(part), H.c.status == "pending")):
-                    out[lead_id] = owner
-        return out
-
-    # -- the send ledger ------------------------------------------------------------------
-    def claim_touches(self, lo: int, hi: int, send_before: datetime, limit: int = 100_000
-                      ) -> list[OutgoingTouch]:
-        """Claim planned touches of leads in [lo, hi] that are due to go out.
-
-        Touches of leads that left marketing (MQL, sales, disqualified) or were suppressed
-        since planning are cancelled instead: nothing unwanted is ever sent. On PostgreSQL,
-        rows are locked with SKIP LOCKED so parallel shards never claim the same touch.
-        """
-        T, L, S = t.touches, t.leads, t.suppressions
-        now = datetime.now(UTC)
-        q = (select(T.c.id, T.c.lead_id, T.c.campaign, T.c.track, T.c.step, T.c.round,
-                    T.c.variant, T.c.send_at, L, S.c.email.label("suppressed"))
-             .join(L, L.c.id == T.c.lead_id)
-             .outerjoin(S, S.c.email == L.c.email)
-             .where(T.c.lead_id.between(lo, hi), T.c.status == PLANNED,
-                    T.c.send_at <= send_before)
-             .order_by(T.c.id).limit(limit))
-        if self.is_postgres:
-            q = q.with_for_update(of=T, skip_locked=True)
-        with self.engine.begin() as conn:
-            rows = conn.execute(q).all()
-            cancel = [r.id for r in rows
-                      if r.suppressed is not None or r.lifecycle_stage not in MARKETING_STAGES]
-            keep = [r for r in rows
-                    if r.suppressed is None and r.lifecycle_stage in MARKETING_STAGES]
-            for part in _chunks(cancel, IN_BATCH):
-                conn.execute(update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
-                             .values(status=CANCELLED, updated_at=now,
-                                     error="lead left marketing or was suppressed"))
-            # Only rows this statement moved from planned are ours: without row locks
-            # (SQLite) another claimer may have taken some between our read and this write.
-            claimed: set[int] = set()
-            for part in _chunks([r.id for r in keep], IN_BATCH):
-                claimed.update(conn.execute(
-                    update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
-                    .values(status=SENDING, claimed_at=now, updated_at=now,
-                            attempts=T.c.attempts + 1).returning(T.c.id)).scalars())
-        return [OutgoingTouch(r.id, r.lead_id, r.email, lead_fields(r), r.campaign, r.track,
-                              r.step, r.round, r.variant, r.send_at)
-                for r in keep if r.id in claimed]
-
-    def record_results(self, results: list[SendResult]) -> None:
-        """Mark claimed touches with their outcome, in one statement per chunk."""
-        if not results:
-            return
-        now = datetime.now(UTC)
-        T = t.touches
-        rows = [{"b_id": r.touch_id, "status": r.status, "sent_at": r.sent_at,
-                 "provider_message_id": r.provider_message_id, "subject": r.subject,
-                 "transport": r.transport, "error": r.error, "updated_at": now}
-                for r in results]
-        with self.engine.begin() as conn:
-            conn.execute(update(T).where(T.c.id == bindparam("b_id"), T.c.status == SENDING),
-                         rows)
-
-    def stale_sending(self, lo: int, hi: int, older_than: datetime) -> list[int]:
-        """Touches claimed by a run that never recorded an outcome (crash mid-send)."""
-        T = t.touches
-        with self.engine.connect() as conn:
-            return list(conn.execute(
-                select(T.c.id).where(T.c.lead_id.between(lo, hi), T.c.status == SENDING,
-                                     T.c.claimed_at < older_than)).scalars())
-
-    def touch_counts(self) -> dict[str, int]:
-        T = t.touches
-        with self.engine.connect() as conn:
-            return dict(conn.execute(select(T.c.status, func.count()).group_by(T.c.status)).all())
 
     # -- imports ------------------------------------------------------------------------
     def upsert_leads(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
@@ -539,12 +494,4 @@ def _next_check(d: Decision) -> datetime | None:
     return None
 
 
-def _case_same(cs, stmt):
-    from sqlalchemy import case
-
-    return case((cs.c.campaign == stmt.excluded.campaign, cs.c.enrolled_at),
-                else_=stmt.excluded.enrolled_at)
-
-
-__all__ = ["LeadStore", "OutgoingTouch", "SendResult", "lead_fields", "FAILED", "SENT",
-           "UNKNOWN"]
+__all__ = ["Applied", "LeadStore", "lead_fields"]

@@ -361,6 +361,50 @@ def cmd_handoffs_deliver(args: argparse.Namespace) -> int:
     return EXIT_OK if out["retrying"] == 0 else EXIT_FAIL
 
 
+def cmd_touches_list(args: argparse.Namespace) -> int:
+    app = _app()
+    app.require_schema()
+    statuses = args.status or ["in_doubt", "failed"]
+    rows = app.store.ledger.list(statuses, args.limit)
+    if args.json:
+        _print_json({"statuses": statuses, "touches": rows})
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table(title=f"Touches {', '.join(statuses)}: {len(rows)}", title_justify="left")
+    for col in ("id", "lead", "campaign / step", "status", "attempts", "slot", "why"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["id"]), r["email"], f"{r['campaign']} / {r['step']}"
+                      + (f" (round {r['round']})" if r["round"] else ""), r["status"],
+                      str(r["attempts"]), f"{r['send_at']:%Y-%m-%d %H:%M}", r["error"] or "")
+    _console().print(table)
+    if rows:
+        _console().print("Put chosen ones back with `nurture touches release ID ...` "
+                         "(they are sent by the next cycle).")
+    return EXIT_OK
+
+
+def cmd_touches_release(args: argparse.Namespace) -> int:
+    app = _app()
+    app.require_schema()
+    ids = list(args.ids)
+    if args.all:
+        ids += [r["id"] for r in app.store.ledger.list(args.status or ["in_doubt"], 1_000_000)]
+    if not ids:
+        raise CliError("name touch ids, or --all with --status")
+    done = app.store.ledger.release(ids, args.status or ["in_doubt", "failed"],
+                                    f"person:{args.actor}")
+    skipped = sorted(set(ids) - set(done))
+    if args.json:
+        _print_json({"released": done, "not_released": skipped})
+    else:
+        print(f"{len(done)} touch(es) released: planned again, sent by the next cycle."
+              + (f" Not in doubt or failed (left alone): {', '.join(map(str, skipped))}."
+                 if skipped else ""))
+    return EXIT_OK
+
+
 # -- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -500,6 +544,30 @@ def build_parser() -> argparse.ArgumentParser:
     hd.add_argument("--json", action="store_true", help="print counts as JSON")
     hd.set_defaults(func=cmd_handoffs_deliver)
 
+    tc = sub.add_parser("touches", help="the send ledger: in-doubt and failed touches",
+                        description="Touches whose outcome is in doubt (a crash or timeout "
+                                    "mid-send, not yet settled by provider events) or that "
+                                    "failed for good. Releasing one sends it at the next "
+                                    "cycle — a person's decision, since an in-doubt touch "
+                                    "may already have reached the lead.")
+    tcsub = tc.add_subparsers(dest="touches_command", metavar="ACTION", required=True)
+    tl = tcsub.add_parser("list", help="list in-doubt / failed touches")
+    tl.add_argument("--status", action="append", choices=["in_doubt", "failed", "planned",
+                                                          "sending", "sent", "cancelled"],
+                    help="repeatable; default in_doubt and failed")
+    tl.add_argument("--limit", type=int, default=1000, help="at most this many (default 1000)")
+    tl.add_argument("--json", action="store_true", help="print as one JSON object")
+    tl.set_defaults(func=cmd_touches_list)
+    tr = tcsub.add_parser("release", help="put in-doubt or failed touches back to planned")
+    tr.add_argument("ids", nargs="*", type=int, help="touch ids (see `touches list`)")
+    tr.add_argument("--all", action="store_true", help="every touch with --status")
+    tr.add_argument("--status", action="append", choices=["in_doubt", "failed"],
+                    help="which statuses may be released (default both)")
+    tr.add_argument("--actor", default=os.environ.get("USER", "operator"),
+                    help="who decides (kept on the touch)")
+    tr.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    tr.set_defaults(func=cmd_touches_release)
+
     from nurture.cli_reports import add_commands as add_report_commands
 
     add_report_commands(sub)
@@ -513,8 +581,9 @@ def main(argv: list[str] | None = None) -> int:
     from sqlalchemy.exc import OperationalError
 
     from nurture.config import ConfigError
-    from nurture.cycle import SendPhaseStopped
+    from nurture.cycle import RunIncomplete, SendPhaseStopped
     from nurture.imports import ImportFileError
+    from nurture.runs import RunFenced
     from nurture.wiring import MissingSecret, NotMigrated
 
     try:
@@ -524,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
             print(p, file=sys.stderr)
         print(f"error: the campaign config has {len(exc.problems)} problem(s); "
               "fix them and run again (nothing was changed).", file=sys.stderr)
-    except (CliError, NotMigrated, ImportFileError, MissingSecret, SendPhaseStopped) as exc:
+    except (CliError, NotMigrated, ImportFileError, MissingSecret, SendPhaseStopped,
+            RunIncomplete, RunFenced) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OperationalError as exc:
         print(f"error: database error: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)

@@ -96,6 +96,7 @@ class LeadSnapshot:
     track_rounds: dict[str, int] = field(default_factory=dict)
     sla_due_at: datetime | None = None
     handoff_id: int | None = None
+    version: int = 0  # the row version it was loaded at (writes compare-and-set on it)
 
 
 @dataclass(slots=True, frozen=True)
@@ -150,6 +151,7 @@ class Decision:
     expire_handoff: bool = False
     touch: PlannedTouch | None = None
     skip_reason: str | None = None
+    version: int = 0  # of the snapshot it was made from: a stale decision is not written
 
     @property
     def mql(self) -> bool:
@@ -158,3 +160,28 @@ class Decision:
     @property
     def recycled(self) -> bool:
         return any(t.to_stage == RECYCLED for t in self.transitions)
+
+
+@dataclass
+class LeadEvent:
+    """An MQL, recycle, SLA expiry... to announce (Prefect event, automations). Recorded in
+    the `lead_events` table with the transition that caused it, then emitted once."""
+
+    kind: str  # "mql" | "recycled" | "sla_expired" | "disqualified" | "sal" | ...
+    lead_id: int
+    email: str
+    campaign: str | None
+    reason: str
+    rule: str | None
+    score: float | None = None
+    grade: str | None = None
+    owner: str | None = None
+    breakdown: dict[str, Any] | None = None
+    recycle_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self, as_of: datetime) -> dict[str, Any]:
+        return {"email": self.email, "score": self.score, "grade": self.grade,
+                "reason": self.reason, "rule": self.rule, "campaign": self.campaign,
+                "owner": self.owner, "score_breakdown": self.breakdown,
+                "recycle_count": self.recycle_count, "as_of": as_of.isoformat()} | self.extra

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from nurture.conditions import Facts
 from nurture.domain import (
     DISQUALIFIED,
+    FAILED,
     MARKETING_STAGES,
     MQL,
     NEW,
@@ -43,6 +44,7 @@ SKIP_PENDING = "touch_pending"
 SKIP_CADENCE = "cadence"
 SKIP_WEEKLY_CAP = "weekly_cap"
 SKIP_EXHAUSTED = "exhausted"
+SKIP_STEP_FAILED = "step_failed"  # its next step failed for good: held for a person
 
 
 def counting_activities(lead: LeadSnapshot, as_of: datetime):
@@ -76,7 +78,8 @@ def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime) -> Decision:
         buying_stage=buying_stage(rules.stages, facts), lifecycle_stage=lead.lifecycle_stage,
         stage_entered_at=lead.stage_entered_at, engagement_since=lead.engagement_since,
         recycle_count=lead.recycle_count, recycle_until=lead.recycle_until,
-        campaign=lead.campaign, track=lead.track, track_rounds=dict(lead.track_rounds))
+        campaign=lead.campaign, track=lead.track, track_rounds=dict(lead.track_rounds),
+        version=lead.version)
 
     def move(to: str, reason: str, rule: str | None = None) -> None:
         d.transitions.append(Transition(d.lifecycle_stage, to, reason, rule))
@@ -188,6 +191,12 @@ def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
     step, round_ = next_step(track, seen_steps(lead.touches, campaign.name), round_, facts)
     if step is None:
         d.skip_reason = SKIP_EXHAUSTED
+        return d
+    if any(t.campaign == campaign.name and t.step == step.step.id and t.round == round_
+           and t.status == FAILED for t in lead.touches):
+        # never skip content silently: the lead waits at this step until a person releases
+        # the touch (`nurture touches release`) — listed by `nurture touches list`
+        d.skip_reason = SKIP_STEP_FAILED
         return d
     if round_:
         d.track_rounds[track.track.name] = round_

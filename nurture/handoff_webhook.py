@@ -46,10 +46,11 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(cap / 2, cap))
 
 
-def deliver_pending(sales_store, url: str, secret: str, now: datetime,
+def deliver_pending(sales_store, url: str, secret: str, now: datetime, claimer: int,
                     timeout: float = 10.0, limit: int = 500) -> dict[str, int]:
-    """POST every due pending handoff once; returns counts (delivered, retrying)."""
-    due = sales_store.crm_due(now, limit)
+    """POST every due pending handoff once, each claimed first by `claimer` (a registered
+    run) so concurrent deliverers never post the same one; returns counts."""
+    due = sales_store.crm_claim(now, claimer, limit)
     out = {"due": len(due), "delivered": 0, "retrying": 0}
     if not due:
         return out
@@ -66,9 +67,10 @@ def deliver_pending(sales_store, url: str, secret: str, now: datetime,
             except httpx.HTTPError as exc:
                 ok, error = False, f"{type(exc).__name__}: {exc}"
             if ok:
-                sales_store.crm_delivered(h["id"], now)
+                sales_store.crm_delivered(h["id"], now, claimer)
                 out["delivered"] += 1
             else:
-                sales_store.crm_retry_later(h["id"], now + backoff(h["crm_attempts"]), error)
+                sales_store.crm_retry_later(h["id"], now + backoff(h["crm_attempts"]), error,
+                                            claimer)
                 out["retrying"] += 1
     return out

@@ -8,12 +8,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from nurture.domain import SENDING, SENT, UNKNOWN, TouchFact
+from nurture.domain import TouchFact
+from nurture.ledger import SEEN
 
 WEEK = timedelta(days=7)
 # touches that went out or may have (a timeout, a crash mid-send): they count for cadence
 # and the weekly cap, so doubt never turns into an extra email
-MAY_HAVE_SENT = frozenset({SENT, UNKNOWN, SENDING})
+# touches that count for cadence and the weekly cap: those that went out or may have
+MAY_HAVE_SENT = SEEN
 
 
 def last_sent_in_campaign(touches: list[TouchFact], campaign: str) -> datetime | None:

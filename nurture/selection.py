@@ -6,6 +6,7 @@ import hashlib
 
 from nurture.conditions import Facts
 from nurture.domain import RECYCLED, TouchFact
+from nurture.ledger import SEEN
 from nurture.rules import CompiledCampaign, CompiledStep, CompiledTrack
 
 
@@ -27,8 +28,9 @@ def choose_track(campaign: CompiledCampaign, lifecycle_stage: str, buying_stage:
 
 
 def seen_steps(touches: list[TouchFact], campaign: str) -> set[tuple[str, int]]:
-    """(step, round) pairs already in the ledger for this campaign, whatever their status."""
-    return {(t.step, t.round) for t in touches if t.campaign == campaign}
+    """(step, round) pairs of this campaign that went out or may have (`nurture.ledger.SEEN`).
+    A step that failed or was cancelled was never seen: the lead still gets it."""
+    return {(t.step, t.round) for t in touches if t.campaign == campaign and t.status in SEEN}
 
 
 def next_step(track: CompiledTrack, seen: set[tuple[str, int]], round_: int, facts: Facts

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,25 @@ class Settings(BaseSettings):
     schedule_ahead_hours: int = Field(default=72, ge=0, le=72,
                                       description="how far ahead a touch may be handed to the "
                                       "transport for a scheduled send")
+    # -- the send ledger and runs (exactly once) -----------------------------------------
+    run_heartbeat_seconds: float = Field(default=10.0, gt=0, le=300,
+                                         description="how often a run beats its heartbeat")
+    run_lapse_seconds: float = Field(default=60.0, gt=0, le=3600,
+                                     description="a run whose heartbeat has been silent this "
+                                     "long is taken over by a newer one")
+    run_wait_seconds: float = Field(default=300.0, ge=0, le=86_400,
+                                    description="how long a run waits for touches another "
+                                    "live run holds before it gives up (exit 1)")
+    in_doubt_settle_minutes: float = Field(default=60.0, ge=0, le=10_080,
+                                           description="with the signed webhook configured, "
+                                           "an in-doubt touch with no provider event this "
+                                           "long is sent again (0 = at the next run)")
+    max_send_attempts: int = Field(default=5, ge=1, le=50,
+                                   description="attempts per touch across runs for passing "
+                                   "failures before it fails for good")
+    retry_base_minutes: float = Field(default=15.0, ge=0, le=1440,
+                                      description="backoff before the first retry; doubles "
+                                      "per attempt, at most 24 h")
     # -- SendGrid (transport `sendgrid`) -------------------------------------------------
     sendgrid_api_key: str | None = Field(
         default=None, validation_alias=AliasChoices("SENDGRID_API_KEY",
@@ -50,6 +69,13 @@ class Settings(BaseSettings):
     # -- handoffs to a CRM ----------------------------------------------------------------
     handoff_webhook_url: str | None = None
     handoff_webhook_secret: str | None = Field(default=None, min_length=16)
+
+    @model_validator(mode="after")
+    def _lapse_after_beats(self) -> Settings:
+        if self.run_lapse_seconds < 2 * self.run_heartbeat_seconds:
+            raise ValueError("NURTURE_RUN_LAPSE_SECONDS must be at least twice "
+                             "NURTURE_RUN_HEARTBEAT_SECONDS (a live run must never look dead)")
+        return self
 
     @field_validator("default_timezone")
     @classmethod

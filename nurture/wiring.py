@@ -9,6 +9,7 @@ from functools import cached_property
 from nurture.config import Config
 from nurture.cycle import SendContext
 from nurture.delivery.base import Transport
+from nurture.ledger import RetryPolicy
 from nurture.rendering import Renderer
 from nurture.rules import Rules
 from nurture.settings import Settings
@@ -102,10 +103,29 @@ class App:
         return self.settings.secret_key or self.store.get_or_create_secret()
 
     def send_context(self, transport: Transport | None = None) -> SendContext:
-        return SendContext(rules=self.rules, renderer=self.renderer,
-                           transport=transport or build_transport(self.settings),
-                           secret=self.secret, public_url=self.settings.public_url,
-                           schedule_ahead=timedelta(hours=self.settings.schedule_ahead_hours))
+        s = self.settings
+        transport = transport or build_transport(s)
+        # in-doubt touches are resent after the settle window only where provider events
+        # would have settled them: the signed SendGrid webhook is configured
+        webhook = s.transport == "sendgrid" and bool(s.sendgrid_webhook_public_key)
+        return SendContext(rules=self.rules, renderer=self.renderer, transport=transport,
+                           secret=self.secret, public_url=s.public_url,
+                           schedule_ahead=timedelta(hours=s.schedule_ahead_hours),
+                           retry=RetryPolicy(max_attempts=s.max_send_attempts,
+                                             base=timedelta(minutes=s.retry_base_minutes)),
+                           lapse=timedelta(seconds=s.run_lapse_seconds),
+                           in_doubt_settle=(timedelta(minutes=s.in_doubt_settle_minutes)
+                                            if webhook else None),
+                           batch_size=getattr(transport, "batch_size", 200),
+                           heartbeat=s.run_heartbeat_seconds)
+
+    def lease(self, kind: str, as_of: datetime | None = None):
+        """A run lease in the store's run registry (heartbeat thread; fencing)."""
+        from lead_store.runs import RunStore
+        from nurture.runs import Lease
+
+        return Lease(RunStore(self.engine), kind, as_of, self.settings.run_heartbeat_seconds,
+                     self.settings.run_lapse_seconds)
 
 
 def deliver_handoffs(app: App, now: datetime | None = None) -> dict[str, int] | None:
@@ -115,6 +135,7 @@ def deliver_handoffs(app: App, now: datetime | None = None) -> dict[str, int] | 
     from lead_store.sales import SalesStore
     from nurture.handoff_webhook import deliver_pending
 
-    return deliver_pending(SalesStore(app.engine), app.settings.handoff_webhook_url,
-                           app.settings.handoff_webhook_secret or app.secret,
-                           now or datetime.now(UTC))
+    with app.lease("handoff-delivery") as lease:
+        return deliver_pending(SalesStore(app.engine), app.settings.handoff_webhook_url,
+                               app.settings.handoff_webhook_secret or app.secret,
+                               now or datetime.now(UTC), lease.run_id)

@@ -28,10 +28,14 @@ class Delivery:
     message_id: str | None = None
     error: str | None = None
     unknown: bool = False  # outcome cannot be known (timeout after send): reconcile, never resend
+    retryable: bool = False  # failed for a passing reason (429/5xx/network): retry later
 
 
 class Transport(Protocol):
     name: str
+    # messages handed over per call: the send phase records each batch's outcomes before
+    # claiming the next, so a crash leaves at most one batch in doubt
+    batch_size: int
 
     def send_many(self, messages: list[Message]) -> list[Delivery]:
         """Send messages; one `Delivery` per message in the same order. May raise

@@ -8,6 +8,7 @@ from nurture.messages import Message
 
 class MemoryTransport:
     name = "memory"
+    batch_size = 500
 
     def __init__(self) -> None:
         self.sent: list[Message] = []

@@ -17,6 +17,7 @@ INDEX_ROWS = 1000  # the index page lists the newest messages; index.jsonl lists
 
 class OutboxTransport:
     name = "outbox"
+    batch_size = 200  # settles exactly after a crash (the file is there or not)
 
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)

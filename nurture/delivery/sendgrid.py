@@ -8,7 +8,8 @@ Outcomes, per SendGrid's guidance:
 - 202 -> sent; the `X-Message-Id` header is kept (every event's `sg_message_id` starts
   with it).
 - 429, 5xx, connection failures, connect/pool timeouts -> retried with exponential backoff
-  and full jitter; still failing after the last attempt -> the touch fails with the reason.
+  and full jitter; still failing after the last attempt -> a retryable failure: the ledger
+  plans the touch again for a later run (`nurture.ledger`).
 - A read timeout (the request reached SendGrid, no answer came) is retried only when the
   request provably did not reach the API: otherwise the outcome is *unknown*. SendGrid has no
   idempotency key, so resending could email the lead twice; the touch is left `unknown` and
@@ -127,6 +128,7 @@ class SendGridTransport:
         self.sandbox = sandbox
         self.retry = retry or RetryPolicy()
         self.concurrency = max(1, concurrency)
+        self.batch_size = self.concurrency  # all of a batch is in flight at once
         self._client = httpx.Client(
             base_url=self.host,
             headers={"Authorization": f"Bearer {api_key}",
@@ -179,8 +181,9 @@ class SendGridTransport:
                 wait = _retry_after(response) if status == 429 else None
                 continue
             return Delivery(msg.touch_id, False, error=error_text(response))
-        return Delivery(msg.touch_id, False,
-                        error=f"{last_error} (gave up after {self.retry.attempts} attempts)")
+        return Delivery(msg.touch_id, False, retryable=True,
+                        error=f"{last_error} (gave up after {self.retry.attempts} attempts "
+                              "in this run)")
 
     # -- the Transport interface ----------------------------------------------------------
     def send_many(self, messages: list[Message]) -> list[Delivery]:

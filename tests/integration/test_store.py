@@ -208,15 +208,34 @@ def _decision(lead_id, step="buyers-guide"):
                            AS_OF + timedelta(hours=2)))
 
 
+def _fresh(store, d):
+    d.version = lead_row(store, "ada@example.com").version
+    return d
+
+
 def test_reapplying_a_decision_never_plans_the_same_touch_twice(store):
     store.upsert_leads([lead("ada@example.com")])
     lead_id = lead_row(store, "ada@example.com").id
     owners = ["ana@acme.example"]
-    assert store.apply_decisions([_decision(lead_id)], AS_OF, owners, "test")["planned"] == 1
-    store.apply_decisions([_decision(lead_id)], AS_OF, owners, "test")
+    assert store.apply_decisions([_fresh(store, _decision(lead_id))], AS_OF, owners,
+                                 "test").planned == 1
+    store.apply_decisions([_fresh(store, _decision(lead_id))], AS_OF, owners, "test")
     assert count(store, t.touches) == 1
-    store.apply_decisions([_decision(lead_id, "funnel-benchmark")], AS_OF, owners, "test")
+    store.apply_decisions([_fresh(store, _decision(lead_id, "funnel-benchmark"))], AS_OF,
+                          owners, "test")
     assert count(store, t.touches) == 2
+
+
+def test_a_decision_on_a_stale_snapshot_is_refused(store):
+    """#8: the cycle used to write the lead row from what it loaded, blindly."""
+    store.upsert_leads([lead("ada@example.com")])
+    lead_id = lead_row(store, "ada@example.com").id
+    stale = _fresh(store, _decision(lead_id))
+    store.apply_decisions([_fresh(store, _decision(lead_id, "funnel-benchmark"))], AS_OF,
+                          ["o@x.example"], "test")  # someone else wrote the lead meanwhile
+    applied = store.apply_decisions([stale], AS_OF, ["o@x.example"], "test")
+    assert applied.stale == {lead_id} and applied.planned == 0
+    assert count(store, t.touches) == 1
 
 
 @pytest.fixture
@@ -229,10 +248,15 @@ def planned(store, rules):
     return lo, hi
 
 
+def claim(store, lo, hi, before, run_id=None):
+    run_id = run_id or store.ledger.runs.register("test")
+    return store.ledger.claim(lo, hi, before, AS_OF, run_id, 1000)
+
+
 def test_a_claimed_touch_is_not_claimed_again(store, planned):
     lo, hi = planned
-    first = store.claim_touches(lo, hi, AS_OF + timedelta(days=3))
-    second = store.claim_touches(lo, hi, AS_OF + timedelta(days=3))
+    first = claim(store, lo, hi, AS_OF + timedelta(days=3))
+    second = claim(store, lo, hi, AS_OF + timedelta(days=3))
     assert sorted(c.email for c in first) == ["l0@example.com", "l1@example.com",
                                                "l2@example.com"]
     assert {c.step for c in first} == {"buyers-guide"}
@@ -242,29 +266,39 @@ def test_a_claimed_touch_is_not_claimed_again(store, planned):
 
 def test_claim_respects_send_before(store, planned):
     lo, hi = planned
-    assert store.claim_touches(lo, hi, AS_OF + timedelta(hours=1)) == []  # due at 09:00
-    assert len(store.claim_touches(lo, hi, AS_OF + timedelta(hours=2))) == 3
+    assert claim(store, lo, hi, AS_OF + timedelta(hours=1)) == []  # due at 09:00
+    assert len(claim(store, lo, hi, AS_OF + timedelta(hours=2))) == 3
 
 
 def test_two_connections_claiming_at_once_get_disjoint_touches(store, planned, db_url):
     """Claimer A has read the planned touches but not yet marked them when claimer B, on
-    another connection, runs its whole claim: no touch may end up with both."""
+    another connection, runs its whole claim: no touch may end up with both. (On SQLite B
+    waits for A's write lock; on PostgreSQL it skips A's locked rows.)"""
+    import threading
+
     lo, hi = planned
     other_engine = make_engine(db_url)
     other = LeadStore(other_engine)
     seen: dict[str, list] = {}
+    threads: list[threading.Thread] = []
+
+    def run_b():
+        seen["b"] = claim(other, lo, hi, AS_OF + timedelta(days=3))
 
     def interleave(conn, cursor, statement, *_):
-        if "b" not in seen and statement.lstrip().upper().startswith("SELECT") \
+        if not threads and statement.lstrip().upper().startswith("SELECT") \
                 and "touches" in statement:
-            seen["b"] = other.claim_touches(lo, hi, AS_OF + timedelta(days=3))
+            threads.append(threading.Thread(target=run_b))
+            threads[0].start()
+            threads[0].join(timeout=1.0)  # B either finishes now or waits for A's lock
 
     event.listen(store.engine, "after_cursor_execute", interleave)
     try:
-        a = store.claim_touches(lo, hi, AS_OF + timedelta(days=3))
+        a = claim(store, lo, hi, AS_OF + timedelta(days=3))
     finally:
         event.remove(store.engine, "after_cursor_execute", interleave)
-        other_engine.dispose()
+    threads[0].join(timeout=30)
+    other_engine.dispose()
     a_ids, b_ids = {c.touch_id for c in a}, {c.touch_id for c in seen["b"]}
     assert a_ids.isdisjoint(b_ids), f"touches {sorted(a_ids & b_ids)} claimed twice"
     assert len(a_ids | b_ids) == 3  # and none was lost

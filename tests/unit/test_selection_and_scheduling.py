@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from nurture.domain import FAILED, PLANNED, SENDING, TouchFact
+from nurture.domain import CANCELLED, FAILED, IN_DOUBT, PLANNED, SENDING, TouchFact
 from nurture.evaluation import evaluate, lead_facts
 from nurture.rules import CompiledTrack, Rules
 from nurture.scheduling import (
@@ -67,18 +67,29 @@ def test_next_step_is_the_first_one_never_sent(rules, make_lead, as_of):
     assert order == ["buyers-guide", "funnel-benchmark", "scoring-101"]
 
 
-def test_seen_steps_counts_every_ledger_status_in_this_campaign_only(sent, as_of):
+def test_seen_steps_counts_only_what_went_out_or_may_have(sent, as_of):
+    """#8: a step is seen once it went out (sent) or may have (in doubt, sending) — a failed
+    or cancelled step was never seen, so the lead still gets it."""
     touches = [sent(CAMPAIGN, "buyers-guide", as_of),
                sent(CAMPAIGN, "funnel-benchmark", as_of, status=FAILED),
-               sent(CAMPAIGN, "scoring-101", as_of, round_=1, status=PLANNED),
+               sent(CAMPAIGN, "scoring-101", as_of, round_=1, status=IN_DOUBT),
+               sent(CAMPAIGN, "roi-calculator", as_of, status=CANCELLED),
                sent("webinar-followup", "case-study", as_of)]
-    assert seen_steps(touches, CAMPAIGN) == {
-        ("buyers-guide", 0), ("funnel-benchmark", 0), ("scoring-101", 1)}
+    assert seen_steps(touches, CAMPAIGN) == {("buyers-guide", 0), ("scoring-101", 1)}
 
 
-def test_a_failed_step_is_not_retried_as_a_new_touch(rules, make_lead, sent, as_of):
+def test_a_step_that_failed_for_good_holds_the_lead_instead_of_being_skipped(
+        rules, make_lead, sent, as_of):
+    """#8: before, the lead silently got the next step and never the failed one."""
     lead = make_lead(touches=[sent(CAMPAIGN, "buyers-guide", as_of - 30 * DAY, status=FAILED)])
-    assert evaluate(lead, rules, as_of).touch.step == "funnel-benchmark"
+    d = evaluate(lead, rules, as_of)
+    assert d.touch is None and d.skip_reason == "step_failed"
+
+
+def test_a_cancelled_step_is_planned_again(rules, make_lead, sent, as_of):
+    lead = make_lead(touches=[sent(CAMPAIGN, "buyers-guide", as_of - 30 * DAY,
+                                   status=CANCELLED)])
+    assert evaluate(lead, rules, as_of).touch.step == "buyers-guide"
 
 
 def test_evaluate_never_repeats_a_step(rules, make_lead, sent, as_of):

@@ -1,0 +1,46 @@
+"""Small shared pieces of the lead store: IN-list batching, insert-or-ignore on both
+backends, and a lead row as the flat mapping conditions and templates see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, insert
+from sqlalchemy.dialects import postgresql, sqlite
+
+# SQLite caps bound parameters (32766 on modern builds); stay well under for IN lists.
+IN_BATCH = 5000
+
+LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title", "industry",
+                "company_size", "country", "timezone", "source", "utm_source", "utm_medium",
+                "utm_campaign")
+
+
+def chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i:i + size]
+
+
+def insert_ignore(engine: Engine, table):
+    """INSERT … ON CONFLICT DO NOTHING on both backends."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return insert(table).prefix_with("IGNORE")
+
+
+def upsert(engine: Engine, table):
+    """INSERT … ON CONFLICT for both backends (`.on_conflict_do_update` on the result)."""
+    return (postgresql.insert(table) if engine.dialect.name == "postgresql"
+            else sqlite.insert(table))
+
+
+def lead_fields(row: Any) -> dict[str, Any]:
+    """A lead row as the flat mapping conditions and templates see (custom attrs included)."""
+    fields = dict(row.attributes or {})
+    for col in LEAD_COLUMNS:
+        fields[col] = getattr(row, col)
+    fields["created_at"] = row.created_at.isoformat() if row.created_at else None
+    return fields
