@@ -18,7 +18,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nurture.delivery.base import Delivery, Transport, TransportAuthError
-from nurture.domain import FAILED, IN_DOUBT, PLANNED, SENT, Decision, LeadEvent, LeadSnapshot
+from nurture.domain import (
+    FAILED,
+    IN_DOUBT,
+    NURTURING,
+    PLANNED,
+    SENT,
+    Decision,
+    LeadEvent,
+    LeadSnapshot,
+)
 from nurture.evaluation import evaluate, lead_facts
 from nurture.ledger import (
     RetryPolicy,
@@ -32,6 +41,7 @@ from nurture.messages import Message, build_message
 from nurture.rendering import Renderer, RenderError
 from nurture.rules import Rules
 from nurture.runs import RunFenced
+from nurture.selection import choose_campaign
 from nurture.unsubscribe import make_token, unsubscribe_url
 
 NO_CAMPAIGN = "(no campaign)"
@@ -113,14 +123,18 @@ def _lead_events(d: Decision, lead: LeadSnapshot, rules: Rules, as_of: datetime
         if kind == "recycled" and tr.rule == "routing.mql.sla_hours":
             kind = "sla_expired"  # announced as such; counted as a recycle
         breakdown = None
+        campaign = d.campaign or lead.campaign
         if kind == "mql":  # what sales sees first: why this lead, in points
             facts = lead_facts(lead, rules, as_of)
             breakdown = {
                 "fit": [{"rule": r, "points": p} for r, p in rules.scores.fit_breakdown(facts)],
                 "engagement": {k: round(v, 1) for k, v in rules.scores.engagement_by_type(
                     facts.activities, as_of).items()}}
-        out.append(LeadEvent(kind, d.lead_id, lead.email, d.campaign or lead.campaign,
-                             tr.reason, tr.rule, d.score, d.grade, breakdown=breakdown,
+            if campaign is None:  # a new lead that went straight to sales: whose audience
+                home = choose_campaign(rules.campaigns, NURTURING, facts)
+                campaign = home.campaign.name if home else None
+        out.append(LeadEvent(kind, d.lead_id, lead.email, campaign, tr.reason, tr.rule,
+                             d.score, d.grade, breakdown=breakdown,
                              recycle_count=d.recycle_count))
     return out
 
