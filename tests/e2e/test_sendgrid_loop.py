@@ -206,8 +206,10 @@ def test_faults_retry_fail_cleanly_and_never_resend(world):
     rows = {r.email: r for r in touches(app)}
     assert rows["ana@example.com"].status == "sent"
     assert rows["ana@example.com"].provider_message_id == fake.messages[0].message_id
-    assert rows["bo@example.com"].status == "failed"
-    assert "gave up after 4 attempts" in rows["bo@example.com"].error
+    # a passing failure is the same step again at a later run (#8), never the next step
+    assert rows["bo@example.com"].status == "planned"
+    assert "gave up after 4 attempts in this run" in rows["bo@example.com"].error
+    assert rows["bo@example.com"].retry_at >= AS_OF + timedelta(minutes=15)
     assert rows["cy@example.com"].status == "failed"
     assert rows["cy@example.com"].error.startswith("SendGrid 400")
     assert fake.requests - before == 3 + 4 + 1
@@ -222,7 +224,7 @@ def test_a_timeout_is_unknown_not_resent_and_the_webhook_settles_it(world):
     slow = SendGridTransport(fake.api_key, fake.url, timeout_seconds=0.3, concurrency=1,
                              retry=RetryPolicy(attempts=3, base_seconds=0.01))
     cycle(app, AS_OF, slow)
-    time_out = [r for r in touches(app) if r.status == "unknown"]
+    time_out = [r for r in touches(app) if r.status == "in_doubt"]
     assert len(time_out) == 1 and "not resent" in time_out[0].error
     # the message did reach SendGrid: exactly once
     import time
