@@ -46,6 +46,37 @@ def write_tx(engine: Engine):
     return engine.execution_options(nurture_write=True).begin()
 
 
+# PostgreSQL: deadlock detected, serialization failure; SQLite: the write lock timed out
+_TRANSIENT_SQLSTATES = {"40P01", "40001"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A conflict between concurrent writers that a retry of the whole transaction solves."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return True
+    return "database is locked" in str(orig or "")
+
+
+def retrying(fn, attempts: int = 5):
+    """Run `fn` (one whole transaction) again when concurrent writers collided (a deadlock
+    PostgreSQL broke, a busy SQLite): with every writer taking its rows in id order this is
+    rare, but several machines at once must never fail a run over it."""
+    import random
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except DBAPIError as exc:
+            if attempt == attempts - 1 or not is_transient(exc):
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
 def alembic_config(engine: Engine):
     from alembic.config import Config
 

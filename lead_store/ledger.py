@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, case, func, or_, select, update
 
 from lead_store import tables as t
-from lead_store.db import write_tx
+from lead_store.db import retrying, write_tx
 from lead_store.rows import IN_BATCH, chunks, lead_fields
 from lead_store.runs import RunInfo, RunStore
 from nurture.domain import (
@@ -69,6 +69,10 @@ class Ledger:
     # -- claim ----------------------------------------------------------------------------
     def claim(self, lo: int, hi: int, send_before: datetime, now: datetime, run_id: int,
               limit: int) -> list[OutgoingTouch]:
+        return retrying(lambda: self._claim(lo, hi, send_before, now, run_id, limit))
+
+    def _claim(self, lo: int, hi: int, send_before: datetime, now: datetime, run_id: int,
+               limit: int) -> list[OutgoingTouch]:
         """Claim up to `limit` planned touches of leads in [lo, hi] that are due (and past
         any retry backoff) for `run_id`. Touches of leads that left marketing or were
         suppressed since planning are cancelled instead: nothing unwanted is sent."""
@@ -111,7 +115,7 @@ class Ledger:
         """Write outcomes of touches `run_id` holds (`None`: touches of runs that stopped,
         see `take_over`). Returns how many writes were refused because the run no longer
         holds the touch."""
-        rows = [_result_row(r) for r in results]
+        rows = [_as_row(r) for r in results]
         if not rows:
             return 0
         T = t.touches
@@ -134,10 +138,14 @@ class Ledger:
                 .execution_options(preserve_rowcount=True))
         for r in rows:
             r.setdefault("b_run", run_id)
-        with write_tx(self.engine) as conn:
-            res = conn.execute(stmt, rows)
-            written = res.rowcount if res.rowcount is not None and res.rowcount >= 0 else len(rows)
-        return len(rows) - written
+
+        def write() -> int:
+            with write_tx(self.engine) as conn:
+                res = conn.execute(stmt, rows)
+                return res.rowcount if res.rowcount is not None and res.rowcount >= 0 \
+                    else len(rows)
+
+        return len(rows) - retrying(write)
 
     # -- runs that stopped ----------------------------------------------------------------
     def take_over(self, lo: int, hi: int, lapse: timedelta, reconcile, transport: str,
@@ -250,7 +258,5 @@ def _as_row(r: TouchResult) -> dict[str, Any]:
             "b_subject": r.subject, "b_transport": r.transport, "b_error": r.error,
             "b_retry_at": r.retry_at, "b_give_back": 1 if r.give_back_attempt else 0}
 
-
-_result_row = _as_row
 
 __all__ = ["Ledger", "OutgoingTouch", "Takeover", "SENT", "CANCELLED"]

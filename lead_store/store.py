@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from lead_store import rows
 from lead_store import tables as t
-from lead_store.db import write_tx
+from lead_store.db import retrying, write_tx
 from lead_store.rows import upsert
 from nurture.domain import (
     CANCELLED,
@@ -205,8 +205,11 @@ class LeadStore:
         `events[lead_id]` aligns with the decision's transitions (None: no event).
         `touch_only`: (lead id, version) of leads looked at but not decided (instant routing):
         their new-activity flag is cleared, by the same compare-and-set."""
+        return retrying(lambda: self._apply(decisions, as_of, owners, actor, events or {},
+                                            touch_only))
+
+    def _apply(self, decisions, as_of, owners, actor, events, touch_only) -> Applied:
         L = t.leads
-        events = events or {}
         wanted = {d.lead_id: d.version for d in decisions} | dict(touch_only)
         with write_tx(self.engine) as conn:
             current: dict[int, int] = {}

@@ -167,7 +167,6 @@ def plan_chunk(store, rules: Rules, lo: int, hi: int, as_of: datetime, default_t
     `engaged_only` is instant routing (`process_engagement`): only marketing leads with new
     activity are looked at, and only hand-raisers that now meet the MQL rule are written —
     everything else (content, recycling) waits for the daily cycle, which still sees them."""
-    t0 = time.perf_counter()
     points = {k: v[0] for k, v in rules.scores.points.items()}
     result = ChunkResult()
     actor = "system:instant-routing" if engaged_only else "system:daily-cycle"
@@ -206,7 +205,6 @@ def plan_chunk(store, rules: Rules, lo: int, hi: int, as_of: datetime, default_t
             break
         ids = sorted(applied.stale)
     result.seconds.update(load=load, evaluate=decide, write=write)
-    del t0
     return result
 
 
@@ -318,10 +316,7 @@ def send_chunk(store, ctx: SendContext, lo: int, hi: int, as_of: datetime,
             (messages if isinstance(out, Message) else results).append(out)
         t3 = time.perf_counter()
         render += t3 - t2
-        try:
-            lease.check()  # last look at the fence before anything leaves
-        except RunFenced:
-            raise
+        lease.check()  # last look at the fence before anything leaves
         try:
             deliveries = ctx.transport.send_many(messages) if messages else []
         except TransportAuthError as exc:
