@@ -40,7 +40,6 @@ from nurture.ledger import (
 from nurture.messages import Message, build_message
 from nurture.rendering import Renderer, RenderError
 from nurture.rules import Rules
-from nurture.runs import RunFenced
 from nurture.selection import choose_campaign
 from nurture.unsubscribe import make_token, unsubscribe_url
 
