@@ -53,6 +53,7 @@ ROUND_ZERO = ("duplicates", "lost", "unsettled", "dup_open_handoffs", "dup_hando
               "dup_mql_transitions", "dup_crm_posts", "crm_missing", "impossible_states",
               "rerun_failed", "hung")
 COMPLETE_WITHIN = 150.0  # seconds a re-run may take to finish the day (fencing waits)
+ROUND_DAYS = 7  # the concurrent rounds run this many days after the seeded day
 SETUP = threading.Lock()  # Alembic's migration context is process-global: one lane at a time
 
 
@@ -235,7 +236,9 @@ def round_lane(ctx: Ctx, backend: str, rng: random.Random) -> LaneResult:
             ce.seed(db, ctx.work, a.leads, a.seed, a.start)
         env = ce.base_env(ctx.prefect_api) | {"NURTURE_DATABASE_URL": db.url}
         day0 = ctx.as_of
-        day1_dt = datetime.fromisoformat(day0) + timedelta(days=1)
+        # a week later: next steps are due (cadence) and day 0's MQLs are past their SLA,
+        # so sales feedback races the SLA expiry as well as the cycles
+        day1_dt = datetime.fromisoformat(day0) + timedelta(days=ROUND_DAYS)
         # day 0 makes MQLs (for sales feedback) and sent touches (for webhook events)
         r = ce.run_cli(cycle_args(day0), env | {"NURTURE_OUTBOX_DIR": str(lane_dir / "day0")})
         if r.returncode != 0:
