@@ -239,7 +239,10 @@ def cmd_fake_sendgrid(args: argparse.Namespace) -> int:
         fake = FakeSendGrid(api_key=args.api_key, host=args.host, port=args.port,
                             schema_path=Path(args.schema) if args.schema else None,
                             validate=not args.no_schema,
-                            latency=args.latency_ms / 1000.0).start()
+                            latency=args.latency_ms / 1000.0,
+                            log_path=Path(args.log) if args.log else None,
+                            fault_rate=args.fault_rate, fault_seed=args.fault_seed,
+                            fault_delay=args.fault_delay).start()
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:
@@ -499,6 +502,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip schema validation (when the schema file is not at hand)")
     fk.add_argument("--latency-ms", type=float, default=0.0,
                     help="delay every answer, like a real API across the internet")
+    fk.add_argument("--log", metavar="FILE",
+                    help="append one JSON line per accepted message (touch_id, to, "
+                         "campaign, step, variant, time)")
+    fk.add_argument("--fault-rate", type=float, default=0.0, metavar="R",
+                    help="answer this share of requests (0-1) with a random fault: 429, "
+                         "500, 503 or a --fault-delay answer (accepted, but late)")
+    fk.add_argument("--fault-delay", type=float, default=2.0, metavar="SECONDS",
+                    help="delay of the timeout fault (default 2; set above the client's "
+                         "NURTURE_SENDGRID_TIMEOUT_SECONDS)")
+    fk.add_argument("--fault-seed", type=int, default=None, help="seed of the fault draws")
     fk.set_defaults(func=cmd_fake_sendgrid)
 
     wh = sub.add_parser("webhooks", help="provider webhook batches")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import random
 import secrets
 import threading
 import time
@@ -100,6 +101,14 @@ class FakeSendGrid:
     messages: list[Recorded] = field(default_factory=list)
     requests: int = 0
     rejected: list[dict] = field(default_factory=list)
+    # append one JSON line per accepted message (touch_id, to, campaign, step, variant, time):
+    # a sink that survives the fake being restarted and that harnesses count duplicates from
+    log_path: Path | None = None
+    # random faults on this share of requests (429, 500/503, or a delay of `fault_delay`
+    # seconds after which the message IS accepted: a timeout the client cannot judge)
+    fault_rate: float = 0.0
+    fault_delay: float = 2.0
+    fault_seed: int | None = None
 
     def __post_init__(self) -> None:
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -110,6 +119,7 @@ class FakeSendGrid:
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._rng = random.Random(self.fault_seed)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> FakeSendGrid:
@@ -152,7 +162,21 @@ class FakeSendGrid:
                 if f.to is None or f.to == to:
                     self._faults.remove(f)
                     return f
+            if self.fault_rate and self._rng.random() < self.fault_rate:
+                return self._rng.choice((Fault(status=429), Fault(status=500),
+                                         Fault(status=503), Fault(delay=self.fault_delay)))
             return None
+
+    def _log_accepted(self, rec: Recorded) -> None:
+        if self.log_path is None:
+            return
+        args = rec.custom_args
+        line = json.dumps({"touch_id": args.get("touch_id"), "to": rec.to,
+                           "campaign": args.get("campaign"), "step": args.get("step"),
+                           "variant": args.get("variant"), "message_id": rec.message_id,
+                           "time": rec.received_at})
+        with self._lock, open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
 
     def clear(self) -> None:
         with self._lock:
@@ -193,8 +217,10 @@ class FakeSendGrid:
             self.rejected.append({"body": body, "errors": errors})
             return 400, {}, {"errors": errors}
         mid = base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")[:22]
+        rec = Recorded(mid, body, time.time())
         with self._lock:
-            self.messages.append(Recorded(mid, body, time.time()))
+            self.messages.append(rec)
+        self._log_accepted(rec)
         return 202, {"X-Message-Id": mid}, None
 
     def check(self, body: Any) -> list[dict]:

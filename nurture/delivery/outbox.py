@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from nurture.delivery.base import Delivery
 from nurture.messages import Message, to_eml
 
 INDEX_ROWS = 1000  # the index page lists the newest messages; index.jsonl lists them all
+# one line per attempt to send a touch whose message file already exists (a duplicate send)
+DUPLICATES = "duplicates.jsonl"
 
 
 class OutboxTransport:
@@ -30,19 +33,23 @@ class OutboxTransport:
     def send_many(self, messages: list[Message]) -> list[Delivery]:
         out = []
         manifest = []
+        duplicates = []
         for m in messages:
             path = self._path(m.touch_id)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(to_eml(m))
-            os.replace(tmp, path)  # atomic: a crash never leaves half a message
             mid = f"outbox-{m.touch_id}"
             out.append(Delivery(m.touch_id, True, mid))
-            manifest.append(json.dumps({
-                "touch_id": m.touch_id, "to": m.to_email, "subject": m.subject,
-                "campaign": m.campaign, "step": m.step, "variant": m.variant,
-                "send_at": m.send_at.isoformat(), "file": str(path.relative_to(self.dir)),
-                "written_at": datetime.now(UTC).isoformat()}))
+            row = {"touch_id": m.touch_id, "to": m.to_email, "subject": m.subject,
+                   "campaign": m.campaign, "step": m.step, "variant": m.variant,
+                   "send_at": m.send_at.isoformat(), "file": str(path.relative_to(self.dir)),
+                   "written_at": datetime.now(UTC).isoformat()}
+            if _write_once(path, to_eml(m)):
+                manifest.append(json.dumps(row))
+            else:  # sent before: the first message stays, the second attempt is recorded
+                duplicates.append(json.dumps(row))
+        if duplicates:
+            with open(self.dir / DUPLICATES, "a", encoding="utf-8") as fh:
+                fh.write("\n".join(duplicates) + "\n")
         if manifest:
             with open(self.dir / "index.jsonl", "a", encoding="utf-8") as fh:
                 fh.write("\n".join(manifest) + "\n")
@@ -54,6 +61,21 @@ class OutboxTransport:
 
     def close(self) -> None:
         write_index(self.dir)
+
+
+def _write_once(path: Path, data: bytes) -> bool:
+    """Create `path` with `data` unless it exists: True when written. A temp file linked into
+    place is atomic (a crash never leaves half a message) and, unlike a rename, never
+    replaces an existing file — so a touch sent twice can never hide its first message."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.write_bytes(data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
 
 
 def write_index(directory: Path) -> Path:
