@@ -83,6 +83,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     campaigns = Path(args.dir) if args.dir else app.settings.campaigns_dir
     templates = Path(args.templates) if args.templates else app.settings.templates_dir
     config, problems = validate(campaigns, templates)
+    fmt = getattr(args, "format", "text")
+    if fmt != "text":
+        from nurture.lint import format_problems
+
+        print(format_problems(problems, fmt))
+        return EXIT_FAIL if problems else EXIT_OK
     if problems:
         for p in problems:
             print(p)
@@ -382,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "path:line: key.path: message.")
     v.add_argument("dir", nargs="?", help="campaigns directory (default NURTURE_CAMPAIGNS_DIR)")
     v.add_argument("--templates", help="templates directory (default NURTURE_TEMPLATES_DIR)")
+    v.add_argument("--format", choices=["text", "github", "json"], default="text",
+                   help="text (default); github: ::error annotations for pull-request "
+                        "checks; json: one object with every problem")
     v.set_defaults(func=cmd_validate)
 
     il = sub.add_parser("import-leads", help="upsert leads from a CSV file by email",
