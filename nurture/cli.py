@@ -102,6 +102,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_preview(args: argparse.Namespace) -> int:
+    from nurture.config import load_config
+    from nurture.preview import build_preview
+    from nurture.rendering import Renderer
+
+    app = _app()
+    config = load_config(app.settings.campaigns_dir)
+    unknown = [c for c in args.campaigns if config.campaign(c) is None]
+    if unknown:
+        raise CliError(f"unknown campaign(s): {', '.join(unknown)}; the config has "
+                       f"{', '.join(c.name for c in config.campaigns)}")
+    real = []
+    if args.lead:
+        from nurture.domain import normalise_email
+
+        app.require_schema()
+        for email in args.lead:
+            detail = app.store.lead_detail(normalise_email(email))
+            if detail is None:
+                raise CliError(f"no lead with email {email!r} in the store")
+            real.append(detail["fields"])
+    personas = args.personas or not args.lead
+    out = build_preview(config, Renderer(app.settings.templates_dir), Path(args.out),
+                        app.settings.public_url, args.campaigns or None, real, personas)
+    if args.json:
+        _print_json(out)
+    else:
+        print(f"{out['emails']} email(s) × {out['leads']} persona(s)/lead(s) = "
+              f"{out['renderings']} renderings, {out['warnings']} warning(s), "
+              f"{out['render_errors']} render error(s) in {out['seconds']} s.")
+        print(f"Open {out['index']} in a browser.")
+    return EXIT_OK
+
+
 def _progress(label: str) -> tuple[Callable[[int], None], Callable[[], None]]:
     if not sys.stderr.isatty():
         return (lambda n: None), (lambda: None)
@@ -392,6 +426,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="text (default); github: ::error annotations for pull-request "
                         "checks; json: one object with every problem")
     v.set_defaults(func=cmd_validate)
+
+    pv = sub.add_parser("preview", help="write an HTML gallery of every email, per persona",
+                        description="Render every campaign × track × step × variant for the "
+                                    "built-in personas (and --lead leads from the store), check "
+                                    "each (size, alt text, https, unsubscribe, postal address, "
+                                    "subject length) and write a static gallery to --out.")
+    pv.add_argument("campaigns", nargs="*", metavar="CAMPAIGN", help="only these campaigns")
+    pv.add_argument("--lead", action="append", metavar="EMAIL",
+                    help="also render for this real lead from the store (repeatable)")
+    pv.add_argument("--personas", action="store_true",
+                    help="include the built-in personas (the default without --lead)")
+    pv.add_argument("--out", default="preview", help="output directory (default preview/)")
+    pv.add_argument("--json", action="store_true", help="print the figures as JSON")
+    pv.set_defaults(func=cmd_preview)
 
     il = sub.add_parser("import-leads", help="upsert leads from a CSV file by email",
                         description="Upsert leads by normalised email. Rows with an invalid "
