@@ -66,7 +66,7 @@ font-size:.9rem;min-width:0}
  nav.side{position:static;max-height:180px}
  header.top h1{font-size:1rem;word-break:break-word}
  main{padding:.6rem}
- th,td{font-size:.8rem;padding:.3rem .35rem}
+ th,td{font-size:.8rem;padding:.3rem .35rem;overflow-wrap:anywhere}
 }
 """
 
