@@ -136,6 +136,55 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_test_send(args: argparse.Namespace) -> int:
+    from nurture.config import load_config
+    from nurture.personas import persona
+    from nurture.rendering import Renderer
+    from nurture.testsend import TestSendRefused, build_test_messages, send
+    from nurture.wiring import build_transport
+
+    app = _app()
+    config = load_config(app.settings.campaigns_dir)
+    if args.as_lead:
+        from nurture.domain import normalise_email
+
+        app.require_schema()
+        detail = app.store.lead_detail(normalise_email(args.as_lead))
+        if detail is None:
+            raise CliError(f"no lead with email {args.as_lead!r} in the store")
+        lead = detail["fields"]
+    else:
+        try:
+            lead = persona(args.persona or "grade-b-research").lead
+        except KeyError as exc:
+            raise CliError(str(exc.args[0])) from None
+    try:
+        messages = build_test_messages(config, Renderer(app.settings.templates_dir),
+                                       args.campaign, args.step, args.variant, args.to, lead,
+                                       app.settings.public_url)
+    except TestSendRefused as exc:
+        raise CliError(str(exc)) from None
+    settings = app.settings.model_copy(
+        update={"outbox_dir": app.settings.outbox_dir / "test-sends"})
+    transport = build_transport(settings)
+    try:
+        sent = send(transport, messages)
+    finally:
+        transport.close()
+    failed = [s for s in sent if not s.delivery.ok]
+    if args.json:
+        _print_json([{"to": s.to, "step": s.step, "variant": s.variant, "subject": s.subject,
+                      "ok": s.delivery.ok, "message_id": s.delivery.message_id,
+                      "error": s.delivery.error} for s in sent])
+    else:
+        for s in sent:
+            state = "sent" if s.delivery.ok else f"FAILED: {s.delivery.error}"
+            print(f"{s.to}: {s.subject} ({s.step}{'/' + s.variant if s.variant else ''}) "
+                  f"via {transport.name}: {state}")
+        print("Test sends are not recorded in the ledger or counted in reports.")
+    return EXIT_FAIL if failed else EXIT_OK
+
+
 def _progress(label: str) -> tuple[Callable[[int], None], Callable[[], None]]:
     if not sys.stderr.isatty():
         return (lambda n: None), (lambda: None)
@@ -440,6 +489,23 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--out", default="preview", help="output directory (default preview/)")
     pv.add_argument("--json", action="store_true", help="print the figures as JSON")
     pv.set_defaults(func=cmd_preview)
+
+    ts = sub.add_parser("test-send", help="send a step to your own inbox, marked [TEST]",
+                        description="Render a campaign's step(s) and send them through the "
+                                    "configured transport with a [TEST] subject prefix, only "
+                                    "to addresses listed under test_recipients in "
+                                    "lifecycle.yaml. Never recorded in the ledger.")
+    ts.add_argument("campaign")
+    ts.add_argument("--step", help="step id (default: every step)")
+    ts.add_argument("--variant", help="A/B variant id (default: every variant)")
+    ts.add_argument("--to", action="append", required=True, metavar="ADDRESS",
+                    help="recipient, repeatable; must be allowed by test_recipients")
+    who = ts.add_mutually_exclusive_group()
+    who.add_argument("--as-lead", metavar="EMAIL", help="render with this lead's data")
+    who.add_argument("--persona", metavar="NAME",
+                     help="render for a built-in persona (default grade-b-research)")
+    ts.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    ts.set_defaults(func=cmd_test_send)
 
     il = sub.add_parser("import-leads", help="upsert leads from a CSV file by email",
                         description="Upsert leads by normalised email. Rows with an invalid "
