@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from nurture.domain import STANDARD_ACTIVITY_TYPES
 from nurture.imports import RowError, activity_row, parse_time
 from nurture.settings import Settings
 from nurture.unsubscribe import BadToken, read_token
@@ -31,11 +32,6 @@ from nurture.webhooks.sendgrid import (
 from nurture.wiring import App
 
 MAX_ACTIVITIES = 1000
-# what the activity API accepts besides the types lifecycle.yaml scores
-STANDARD_ACTIVITY_TYPES = frozenset({
-    "page_view", "content_download", "form_submit", "webinar_registered",
-    "webinar_attended", "pricing_page_view", "demo_request", "trial_signup",
-    "email_open", "email_click", "event_attended", "chat_started"})
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -172,7 +168,8 @@ def create_app(app: App | None = None) -> FastAPI:
             return _error(400, "no activities given")
         if len(items) > MAX_ACTIVITIES:
             return _error(413, f"at most {MAX_ACTIVITIES} activities per request")
-        allowed = STANDARD_ACTIVITY_TYPES | set(app.config.lifecycle.scoring.engagement)
+        allowed = (STANDARD_ACTIVITY_TYPES | set(app.config.lifecycle.scoring.engagement)
+                   | set(app.config.lifecycle.activity_types))
         horizon = datetime.now(UTC) + timedelta(days=1)
         rows, problems = [], []
         for i, obj in enumerate(items):

@@ -184,6 +184,19 @@ class Lifecycle(_Strict):
     buying_stages: list[BuyingStage] = Field(min_length=1)
     routing: Routing
     limits: Limits = Limits()
+    # declared vocabulary, so `nurture validate` can flag typos that would never match
+    custom_fields: list[str] = []     # lead attributes beyond the built-in columns
+    activity_types: list[str] = []    # activity types rules use besides the scored ones
+    # who `nurture test-send` may email: addresses, or `*@domain` for a whole domain
+    test_recipients: list[str] = []
+
+    @field_validator("test_recipients")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        bad = [r for r in value if not EMAIL_RE.match(r.replace("*@", "x@", 1))]
+        if bad:
+            raise ValueError(f"not an email address or *@domain: {', '.join(bad)}")
+        return value
 
     @model_validator(mode="after")
     def _stages(self) -> Lifecycle:

@@ -49,6 +49,13 @@ LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "industry
 
 SYSTEM_ACTOR = "system:daily-cycle"
 
+# Activity types the activity API and `nurture validate` know without a declaration (besides
+# those lifecycle.yaml scores or lists under `activity_types`).
+STANDARD_ACTIVITY_TYPES = frozenset({
+    "page_view", "content_download", "form_submit", "webinar_registered",
+    "webinar_attended", "pricing_page_view", "demo_request", "trial_signup",
+    "email_open", "email_click", "event_attended", "chat_started"})
+
 
 def normalise_email(email: str) -> str:
     """Leads are identified by trimmed, lower-cased email."""

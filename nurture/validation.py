@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nurture.config import Config, ConfigError, Problem, load_config
+from nurture.personas import with_custom_fields
 from nurture.rendering import Renderer, RenderError, sample_lead
 
 SAMPLE_UNSUBSCRIBE = "https://example.invalid/unsubscribe/SAMPLE-TOKEN"
@@ -14,7 +15,8 @@ def template_problems(config: Config, renderer: Renderer) -> list[Problem]:
     """Render each step (and variant) for a sample lead; report missing or failing templates
     and emails that would go out without the unsubscribe link or postal address."""
     problems: list[Problem] = []
-    lead = sample_lead()
+    custom = list(config.lifecycle.custom_fields) if config.lifecycle else []
+    lead = with_custom_fields(sample_lead(), custom, blank=False)
     for campaign in config.campaigns:
         source = config.sources[campaign.name]
         for ti, track in enumerate(campaign.tracks):
@@ -57,12 +59,35 @@ def template_problems(config: Config, renderer: Renderer) -> list[Problem]:
 
 
 def validate(campaigns_dir: Path, templates_dir: Path) -> tuple[Config | None, list[Problem]]:
-    """Everything `nurture validate` checks; returns the config when it is valid."""
+    """Everything `nurture validate` checks; returns the config when it is valid.
+
+    Schema errors in one file do not hide the other checks: the lint checks
+    (`nurture.lint`) and the template renders run on every file that parsed on its own."""
+    from nurture import lint
+
+    renderer = Renderer(templates_dir)
     try:
         config = load_config(campaigns_dir)
+        problems: list[Problem] = []
     except ConfigError as exc:
-        return None, exc.problems
-    problems = template_problems(config, Renderer(templates_dir))
+        config, problems = None, list(exc.problems)
+    parsed = lint.parse_partial(Path(campaigns_dir))
+    if config is None:
+        # render what parsed, so template problems come in the same run as schema errors
+        partial = Config(lifecycle=parsed.lifecycle, campaigns=tuple(c for c, _ in
+                                                                     parsed.campaigns),
+                         directory=Path(campaigns_dir),
+                         sources={c.name: s for c, s in parsed.campaigns})
+        problems += template_problems(partial, renderer)
+    else:
+        problems += template_problems(config, renderer)
+    problems += lint.name_problems(parsed) + lint.template_field_problems(parsed, renderer)
+    problems += lint.reach_problems(parsed)
+    problems += lint.persona_problems(parsed, renderer)
+    unique: dict[tuple[str, int, str, str], Problem] = {}
+    for p in problems:
+        unique.setdefault((p.path, p.line, p.key, p.message), p)
+    problems = list(unique.values())
     return (None if problems else config), problems
 
 

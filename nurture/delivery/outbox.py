@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import uuid
@@ -13,10 +12,8 @@ from pathlib import Path
 from nurture.delivery.base import Delivery
 from nurture.messages import Message, to_eml
 
-INDEX_ROWS = 1000  # the index page lists the newest messages; index.jsonl lists them all
 # one line per attempt to send a touch whose message file already exists (a duplicate send)
 DUPLICATES = "duplicates.jsonl"
-
 
 class OutboxTransport:
     name = "outbox"
@@ -79,41 +76,11 @@ def _write_once(path: Path, data: bytes) -> bool:
 
 
 def write_index(directory: Path) -> Path:
-    """(Re)write `index.html` from `index.jsonl`: newest messages first."""
-    directory = Path(directory)
-    manifest = directory / "index.jsonl"
-    rows = []
-    total = 0
-    if manifest.exists():
-        with open(manifest, encoding="utf-8") as fh:
-            lines = fh.readlines()
-        total = len(lines)
-        for line in reversed(lines[-INDEX_ROWS:]):
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
-    esc = html.escape
-    body = "\n".join(
-        f"<tr><td>{esc(r['send_at'][:16].replace('T', ' '))}</td><td>{esc(r['to'])}</td>"
-        f"<td>{esc(r['campaign'])}</td><td>{esc(r['step'])}"
-        f"{' / ' + esc(r['variant']) if r.get('variant') else ''}</td>"
-        f"<td><a href=\"{esc(r['file'])}\">{esc(r['subject'])}</a></td></tr>" for r in rows)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>nurture outbox</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#1f2937}}
-table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.35rem .6rem;
-border-bottom:1px solid #e5e7eb;font-size:.9rem}}th{{background:#f3f4f6}}</style></head>
-<body><h1>Outbox</h1>
-<p>{total} message(s) written by the <code>outbox</code> transport; newest {len(rows)} shown.
-Each links to its <code>.eml</code> file (open it in any mail client).</p>
-<table><thead><tr><th>Send at (UTC)</th><th>To</th><th>Campaign</th><th>Step</th>
-<th>Subject</th></tr></thead><tbody>
-{body}
-</tbody></table></body></html>
-"""
-    path = directory / "index.html"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """(Re)write the outbox viewer: `index.html` (newest messages first, filterable by
+    campaign, step, recipient and subject over *all* messages via `index-data.js`) and one
+    `touch-N.html` view beside each `.eml` (rendered HTML in a sandboxed frame, the text part
+    and the headers), so a browser shows messages instead of downloading `.eml` files.
+    Views are written only when missing or older than their `.eml`."""
+    from nurture.outbox_viewer import write_viewer
+
+    return write_viewer(Path(directory))
