@@ -255,8 +255,11 @@ class LaneDB:
         if self.backend == "sqlite":
             dest = self.work / f"{self.name}.{tag}.snap.db"
             dest.unlink(missing_ok=True)
-            with self.engine.connect() as c:
-                c.exec_driver_sql(f"VACUUM INTO '{dest}'")
+            raw = self.engine.raw_connection()  # VACUUM runs outside any transaction
+            try:
+                raw.cursor().execute(f"VACUUM INTO '{dest}'")
+            finally:
+                raw.close()
             return
         snap = f"{self.schema}_{tag}"
         with self._admin.connect() as c:
