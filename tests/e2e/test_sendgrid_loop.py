@@ -222,7 +222,7 @@ def test_a_timeout_is_unknown_not_resent_and_the_webhook_settles_it(world):
     slow = SendGridTransport(fake.api_key, fake.url, timeout_seconds=0.3, concurrency=1,
                              retry=RetryPolicy(attempts=3, base_seconds=0.01))
     cycle(app, AS_OF, slow)
-    time_out = [r for r in touches(app) if r.status == "unknown"]
+    time_out = [r for r in touches(app) if r.status == "in_doubt"]
     assert len(time_out) == 1 and "not resent" in time_out[0].error
     # the message did reach SendGrid: exactly once
     import time
