@@ -28,6 +28,7 @@ class Delivery:
     message_id: str | None = None
     error: str | None = None
     unknown: bool = False  # outcome cannot be known (timeout after send): reconcile, never resend
+    batch_id: str | None = None  # SendGrid batch of a scheduled send: cancellable until send_at
 
 
 class Transport(Protocol):

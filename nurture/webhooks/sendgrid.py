@@ -68,6 +68,8 @@ MAX_EVENT_ID, MAX_KIND, MAX_EMAIL, MAX_MESSAGE_ID, MAX_TEXT = 200, 40, 320, 200,
 MAX_ID = 2**63 - 1                      # BIGINT: our touch ids never exceed it
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC).timestamp()  # older "events" are garbage
 MAX_FUTURE_SECONDS = 7 * 86400          # clock skew, not a time machine
+# SendGrid posts a batch every 30 s or at 768 KB (a few thousand events): far more is hostile
+MAX_EVENTS = 20_000
 PROPERTY_KEYS = ("campaign", "step", "url", "useragent", "reason", "type", "asm_group_id")
 
 
@@ -97,6 +99,8 @@ def parse_batch(raw: bytes) -> list[Any]:
         raise WebhookRejected(400, f"the body is not JSON ({str(exc)[:200]})") from None
     if not isinstance(data, list):
         raise WebhookRejected(400, "expected a JSON array of event objects")
+    if len(data) > MAX_EVENTS:
+        raise WebhookRejected(413, f"{len(data)} events in one batch; at most {MAX_EVENTS}")
     return data
 
 

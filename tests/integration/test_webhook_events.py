@@ -3,6 +3,7 @@ database — on SQLite and PostgreSQL, with real concurrent connections."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -266,16 +267,14 @@ def test_delivered_and_open_applied_at_once_never_lose_delivered(store):
         gate = threading.Barrier(2, timeout=5)
         local = threading.local()
 
-        def hold(conn, cursor, statement, *_):
+        def hold(conn, cursor, statement, *_, gate=gate, local=local):
             if statement.lstrip().upper().startswith("INSERT INTO PROVIDER_EVENTS") \
                     and getattr(local, "armed", False):
                 local.armed = False
-                try:
+                with contextlib.suppress(threading.BrokenBarrierError):
                     gate.wait()
-                except threading.BrokenBarrierError:
-                    pass
 
-        def apply(kind, tid=tid):
+        def apply(kind, tid=tid, local=local):
             local.armed = True
             post(events, [ev(kind, f"p{tids.index(tid)}@example.com", tid)])
 
