@@ -620,8 +620,10 @@ class EventStore:
         rep = PendingReport()
         B, PE = t.webhook_batches, t.provider_events
         emails: list[str] = []
+        taken: set[int] = set()  # batches applied just now: their errors wait for next time
         for batch_id, body in self.unapplied_batches(max_attempts)[:limit]:
             rep.batches += 1
+            taken.add(batch_id)
             try:
                 raw = parse_batch(body.encode("utf-8", "surrogatepass"))
             except WebhookRejected as exc:
@@ -647,6 +649,8 @@ class EventStore:
                        PE.c.attempts < max_attempts).order_by(PE.c.id).limit(limit)).all()
         bodies: dict[int, list[Any] | None] = {}
         for row in todo:
+            if row.batch_id in taken:
+                continue
             raw = None
             if row.batch_id is not None and row.batch_id not in bodies:
                 with self.engine.connect() as conn:
