@@ -53,7 +53,6 @@ DELIVERY_RANK = {"deferred": 1, "blocked": 2, "delivered": 3, "bounced": 4, "dro
 SETTLEABLE = (IN_DOUBT, FAILED)  # a touch we were unsure of, that the provider did have
 ACTOR = "sendgrid:event-webhook"
 MAX_ATTEMPTS = 5                 # applications of one event/batch before it is left listed
-ROWS_PER_INSERT = 500            # rows per multi-row INSERT (bind-parameter limits)
 PENDING, APPLIED, UNMATCHED, IGNORED, ERROR = "pending", "applied", "unmatched", "ignored", \
     "error"
 KNOWN_EVENTS = frozenset({"processed", "delivered", "deferred", "bounce", "dropped", "open",
@@ -104,7 +103,9 @@ def parse_events(raw_events: Sequence[Any], now: float | None = None) -> list[Pa
         try:
             eff = interpret(e, now)
             out.append(Parsed(i, eff.event_id, eff, None))
-        except BadEvent as exc:
+        except Exception as exc:  # noqa: BLE001 - BadEvent, or anything odd: kept as an error
+            if not isinstance(exc, BadEvent):
+                exc = BadEvent(f"could not be read ({type(exc).__name__})")
             kind = e.get("event") if isinstance(e, dict) else None
             email = e.get("email") if isinstance(e, dict) else None
             out.append(Parsed(i, event_key(e), None, f"invalid event: {exc}",
@@ -120,6 +121,13 @@ def _activity_id(provider: str, event_id: str) -> str:
     if len(ext) <= 200:
         return ext
     return f"{provider}:sha1:" + hashlib.sha1(event_id.encode()).hexdigest()
+
+
+def _lead_for(e: Effect, touches: dict, leads: dict, lead_of: dict):
+    """The lead an event is about: its touch's lead, else the lead with that address."""
+    if e.touch_id is not None:
+        return lead_of.get(touches[e.touch_id].lead_id)
+    return leads.get(e.email)
 
 
 def _rank(col):
@@ -189,7 +197,8 @@ class EventStore:
                         batch_id, exc)
             return self._apply_one_by_one(batch_id, parsed, scanner_seconds, exc)
 
-    def _rows(self, batch_id: int, parsed: Sequence[Parsed], now: datetime) -> list[dict]:
+    def _rows(self, batch_id: int, parsed: Sequence[Parsed], now: datetime,
+              resolved: tuple[dict, dict, dict] | None = None) -> list[dict]:
         rows = []
         for p in parsed:
             e = p.effect
@@ -200,17 +209,20 @@ class EventStore:
                              "occurred_at": now, "outcome": ERROR, "error": p.error,
                              "attempts": 1, "payload": {"i": p.index}})
             else:
+                lead = _lead_for(e, *resolved) if resolved else None
                 rows.append({"provider": self.provider, "event_id": e.event_id,
                              "batch_id": batch_id, "event": e.event, "email": e.email,
-                             "touch_id": None, "lead_id": None, "occurred_at": e.occurred_at,
+                             "touch_id": e.touch_id if resolved else None,
+                             "lead_id": lead.id if lead is not None else None,
+                             "occurred_at": e.occurred_at,
                              "outcome": PENDING, "error": None, "attempts": 0,
                              "payload": {"i": p.index, "properties": e.properties,
                                          "detail": e.detail}})
         return rows
 
     def _insert_rows(self, conn: Connection, rows: list[dict]) -> None:
-        for part in _chunks(rows, ROWS_PER_INSERT):
-            conn.execute(_insert_ignore(self.engine, t.provider_events).values(list(part)))
+        if rows:  # executemany: "insertmanyvalues" batches on PostgreSQL, no compile per row
+            conn.execute(_insert_ignore(self.engine, t.provider_events), rows)
 
     def _ours(self, conn: Connection, batch_id: int, keys: Iterable[str],
               outcomes: Sequence[str] = (PENDING,)) -> dict[str, tuple[int, int]]:
@@ -237,7 +249,8 @@ class EventStore:
         """The fast path: record every event, apply the new valid ones set-based."""
         now = datetime.now(UTC)
         rep = ApplyReport(events=len(parsed))
-        self._insert_rows(conn, self._rows(batch_id, parsed, now))
+        resolved = self._resolve(conn, [p.effect for p in parsed if p.effect is not None])
+        self._insert_rows(conn, self._rows(batch_id, parsed, now, resolved))
         mine = self._ours(conn, batch_id, (p.key for p in parsed), (PENDING, ERROR))
         fresh, seen = [], set()
         for p in parsed:
@@ -249,7 +262,7 @@ class EventStore:
                     fresh.append((mine[p.key][0], p.effect))
         rep.new = len(seen)
         rep.duplicates = len(parsed) - rep.new
-        self._apply_claimed(conn, fresh, (PENDING,), rep, now, scanner_seconds)
+        self._apply_claimed(conn, fresh, (PENDING,), rep, now, scanner_seconds, resolved)
         self._finish_batch(conn, batch_id, rep, None, now)
         return rep
 
@@ -355,19 +368,19 @@ class EventStore:
 
     def _apply_claimed(self, conn: Connection, items: list[tuple[int, Effect]],
                        expected: Sequence[str], rep: ApplyReport, now: datetime,
-                       scanner_seconds: float) -> None:
+                       scanner_seconds: float,
+                       resolved: tuple[dict, dict, dict] | None = None) -> None:
         """Claim the events' rows (compare-and-set out of `expected`) and apply those this
         transaction claimed, set-based."""
         if not items:
             return
         PE, L = t.provider_events, t.leads
         effects = [e for _, e in items]
-        touches, leads, lead_of = self._resolve(conn, effects)
+        known = resolved is not None  # the rows were inserted with touch and lead ids
+        touches, leads, lead_of = resolved or self._resolve(conn, effects)
 
         def lead_for(e: Effect):
-            if e.touch_id is not None:
-                return lead_of.get(touches[e.touch_id].lead_id)
-            return leads.get(e.email)
+            return _lead_for(e, touches, leads, lead_of)
 
         # the claim: only rows this statement moves out of `expected` are applied here
         outcome: dict[int, str] = {}
@@ -387,7 +400,7 @@ class EventStore:
                     .returning(PE.c.id)).scalars())
         # who the events turned out to be about (for `nurture lead show` and reports)
         link = [{"pid": row_id, "tid": e.touch_id, "lid": getattr(lead_for(e), "id", None)}
-                for row_id, e in items if row_id in claimed
+                for row_id, e in items if row_id in claimed and not known
                 and (e.touch_id is not None or lead_for(e) is not None)]
         if link:
             conn.execute(update(PE).where(PE.c.id == bindparam("pid")).values(
@@ -445,12 +458,11 @@ class EventStore:
         if per_touch:
             rep.settled += self._update_touches(conn, list(per_touch.values()), now)
         if suppress_rows:
-            new: list[str] = []
-            rows = list(suppress_rows.values())
-            for part in _chunks(rows, ROWS_PER_INSERT):
-                new += conn.execute(_insert_ignore(self.engine, t.suppressions)
-                                    .values(list(part)).returning(t.suppressions.c.email)
-                                    ).scalars().all()
+            # RETURNING lists only the rows this statement inserted: a suppression another
+            # applier created first gets no second audit transition
+            new: list[str] = list(conn.execute(
+                _insert_ignore(self.engine, t.suppressions).returning(t.suppressions.c.email),
+                list(suppress_rows.values())).scalars())
             rep.suppressed += len(new)
             rep.suppressed_emails += new
             audit = [transitions[email] for email in new if email in transitions]
@@ -461,8 +473,7 @@ class EventStore:
                     lead_id=tr["lead_id"], from_stage=stage, to_stage=stage,
                     reason=tr["reason"], rule=tr["rule"], actor=ACTOR, at=tr["at"]))
         if activities:
-            for part in _chunks(activities, ROWS_PER_INSERT):
-                conn.execute(_insert_ignore(self.engine, t.activities).values(list(part)))
+            conn.execute(_insert_ignore(self.engine, t.activities), activities)
             rep.activities += len(activities)
         for part in _chunks(sorted(recheck), IN_BATCH):
             conn.execute(update(L).where(L.c.id.in_(part)).values(
@@ -496,7 +507,9 @@ class EventStore:
         settle = [{"tid": a["tid"], "at": a["settle"]} for a in aggs if a["settle"]]
         if settle:
             res = conn.execute(
-                update(T).where(T.c.id == bindparam("tid"), T.c.status.in_(SETTLEABLE))
+                # OR of equalities, not IN: an expanding IN cannot be used with executemany
+                update(T).where(T.c.id == bindparam("tid"),
+                                or_(*(T.c.status == s for s in SETTLEABLE)))
                 .values(status=SENT,
                         sent_at=func.coalesce(T.c.sent_at, bindparam("at", type_=when)),
                         error=None, updated_at=now)

@@ -441,7 +441,8 @@ def _make_handler(fake: FakeSendGrid):
             elif self.path == "/__fake__/faults":
                 spec = json.loads(raw or b"{}")
                 fake.inject(spec.get("status"), float(spec.get("delay", 0)),
-                            int(spec.get("times", 1)), to=spec.get("to"))
+                            int(spec.get("times", 1)), to=spec.get("to"),
+                            path=spec.get("path"))
                 self._reply(204)
             elif self.path == "/__fake__/events":
                 spec = json.loads(raw or b"{}")

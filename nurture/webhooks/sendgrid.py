@@ -143,6 +143,15 @@ class Effect:
     properties: dict[str, Any] = field(default_factory=dict)
 
 
+def _show(value: Any) -> str:
+    """A short, safe rendering of a bad value for the error text (no deep repr)."""
+    if isinstance(value, list | dict):
+        return f"<a JSON {'array' if isinstance(value, list) else 'object'}>"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return "<a huge number>"
+    return clean_text(repr(value), 60)
+
+
 def event_key(e: Any) -> str:
     """The event's identity for de-duplication: SendGrid's `sg_event_id` when it is a usable
     string, else a stable digest of the event (an exact repeat is still a duplicate)."""
@@ -163,10 +172,10 @@ def _timestamp(e: dict[str, Any], now: float) -> datetime:
     if isinstance(ts, str) and ts.strip().isdigit() and len(ts.strip()) <= 12:
         ts = int(ts.strip())
     if isinstance(ts, bool) or not isinstance(ts, int | float):
-        raise BadEvent(f"timestamp {clean_text(repr(ts), 60)} is not a Unix time")
+        raise BadEvent(f"timestamp {_show(ts)} is not a Unix time")
     if not (isinstance(ts, int) or math.isfinite(ts)) or \
             not EARLIEST <= ts <= now + MAX_FUTURE_SECONDS:
-        raise BadEvent(f"timestamp {clean_text(repr(ts), 60)} is out of range (before 2000 "
+        raise BadEvent(f"timestamp {_show(ts)} is out of range (before 2000 "
                        "or more than 7 days ahead)")
     return datetime.fromtimestamp(ts, UTC)
 
@@ -179,7 +188,7 @@ def _touch_id(e: dict[str, Any]) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
-        raise BadEvent(f"touch_id {clean_text(repr(raw), 60)} is not a touch id we issue "
+        raise BadEvent(f"touch_id {_show(raw)} is not a touch id we issue "
                        f"(a whole number from 1 to {MAX_ID})")
     return value
 
@@ -197,18 +206,18 @@ def interpret(e: Any, now: float | None = None) -> Effect:
         raise BadEvent(f"an event must be a JSON object, not {type(e).__name__}")
     kind, email = e.get("event"), e.get("email")
     if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND or clean_text(kind) != kind:
-        raise BadEvent(f"`event` must be a short string, got {clean_text(repr(kind), 60)}")
+        raise BadEvent(f"`event` must be a short string, got {_show(kind)}")
     if not isinstance(email, str) or "@" not in email or len(email) > MAX_EMAIL \
             or clean_text(email) != email:
-        raise BadEvent(f"`email` must be an email address, got {clean_text(repr(email), 60)}")
+        raise BadEvent(f"`email` must be an email address, got {_show(email)}")
     eid = e.get("sg_event_id")
     if eid is not None and (not isinstance(eid, str) or not eid or len(eid) > MAX_EVENT_ID
                             or clean_text(eid) != eid):
         raise BadEvent(f"sg_event_id must be a string of at most {MAX_EVENT_ID} characters, "
-                       f"got {clean_text(repr(eid), 60)}")
+                       f"got {_show(eid)}")
     mid = e.get("sg_message_id")
     if mid is not None and not isinstance(mid, str):
-        raise BadEvent(f"sg_message_id must be a string, got {clean_text(repr(mid), 60)}")
+        raise BadEvent(f"sg_message_id must be a string, got {_show(mid)}")
     mid = clean_text(mid.split(".", 1)[0], MAX_MESSAGE_ID) if mid else None
     eff = Effect(event_key(e), kind, email.strip().lower(), _timestamp(e, now), _touch_id(e),
                  mid or None)

@@ -178,7 +178,9 @@ def test_malformed_batches_are_refused(raw):
 
 
 @pytest.mark.parametrize("raw", [b"[1]", b'[{"event": "open"}]', b'[{"event": "open", '
-                                 b'"email": "a@b.example", "timestamp": NaN}]'])
+                                 b'"email": "a@b.example", "timestamp": NaN}]',
+                                 b'[{"event": "open", "email": "a@b.example", "timestamp": '
+                                 + b"[" * 900 + b"]" * 900 + b"}]"])
 def test_a_malformed_event_is_judged_alone(raw):
     from nurture.webhooks.sendgrid import BadEvent
 
