@@ -142,6 +142,7 @@ class PendingReport:
     events_applied: int = 0     # pending/error events applied now
     events_failed: int = 0      # ... that failed again (attempts counted)
     given_up: int = 0           # events and batches left listed after MAX_ATTEMPTS
+    settled: int = 0            # in-doubt/failed touches an earlier event proved sent
     cancelled: int = 0          # scheduled sends cancelled at the provider
     cancel_failed: int = 0      # cancellations that failed (retried next time)
     errors: list[str] = field(default_factory=list)
@@ -695,6 +696,7 @@ class EventStore:
             else:
                 rep.events_applied += 1
                 emails += one.suppressed_emails
+        rep.settled = self.settle_from_events()
         with self.engine.connect() as conn:
             rep.given_up = conn.execute(select(func.count()).select_from(PE).where(
                 PE.c.outcome.in_((PENDING, ERROR)), PE.c.attempts >= max_attempts)
@@ -705,6 +707,19 @@ class EventStore:
             rep.cancel_failed = len(errors)
             rep.errors += errors
         return rep
+
+    def settle_from_events(self) -> int:
+        """In doubt / failed -> sent for touches an event already proved SendGrid had: an
+        event applied while the touch was still `sending` (its status is the run's) leaves
+        `last_event_at`; if that run then died, no later event may come to settle it."""
+        T = t.touches
+        with self.engine.begin() as conn:
+            return len(conn.execute(
+                update(T).where(or_(*(T.c.status == s for s in SETTLEABLE)),
+                                T.c.last_event_at.is_not(None))
+                .values(status=SENT, sent_at=func.coalesce(T.c.sent_at, T.c.last_event_at),
+                        error=None, updated_at=datetime.now(UTC))
+                .returning(T.c.id)).all())
 
     def _fail_event(self, row_id: int, expected: Sequence[str], why: str,
                     give_up: int | None = None) -> None:

@@ -275,6 +275,7 @@ def cmd_webhooks_replay(args: argparse.Namespace) -> int:
         print(f"{report['batches']} unapplied batch(es) taken up; {report['events_applied']} "
               f"event(s) applied now, {report['events_failed']} still failing, "
               f"{report['given_up']} given up after the attempt limit (see --json); "
+              f"{report['settled']} in-doubt touch(es) settled as sent; "
               f"{report['cancelled']} scheduled send(s) cancelled"
               + (f", {report['cancel_failed']} cancellation(s) failed" if
                  report["cancel_failed"] else "") + ".")

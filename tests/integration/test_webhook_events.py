@@ -232,6 +232,19 @@ def test_events_while_sending_keep_delivery_and_leave_status_to_the_run(store):
     assert r.delivered_at is not None and r.provider_message_id == "m1"
 
 
+def test_an_event_seen_while_sending_settles_the_touch_if_its_run_died(store):
+    events = EventStore(store.engine)
+    tid = touch(store, "ana@example.com", status="sending")
+    post(events, [ev("processed", "ana@example.com", tid)])
+    with store.engine.begin() as conn:  # the run was kill -9'd; a newer run takes over
+        conn.execute(text("UPDATE touches SET status='in_doubt' WHERE id=:i AND "
+                          "status='sending'"), {"i": tid})
+    assert events.apply_pending().settled == 1
+    r = row(store.engine, t.touches, id=tid)
+    assert (r.status, r.sent_at is not None) == ("sent", True)
+    assert events.apply_pending().settled == 0
+
+
 def test_in_doubt_and_failed_touches_are_settled_sent_but_sent_never_changes(store):
     events = EventStore(store.engine)
     doubt = touch(store, "ana@example.com", status="in_doubt", error="no answer")
