@@ -162,18 +162,21 @@ class EventStore:
 
     # -- the raw batch -------------------------------------------------------------------
     def store_batch(self, body: str, signed: bool, n_events: int) -> int:
-        """Keep the raw body before anything else happens (its own transaction)."""
+        """Keep the raw body before anything else happens (its own transaction). It counts
+        as the first attempt: attempts are counted before trying, so a batch that kills
+        the process every time is still given up after the limit."""
         with self.engine.begin() as conn:
             return conn.execute(t.webhook_batches.insert().values(
                 provider=self.provider, received_at=datetime.now(UTC), body=body,
-                signed=signed, events=n_events).returning(t.webhook_batches.c.id)).scalar_one()
+                signed=signed, events=n_events, attempts=1
+            ).returning(t.webhook_batches.c.id)).scalar_one()
 
     def mark_failed(self, batch_id: int, error: str) -> None:
-        """The batch could not even be recorded event by event: count the attempt."""
+        """The batch could not even be recorded event by event: say why (retried later)."""
         B = t.webhook_batches
         with self.engine.begin() as conn:
             conn.execute(update(B).where(B.c.id == batch_id, B.c.applied_at.is_(None))
-                         .values(error=clean_text(error, 2000), attempts=B.c.attempts + 1))
+                         .values(error=clean_text(error, 2000)))
 
     def unapplied_batches(self, max_attempts: int = MAX_ATTEMPTS) -> list[tuple[int, str]]:
         B = t.webhook_batches
@@ -242,7 +245,7 @@ class EventStore:
         error = note or (f"{rep.errors} event(s) could not be applied: see provider_events "
                          "(outcome 'error')" if rep.errors else None)
         conn.execute(update(B).where(B.c.id == batch_id).values(
-            applied_at=now, new_events=rep.new, attempts=B.c.attempts + 1,
+            applied_at=now, new_events=rep.new,
             error=clean_text(error, 2000) if error else None))
 
     def _ingest(self, conn: Connection, batch_id: int, parsed: list[Parsed],
@@ -638,6 +641,9 @@ class EventStore:
         for batch_id, body in self.unapplied_batches(max_attempts)[:limit]:
             rep.batches += 1
             taken.add(batch_id)
+            with self.engine.begin() as conn:  # counted before trying (see store_batch)
+                conn.execute(update(B).where(B.c.id == batch_id, B.c.applied_at.is_(None))
+                             .values(attempts=B.c.attempts + 1))
             try:
                 raw = parse_batch(body.encode("utf-8", "surrogatepass"))
             except WebhookRejected as exc:

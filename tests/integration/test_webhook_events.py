@@ -190,6 +190,22 @@ def test_a_stored_batch_never_applied_is_applied_once_by_later_runs(store):
     assert events.apply_pending().batches == 0
 
 
+def test_a_batch_that_keeps_failing_is_given_up_after_the_limit(store):
+    """Attempts are counted before each try: even a batch that killed the process every
+    time (nothing recorded afterwards) stops being retried, and stays listed."""
+    events = EventStore(store.engine)
+    batch_id = events.store_batch("[]", True, 0)  # attempt 1 (the webhook's), then kill -9
+    B = t.webhook_batches
+    for n in (2, 3):
+        with store.engine.begin() as conn:  # what apply_pending does first; then kill -9
+            conn.execute(update(B).where(B.c.id == batch_id).values(attempts=B.c.attempts + 1))
+        assert row(store.engine, B, id=batch_id).attempts == n
+    assert events.apply_pending(max_attempts=3).batches == 0
+    assert events.failures(max_attempts=3)["batches"][0]["given_up"] is True
+    assert events.apply_pending(max_attempts=4).batches == 1  # a higher limit: one more try
+    assert row(store.engine, B, id=batch_id).applied_at is not None
+
+
 def test_processed_during_result_recording_never_undoes_sent(store):
     """The run's CAS (sending -> sent) lands between the event's read and its write."""
     events = EventStore(store.engine)
