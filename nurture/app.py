@@ -7,13 +7,14 @@ worker thread. A refused request changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import html
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -26,7 +27,6 @@ from nurture.webhooks.sendgrid import (
     TIMESTAMP_HEADER,
     SignatureVerifier,
     WebhookRejected,
-    interpret,
     parse_batch,
 )
 from nurture.wiring import App
@@ -90,8 +90,21 @@ def create_app(app: App | None = None) -> FastAPI:
                     else "not configured: webhook refused")}
 
     # -- SendGrid Event Webhook ---------------------------------------------------------
+    def _cancel_scheduled(emails: list[str]) -> None:
+        """After a response: stop scheduled sends to newly suppressed addresses (a failure
+        is retried by later runs through `retry_provider_events`)."""
+        from nurture.provider_events import cancel_scheduled_sends
+
+        with contextlib.suppress(Exception):  # retried later; the request is answered
+            cancel_scheduled_sends(app, emails)
+
     @api.post("/webhooks/sendgrid")
-    async def sendgrid_webhook(request: Request) -> Response:
+    async def sendgrid_webhook(request: Request, background: BackgroundTasks) -> Response:
+        """SendGrid Event Webhook. 403 and nothing stored when unsigned, forged or stale; 400
+        when the body is not a JSON array; 503 when the batch cannot be stored (SendGrid
+        retries). Once the raw batch is durably stored the answer is 2xx even if applying it
+        failed: each event is applied on its own, a bad one is kept with its reason, and what
+        failed is retried by later runs (daily cycle, instant routing, `webhooks replay`)."""
         raw = await _read_body(request, settings.max_body_bytes)
         if verifier is not None:
             verifier.verify(raw, request.headers.get(SIGNATURE_HEADER),
@@ -104,15 +117,21 @@ def create_app(app: App | None = None) -> FastAPI:
                                   "(NURTURE_SENDGRID_WEBHOOK_PUBLIC_KEY); unsigned batches are "
                                   "accepted only with NURTURE_WEBHOOK_ALLOW_UNSIGNED=true")
         batch = parse_batch(raw)
-        effects = [interpret(e) for e in batch]
-        batch_id = await run_in_threadpool(events.store_batch, raw.decode("utf-8"), signed,
-                                           len(batch))
         try:
-            report = await run_in_threadpool(events.apply, batch_id, effects,
+            batch_id = await run_in_threadpool(events.store_batch, raw.decode("utf-8"),
+                                               signed, len(batch))
+        except Exception:  # noqa: BLE001 - nothing stored: SendGrid must send it again
+            return _error(503, "the batch could not be stored now; send it again later")
+        try:
+            report = await run_in_threadpool(events.apply_batch, batch_id, batch,
                                              settings.scanner_click_seconds)
-        except Exception as exc:  # noqa: BLE001 - stored raw; `nurture webhooks replay`
-            await run_in_threadpool(events.mark_failed, batch_id, repr(exc))
-            return JSONResponse({"stored": batch_id, "applied": False}, status_code=202)
+        except Exception as exc:  # noqa: BLE001 - stored raw: retried by later runs
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(events.mark_failed, batch_id, repr(exc))
+            return JSONResponse({"stored": batch_id, "applied": False,
+                                 "retried_later": True}, status_code=202)
+        if report.suppressed_emails:
+            background.add_task(_cancel_scheduled, report.suppressed_emails)
         return JSONResponse({"stored": batch_id, "applied": True} | report.as_dict())
 
     # -- one-click unsubscribe (RFC 8058) and the page behind the visible link -----------
@@ -137,11 +156,18 @@ def create_app(app: App | None = None) -> FastAPI:
                      "<button type='submit'>Unsubscribe</button></form>")
 
     @api.post("/unsubscribe/{token}")
-    async def unsubscribe(token: str, request: Request) -> Response:
+    async def unsubscribe(token: str, request: Request, background: BackgroundTasks
+                          ) -> Response:
+        """RFC 8058 one-click unsubscribe: suppress the address, then (after answering) cancel
+        sends already scheduled at SendGrid for it."""
         data = _token(token)
         await _read_body(request, 10_000)  # RFC 8058 body `List-Unsubscribe=One-Click`
-        await run_in_threadpool(events.unsubscribe, data["email"], "one-click",
-                                data.get("touch_id"), data.get("campaign"))
+        try:
+            await run_in_threadpool(events.unsubscribe, data["email"], "one-click",
+                                    data.get("touch_id"), data.get("campaign"))
+        except Exception:  # noqa: BLE001 - the database is unavailable: nothing recorded
+            return _error(503, "the unsubscribe could not be recorded now; please try again")
+        background.add_task(_cancel_scheduled, [data["email"].strip().lower()])
         if "text/html" in request.headers.get("accept", ""):
             return _page("Unsubscribed", "<h1>You are unsubscribed</h1><p>You will not get "
                          "marketing email from us again.</p>")

@@ -386,30 +386,25 @@ def cmd_fake_sendgrid(args: argparse.Namespace) -> int:
 
 
 def cmd_webhooks_replay(args: argparse.Namespace) -> int:
-    from lead_store.events import EventStore
-    from nurture.webhooks.sendgrid import interpret
+    from lead_store.events import MAX_ATTEMPTS, EventStore
+    from nurture.provider_events import retry_provider_events
 
     app = _app()
     app.require_schema()
-    events = EventStore(app.engine)
-    done = []
-    for batch_id, body in events.unapplied_batches():
-        try:
-            rep = events.apply(batch_id, [interpret(e) for e in json.loads(body)],
-                               app.settings.scanner_click_seconds)
-        except Exception as exc:  # noqa: BLE001 - keep going; the batch stays unapplied
-            events.mark_failed(batch_id, repr(exc))
-            done.append({"batch": batch_id, "applied": False, "error": repr(exc)})
-            continue
-        done.append({"batch": batch_id, "applied": True} | rep.as_dict())
+    report = retry_provider_events(app, args.max_attempts)
+    left = EventStore(app.engine).failures(args.max_attempts or MAX_ATTEMPTS)
     if args.json:
-        _print_json({"batches": done})
+        _print_json(report | {"still_failing": left})
     else:
-        ok = sum(1 for d in done if d["applied"])
-        print(f"{len(done)} stored batch(es) were unapplied; {ok} applied now"
-              + (f", {len(done) - ok} still failing (see --json)" if ok < len(done) else "")
-              + ".")
-    return EXIT_OK if all(d["applied"] for d in done) else EXIT_FAIL
+        print(f"{report['batches']} unapplied batch(es) taken up; {report['events_applied']} "
+              f"event(s) applied now, {report['events_failed']} still failing, "
+              f"{report['given_up']} given up after the attempt limit (see --json); "
+              f"{report['settled']} in-doubt touch(es) settled as sent; "
+              f"{report['cancelled']} scheduled send(s) cancelled"
+              + (f", {report['cancel_failed']} cancellation(s) failed" if
+                 report["cancel_failed"] else "") + ".")
+    # non-zero when something failed in this run; given-up events are listed, not re-failed
+    return EXIT_OK if not (report["events_failed"] or report["cancel_failed"]) else EXIT_FAIL
 
 
 def cmd_sales(args: argparse.Namespace) -> int:
@@ -690,10 +685,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     wh = sub.add_parser("webhooks", help="provider webhook batches")
     whsub = wh.add_subparsers(dest="wh_command", metavar="ACTION", required=True)
-    wr = whsub.add_parser("replay", help="apply stored batches whose application failed",
-                          description="Raw batches are stored before they are applied; this "
-                                      "applies any that are not (events apply once each).")
+    wr = whsub.add_parser("replay", help="apply stored batches and events whose application "
+                          "failed", description="Raw batches are stored before they are "
+                          "applied; this applies any that are not, retries events kept as "
+                          "`error` (events apply once each; given up after --max-attempts) and "
+                          "cancels scheduled sends to suppressed addresses. The daily cycle "
+                          "and instant routing do the same on every run.")
     wr.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    wr.add_argument("--max-attempts", type=int, default=None,
+                    help="attempts per event before it is left listed (default 5)")
     wr.set_defaults(func=cmd_webhooks_replay)
 
     sales = sub.add_parser("sales", help="record sales feedback on a lead",

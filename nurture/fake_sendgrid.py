@@ -12,6 +12,14 @@ Control endpoints (for the CLI; tests use the Python API directly):
 (`{"status": 429, "times": 2}` or `{"delay": 3.0}`), `POST /__fake__/events`
 (`{"url": ".../webhooks/sendgrid", "kinds": ["delivered", "open", "click"]}`),
 `GET /__fake__/public-key`.
+
+Scheduled sends: `POST /v3/mail/batch` issues batch ids (201 `{"batch_id"}`), a send may carry
+one, and `POST /v3/user/scheduled_sends` (`{"batch_id", "status": "cancel"|"pause"}`, 201;
+400 when the id is unknown or already has a status), `GET`/`PATCH
+/v3/user/scheduled_sends/{batch_id}` manage them. A message with a future `send_at` is held
+(`state` "scheduled" in `GET /__fake__/messages`); one whose batch was cancelled before its
+`send_at` is "cancelled", never delivered: `events_for` emits no events for it.
+Faults can target these endpoints with `path` (`inject(503, path="/v3/user/scheduled_sends")`).
 """
 
 from __future__ import annotations
@@ -73,6 +81,7 @@ class Fault:
     #                                 still accepted, so a delay past the client's timeout is
     #                                 a send the client cannot tell from a failure
     to: str | None = None           # only for mail to this recipient (None: any)
+    path: str | None = None         # only for this endpoint (None: mail send)
 
 
 @dataclass
@@ -80,6 +89,22 @@ class Recorded:
     message_id: str
     body: dict
     received_at: float
+    cancelled_at: float | None = None  # its batch was cancelled (before send_at) then
+
+    @property
+    def batch_id(self) -> str | None:
+        return self.body.get("batch_id")
+
+    @property
+    def send_at(self) -> int | None:
+        return self.body["personalizations"][0].get("send_at") or self.body.get("send_at")
+
+    @property
+    def state(self) -> str:
+        """scheduled (held until send_at) | cancelled (never sent) | sent."""
+        if self.cancelled_at is not None:
+            return "cancelled"
+        return "scheduled" if self.send_at and self.send_at > time.time() else "sent"
 
     @property
     def custom_args(self) -> dict:
@@ -118,6 +143,7 @@ class FakeSendGrid:
         self._lock = threading.Lock()
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._server: ThreadingHTTPServer | None = None
+        self.batches: dict[str, str | None] = {}  # batch id -> scheduled-send status
         self._thread: threading.Thread | None = None
         self._rng = random.Random(self.fault_seed)
 
@@ -150,16 +176,16 @@ class FakeSendGrid:
 
     # -- faults -------------------------------------------------------------------------
     def inject(self, status: int | None = None, delay: float = 0.0, times: int = 1,
-               to: str | None = None) -> None:
+               to: str | None = None, path: str | None = None) -> None:
         """Queue `times` faults, consumed by the next matching requests in order."""
         with self._lock:
             for _ in range(times):
-                self._faults.append(Fault(status, delay, to))
+                self._faults.append(Fault(status, delay, to, path))
 
-    def _next_fault(self, to: str | None) -> Fault | None:
+    def _next_fault(self, to: str | None, path: str | None = None) -> Fault | None:
         with self._lock:
             for f in self._faults:
-                if f.to is None or f.to == to:
+                if f.path == path and (f.to is None or f.to == to):
                     self._faults.remove(f)
                     return f
             if self.fault_rate and self._rng.random() < self.fault_rate:
@@ -213,6 +239,9 @@ class FakeSendGrid:
         if body is None:
             return 400, {}, {"errors": [_sg_error("Bad Request: the body is not valid JSON")]}
         errors = self.check(body)
+        if not errors and isinstance(body, dict) and "batch_id" in body \
+                and body["batch_id"] not in self.batches:
+            errors = [_sg_error("invalid batch id", "batch_id")]
         if errors:
             self.rejected.append({"body": body, "errors": errors})
             return 400, {}, {"errors": errors}
@@ -249,6 +278,65 @@ class FakeSendGrid:
                                         f"personalizations.{i}.custom_args"))
         return errors
 
+    # -- batches and scheduled sends ----------------------------------------------------
+    def handle_scheduled(self, method: str, path: str, auth: str | None, raw: bytes
+                         ) -> tuple[int, dict | list | None]:
+        """`POST /v3/mail/batch` and the `/v3/user/scheduled_sends` family."""
+        with self._lock:
+            self.requests += 1
+        if self.latency:
+            time.sleep(self.latency)
+        if auth != f"Bearer {self.api_key}":
+            return 401, {"errors": [_sg_error("The provided authorization grant is invalid, "
+                                              "expired, or revoked")]}
+        route = "/v3/user/scheduled_sends" if path.startswith("/v3/user/scheduled_sends") \
+            else path
+        fault = self._next_fault(None, route)
+        if fault and fault.delay:
+            time.sleep(fault.delay)
+        if fault and fault.status:
+            return fault.status, {"errors": [_sg_error("injected fault")]}
+        if method == "POST" and path == "/v3/mail/batch":
+            batch_id = secrets.token_urlsafe(24)
+            with self._lock:
+                self.batches[batch_id] = None
+            return 201, {"batch_id": batch_id}
+        try:
+            spec = json.loads(raw) if raw else {}
+        except ValueError:
+            return 400, {"errors": [_sg_error("invalid JSON")]}
+        if method == "POST" and path == "/v3/user/scheduled_sends":
+            batch_id, status = spec.get("batch_id"), spec.get("status")
+            if status not in ("cancel", "pause"):
+                return 400, {"errors": [_sg_error("status must be cancel or pause", "status")]}
+            return self._set_status(batch_id, status, new=True)
+        batch_id = path.rsplit("/", 1)[-1]
+        if method == "GET":
+            status = self.batches.get(batch_id)
+            return 200, ([{"batch_id": batch_id, "status": status}] if status else [])
+        if method == "PATCH":
+            if self.batches.get(batch_id) is None:
+                return 404, {"errors": [_sg_error("batch id not found")]}
+            code, body = self._set_status(batch_id, spec.get("status"), new=False)
+            return (204, None) if code == 201 else (code, body)
+        return 404, {"errors": [_sg_error(f"no route for {method} {path}")]}
+
+    def _set_status(self, batch_id: Any, status: str, new: bool) -> tuple[int, dict]:
+        with self._lock:
+            if batch_id not in self.batches:
+                return 400, {"errors": [_sg_error("invalid batch id", "batch_id")]}
+            if new and self.batches[batch_id] is not None:
+                return 400, {"errors": [_sg_error("batch id already has a status",
+                                                  "batch_id")]}
+            self.batches[batch_id] = status
+            if status == "cancel":
+                now = time.time()
+                for m in self.messages:
+                    if m.batch_id == batch_id and m.send_at and m.send_at > now \
+                            and m.cancelled_at is None:
+                        m.cancelled_at = now
+        return 201, {"batch_id": batch_id, "status": status}
+
     # -- event webhook ------------------------------------------------------------------
     @property
     def public_key(self) -> str:
@@ -275,6 +363,8 @@ class FakeSendGrid:
         else when the message was accepted — moved back so no event lies in the future."""
         out = []
         for rec in (self.messages if messages is None else messages):
+            if rec.state == "cancelled":
+                continue  # never sent: SendGrid reports nothing for it
             base_ts = int(at if at is not None
                           else min(rec.received_at, time.time() - seconds_after - 1))
             for kind in kinds:
@@ -363,7 +453,12 @@ def _make_handler(fake: FakeSendGrid):
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
             raw = self._body()
-            if self.path == "/v3/mail/send":
+            if self.path == "/v3/mail/batch" or \
+                    self.path.startswith("/v3/user/scheduled_sends"):
+                status, body = fake.handle_scheduled("POST", self.path,
+                                                     self.headers.get("Authorization"), raw)
+                self._reply(status, body)
+            elif self.path == "/v3/mail/send":
                 status, headers, body = fake.handle_send(self.headers.get("Authorization"),
                                                          raw)
                 # the client may have given up (timeout): the message stays recorded
@@ -372,7 +467,8 @@ def _make_handler(fake: FakeSendGrid):
             elif self.path == "/__fake__/faults":
                 spec = json.loads(raw or b"{}")
                 fake.inject(spec.get("status"), float(spec.get("delay", 0)),
-                            int(spec.get("times", 1)), to=spec.get("to"))
+                            int(spec.get("times", 1)), to=spec.get("to"),
+                            path=spec.get("path"))
                 self._reply(204)
             elif self.path == "/__fake__/events":
                 spec = json.loads(raw or b"{}")
@@ -382,11 +478,26 @@ def _make_handler(fake: FakeSendGrid):
             else:
                 self._reply(404, {"errors": [_sg_error(f"no route for POST {self.path}")]})
 
+        def do_PATCH(self) -> None:  # noqa: N802
+            raw = self._body()
+            if self.path.startswith("/v3/user/scheduled_sends/"):
+                status, body = fake.handle_scheduled("PATCH", self.path,
+                                                     self.headers.get("Authorization"), raw)
+                self._reply(status, body)
+            else:
+                self._reply(404)
+
         def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/__fake__/messages":
+            if self.path.startswith("/v3/user/scheduled_sends/"):
+                status, body = fake.handle_scheduled("GET", self.path,
+                                                     self.headers.get("Authorization"), b"")
+                self._reply(status, body)
+            elif self.path == "/__fake__/messages":
                 self._reply(200, [{"message_id": m.message_id, "to": m.to,
                                    "custom_args": m.custom_args,
-                                   "subject": m.body.get("subject")} for m in fake.messages])
+                                   "subject": m.body.get("subject"), "state": m.state,
+                                   "send_at": m.send_at, "batch_id": m.batch_id}
+                                  for m in fake.messages])
             elif self.path == "/__fake__/public-key":
                 self._reply(200, {"public_key": fake.public_key})
             else:

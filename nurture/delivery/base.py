@@ -29,6 +29,7 @@ class Delivery:
     error: str | None = None
     unknown: bool = False  # outcome cannot be known (timeout after send): reconcile, never resend
     retryable: bool = False  # failed for a passing reason (429/5xx/network): retry later
+    batch_id: str | None = None  # SendGrid batch of a scheduled send: cancellable until send_at
 
 
 class Transport(Protocol):

@@ -150,6 +150,45 @@ class SendGridTransport:
         body = build_mail(msg, self.sandbox)
         last_error = ""
         wait: float | None = None
+        batch_id: str | None = None
+        if body["personalizations"][0].get("send_at"):
+            # SendGrid holds a scheduled send up to 72 h; only its batch id lets an unsubscribe
+            # that arrives meanwhile cancel it (POST /v3/user/scheduled_sends). Creating an id
+            # sends nothing, so every failure is safe to retry; without one, nothing is sent.
+            for attempt in range(self.retry.attempts):
+                if attempt:
+                    time.sleep(self.retry.delay(attempt - 1, wait))
+                    wait = None
+                try:
+                    response = self._client.post("/v3/mail/batch")
+                except httpx.TransportError as exc:
+                    last_error = f"could not reach SendGrid ({type(exc).__name__}: {exc})"
+                    continue
+                if response.status_code in (200, 201):
+                    try:
+                        batch_id = response.json()["batch_id"]
+                    except (ValueError, KeyError, TypeError):
+                        batch_id = None
+                    if isinstance(batch_id, str) and batch_id:
+                        break
+                    batch_id, last_error = None, f"SendGrid answered {response.status_code} " \
+                        "without a batch_id"
+                    continue
+                if response.status_code in (401, 403):
+                    self._auth_error = error_text(response) + " (creating a batch id for a " \
+                        "scheduled send needs the Mail Send permission)"
+                    self._auth_failed.set()
+                    return Delivery(msg.touch_id, False, error=self._auth_error)
+                last_error = error_text(response)
+                if response.status_code != 429 and response.status_code < 500:
+                    break
+                wait = _retry_after(response) if response.status_code == 429 else None
+            if batch_id is None:
+                return Delivery(msg.touch_id, False, error=f"not sent: no SendGrid batch id "
+                                f"for the scheduled send, so it could not be cancelled later "
+                                f"({last_error})")
+            body["batch_id"] = batch_id
+            last_error = ""
         for attempt in range(self.retry.attempts):
             if attempt:
                 time.sleep(self.retry.delay(attempt - 1, wait))
@@ -160,18 +199,19 @@ class SendGridTransport:
                 last_error = f"could not reach SendGrid ({type(exc).__name__}: {exc})"
                 continue  # the request never left: safe to retry
             except httpx.TimeoutException as exc:
-                return Delivery(msg.touch_id, False, unknown=True,
+                return Delivery(msg.touch_id, False, unknown=True, batch_id=batch_id,
                                 error=f"no answer from SendGrid within the timeout "
                                 f"({type(exc).__name__}); it may have been accepted, so it "
                                 "is not resent: the Event Webhook settles it")
             except httpx.TransportError as exc:
                 # the connection broke mid-request: SendGrid may or may not have it
-                return Delivery(msg.touch_id, False, unknown=True,
+                return Delivery(msg.touch_id, False, unknown=True, batch_id=batch_id,
                                 error=f"connection to SendGrid failed mid-request "
                                 f"({type(exc).__name__}: {exc}); not resent")
             status = response.status_code
             if status in (200, 202):
-                return Delivery(msg.touch_id, True, response.headers.get("X-Message-Id"))
+                return Delivery(msg.touch_id, True, response.headers.get("X-Message-Id"),
+                                batch_id=batch_id)
             if status in (401, 403):
                 self._auth_error = error_text(response)
                 self._auth_failed.set()

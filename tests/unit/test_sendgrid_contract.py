@@ -162,7 +162,7 @@ def test_every_documented_event_has_a_meaning():
 
 
 def test_custom_args_map_events_back_to_the_touch():
-    eff = interpret({"email": " Ana@Example.com", "event": "delivered", "timestamp": 1,
+    eff = interpret({"email": " Ana@Example.com", "event": "delivered", "timestamp": 1513299569,
                      "sg_event_id": "e1", "sg_message_id": "abc.filter1", "touch_id": "42",
                      "campaign": "inbound-saas", "step": "buyers-guide"})
     assert (eff.touch_id, eff.email, eff.message_id, eff.event_id) == (
@@ -170,8 +170,20 @@ def test_custom_args_map_events_back_to_the_touch():
     assert eff.properties == {"campaign": "inbound-saas", "step": "buyers-guide"}
 
 
-@pytest.mark.parametrize("raw", [b"{}", b"[1]", b"not json", b'[{"event": "open"}]'])
+@pytest.mark.parametrize("raw", [b"{}", b"not json", b'[{"a": "\xff"}]', b"[" * 100_000])
 def test_malformed_batches_are_refused(raw):
     with pytest.raises(WebhookRejected) as exc:
         parse_batch(raw)
     assert exc.value.status == 400
+
+
+@pytest.mark.parametrize("raw", [b"[1]", b'[{"event": "open"}]', b'[{"event": "open", '
+                                 b'"email": "a@b.example", "timestamp": NaN}]',
+                                 b'[{"event": "open", "email": "a@b.example", "timestamp": '
+                                 + b"[" * 900 + b"]" * 900 + b"}]"])
+def test_a_malformed_event_is_judged_alone(raw):
+    from nurture.webhooks.sendgrid import BadEvent
+
+    [event] = parse_batch(raw)
+    with pytest.raises(BadEvent):
+        interpret(event)
