@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 
 from flows.common import emit_lead_events, parse_as_of
 from nurture.cycle import ChunkResult, finish_held, plan_chunk, send_chunk, summarise
+from nurture.provider_events import retry_provider_events
 from nurture.report import summary_markdown, summary_table_rows
 from nurture.settings import Settings
 from nurture.wiring import App, deliver_handoffs
@@ -158,6 +159,7 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
         total = _run_chunks(app, None, ranges, when, True, progress_id, total_leads)
     else:
         with app.lease("daily-cycle", when) as lease:
+            retry_provider_events(app)  # webhook events whose application failed, and more
             emit_lead_events(app, lease)  # anything a stopped run recorded but never sent
             total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads)
             emit_lead_events(app, lease)

@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import emit_lead_events, parse_as_of
 from flows.daily_cycle import deliver_handoffs_task
 from nurture.cycle import ChunkResult, plan_chunk
+from nurture.provider_events import retry_provider_events
 from nurture.settings import Settings
 from nurture.wiring import App
 
@@ -52,6 +53,7 @@ def process_engagement(as_of: str | None = None, chunk_size: int | None = None
     total = ChunkResult()
     looked_at = sum(n for _, _, n in ranges)
     with app.lease("instant-routing", when) as lease:
+        retry_provider_events(app)  # webhook events whose application failed, and more
         emit_lead_events(app, lease)
         for lo, hi, _n in ranges:
             total.merge(route_chunk_task(app, lo, hi, when))

@@ -31,7 +31,10 @@ from sqlalchemy import and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from lead_store import tables as t
-from lead_store.store import IN_BATCH, _chunks, _insert_ignore
+from lead_store.db import write_tx
+from lead_store.rows import IN_BATCH
+from lead_store.rows import chunks as _chunks
+from lead_store.rows import insert_ignore as _insert_ignore
 from nurture.domain import CANCELLED, FAILED, IN_DOUBT, SENT
 from nurture.webhooks.sendgrid import (
     MAX_EMAIL,
@@ -165,7 +168,7 @@ class EventStore:
         """Keep the raw body before anything else happens (its own transaction). It counts
         as the first attempt: attempts are counted before trying, so a batch that kills
         the process every time is still given up after the limit."""
-        with self.engine.begin() as conn:
+        with write_tx(self.engine) as conn:
             return conn.execute(t.webhook_batches.insert().values(
                 provider=self.provider, received_at=datetime.now(UTC), body=body,
                 signed=signed, events=n_events, attempts=1
@@ -174,7 +177,7 @@ class EventStore:
     def mark_failed(self, batch_id: int, error: str) -> None:
         """The batch could not even be recorded event by event: say why (retried later)."""
         B = t.webhook_batches
-        with self.engine.begin() as conn:
+        with write_tx(self.engine) as conn:
             conn.execute(update(B).where(B.c.id == batch_id, B.c.applied_at.is_(None))
                          .values(error=clean_text(error, 2000)))
 
@@ -193,7 +196,7 @@ class EventStore:
         event by event (each in its own transaction), keeping failures as `error` rows."""
         parsed = parse_events(raw_events)
         try:
-            with self.engine.begin() as conn:
+            with write_tx(self.engine) as conn:
                 rep = self._ingest(conn, batch_id, parsed, scanner_seconds)
             return rep
         except Exception as exc:  # noqa: BLE001 - fall back to one event at a time
@@ -276,12 +279,12 @@ class EventStore:
         rep = ApplyReport(events=len(parsed))
         rows = self._rows(batch_id, parsed, now)
         try:  # record every event as pending/error first (so a crash loses none of them)
-            with self.engine.begin() as conn:
+            with write_tx(self.engine) as conn:
                 self._insert_rows(conn, rows)
         except Exception:  # noqa: BLE001 - then row by row, the unstorable as bare errors
             for row in rows:
                 try:
-                    with self.engine.begin() as conn:
+                    with write_tx(self.engine) as conn:
                         self._insert_rows(conn, [row])
                 except Exception as exc:  # noqa: BLE001
                     bare = row | {"event": "?", "email": "", "occurred_at": now,
@@ -289,7 +292,7 @@ class EventStore:
                                   "payload": {"i": row["payload"]["i"]},
                                   "error": clean_text(f"could not be stored: {exc!r}", 2000)}
                     try:
-                        with self.engine.begin() as conn:
+                        with write_tx(self.engine) as conn:
                             self._insert_rows(conn, [bare])
                     except Exception as exc2:  # noqa: BLE001 - retried with the batch
                         self.mark_failed(batch_id, f"event {row['payload']['i']} could not "
@@ -311,7 +314,7 @@ class EventStore:
             else:
                 rep.merge(one)
         rep.new, rep.duplicates = len(seen), len(parsed) - len(seen)
-        with self.engine.begin() as conn:
+        with write_tx(self.engine) as conn:
             self._finish_batch(conn, batch_id, rep, f"applied event by event after the bulk "
                                f"apply failed ({first!r})" + (
                                    f"; {rep.errors} event(s) in error" if rep.errors else ""),
@@ -324,13 +327,13 @@ class EventStore:
         left in `error` with the reason and one more attempt counted)."""
         rep = ApplyReport(events=1)
         try:
-            with self.engine.begin() as conn:
+            with write_tx(self.engine) as conn:
                 self._apply_claimed(conn, [(row_id, effect)], expected, rep,
                                     datetime.now(UTC), scanner_seconds)
             return rep
         except Exception as exc:  # noqa: BLE001 - kept with its reason, retried later
             PE = t.provider_events
-            with self.engine.begin() as conn:
+            with write_tx(self.engine) as conn:
                 conn.execute(update(PE).where(PE.c.id == row_id, PE.c.outcome.in_(expected))
                              .values(outcome=ERROR, attempts=PE.c.attempts + 1,
                                      error=clean_text(f"apply failed: {exc!r}", 2000)))
@@ -553,7 +556,7 @@ class EventStore:
         email = clean_text(email, MAX_EMAIL).strip().lower()
         now = datetime.now(UTC)
         L = t.leads
-        with self.engine.begin() as conn:
+        with write_tx(self.engine) as conn:
             new = conn.execute(_insert_ignore(self.engine, t.suppressions).values(
                 email=email, reason="unsubscribe", source=f"unsubscribe-link:{via}",
                 detail=clean_text(f"campaign {campaign}, touch {touch_id}", 500)
@@ -602,7 +605,7 @@ class EventStore:
     def mark_cancelled(self, touch_id: int, batch_id: str, why: str) -> bool:
         """sent -> cancelled, only if the touch is still the scheduled send we cancelled."""
         T = t.touches
-        with self.engine.begin() as conn:
+        with write_tx(self.engine) as conn:
             return conn.execute(
                 update(T).where(T.c.id == touch_id, T.c.status == SENT,
                                 T.c.provider_batch_id == batch_id)
@@ -641,13 +644,13 @@ class EventStore:
         for batch_id, body in self.unapplied_batches(max_attempts)[:limit]:
             rep.batches += 1
             taken.add(batch_id)
-            with self.engine.begin() as conn:  # counted before trying (see store_batch)
+            with write_tx(self.engine) as conn:  # counted before trying (see store_batch)
                 conn.execute(update(B).where(B.c.id == batch_id, B.c.applied_at.is_(None))
                              .values(attempts=B.c.attempts + 1))
             try:
                 raw = parse_batch(body.encode("utf-8", "surrogatepass"))
             except WebhookRejected as exc:
-                with self.engine.begin() as conn:  # never applicable: give up now
+                with write_tx(self.engine) as conn:  # never applicable: give up now
                     conn.execute(update(B).where(B.c.id == batch_id).values(
                         attempts=max_attempts, error=f"unreadable body: {exc}"))
                 rep.errors.append(f"batch {batch_id}: {exc}")
@@ -719,7 +722,7 @@ class EventStore:
         event applied while the touch was still `sending` (its status is the run's) leaves
         `last_event_at`; if that run then died, no later event may come to settle it."""
         T = t.touches
-        with self.engine.begin() as conn:
+        with write_tx(self.engine) as conn:
             return len(conn.execute(
                 update(T).where(or_(*(T.c.status == s for s in SETTLEABLE)),
                                 T.c.last_event_at.is_not(None))
@@ -730,7 +733,7 @@ class EventStore:
     def _fail_event(self, row_id: int, expected: Sequence[str], why: str,
                     give_up: int | None = None) -> None:
         PE = t.provider_events
-        with self.engine.begin() as conn:
+        with write_tx(self.engine) as conn:
             conn.execute(update(PE).where(PE.c.id == row_id, PE.c.outcome.in_(expected))
                          .values(outcome=ERROR, error=clean_text(why),
                                  attempts=(literal(give_up) if give_up is not None

@@ -251,12 +251,12 @@ def _delivered(ctx: SendContext, m: Message, dl: Delivery, attempt: int, as_of: 
                ) -> TouchResult:
     name = ctx.transport.name
     if dl.ok:
-        return decide_sent(dl.touch_id, m.send_at, dl.message_id,
-                           getattr(dl, "batch_id", None), m.subject, name)
+        return decide_sent(dl.touch_id, m.send_at, dl.message_id, dl.batch_id, m.subject, name)
     if dl.unknown:
-        return decide_in_doubt(dl.touch_id, dl.error or "outcome unknown", m.subject, name)
-    return decide_failure(dl.touch_id, attempt, dl.error or "failed",
-                          getattr(dl, "retryable", False), ctx.retry, as_of, m.subject, name)
+        return decide_in_doubt(dl.touch_id, dl.error or "outcome unknown", m.subject, name,
+                               dl.batch_id)
+    return decide_failure(dl.touch_id, attempt, dl.error or "failed", dl.retryable, ctx.retry,
+                          as_of, m.subject, name)
 
 
 def _tally(result: ChunkResult, campaign: str, r: TouchResult) -> None:

@@ -98,8 +98,10 @@ def decide_failure(touch_id: int, attempt: int, error: str, retryable: bool,
 
 
 def decide_in_doubt(touch_id: int, error: str, subject: str | None = None,
-                    transport: str | None = None) -> TouchResult:
-    return TouchResult(touch_id, IN_DOUBT, subject=subject, transport=transport, error=error)
+                    transport: str | None = None, batch_id: str | None = None) -> TouchResult:
+    """Kept with its scheduled-send batch id: an unsubscribe can still cancel it."""
+    return TouchResult(touch_id, IN_DOUBT, subject=subject, transport=transport, error=error,
+                       provider_batch_id=batch_id)
 
 
 def decide_give_back(touch_id: int) -> TouchResult:
