@@ -362,7 +362,7 @@ class _Quarantine:
             self.report.quarantine_file = str(self.path)
 
 
-def _db_reason(exc: Exception) -> RowError:
+def db_reason(exc: Exception) -> RowError:
     """The database's own reason for refusing a row, as one line."""
     orig = getattr(exc, "orig", None) or exc
     text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
@@ -404,7 +404,7 @@ def import_leads_csv(store, path: Path, quarantine: Path | None = None,
                             q.add(rec.line, exc, values=rec.fields)
 
                 def refused(row: dict[str, Any], exc: Exception) -> None:
-                    q.add(row["_line"], _db_reason(exc), values=row["_values"])
+                    q.add(row["_line"], db_reason(exc), values=row["_values"])
 
                 for batch in _batches(rows(), BATCH):
                     inserted, updated = store.upsert_leads(batch, on_error=refused)
@@ -531,7 +531,7 @@ def import_activities_jsonl(store, path: Path, quarantine: Path | None = None,
                         q.add(lineno, exc, raw=line)
 
             def refused(row: dict[str, Any], exc: Exception) -> None:
-                q.add(row["_line"], _db_reason(exc), raw=row["_raw"])
+                q.add(row["_line"], db_reason(exc), raw=row["_raw"])
 
             for batch in _batches(rows(), BATCH * 5):
                 counts = store.insert_activities(batch, on_error=refused)
