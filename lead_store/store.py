@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Engine,
     and_,
     bindparam,
     case,
+    cast,
     func,
     insert,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from lead_store import rows
 from lead_store import tables as t
 from lead_store.db import retrying, write_tx
+from lead_store.limits import max_length, string_problem
 from lead_store.rows import upsert
 from nurture.domain import (
     CANCELLED,
@@ -53,6 +58,11 @@ IN_BATCH = rows.IN_BATCH
 LEAD_COLUMNS = rows.LEAD_COLUMNS
 lead_fields = rows.lead_fields
 _chunks = rows.chunks
+
+# A batch the database refuses for one row's sake (a value it cannot store, a constraint)
+# is retried row by row; connection trouble (OperationalError) is not a row's fault.
+_ROW_ERRORS = StatementError
+RowRefused = Callable[[dict[str, Any], Exception], None]
 
 
 def _insert_ignore(engine: Engine, table):
@@ -90,7 +100,7 @@ class LeadStore:
     # -- small shared state -------------------------------------------------------------
     def get_or_create_secret(self, key: str = "secret_key") -> str:
         """A random per-database secret (signs unsubscribe tokens when none is configured)."""
-        with self.engine.begin() as conn:
+        with write_tx(self.engine) as conn:
             value = conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).scalar()
             if value:
                 return value
@@ -340,47 +350,81 @@ class LeadStore:
         conn.execute(stmt, rows)
 
     # -- imports ------------------------------------------------------------------------
-    def upsert_leads(self, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    def upsert_leads(self, rows: list[dict[str, Any]],
+                     on_error: RowRefused | None = None) -> tuple[int, int]:
         """Insert or update leads by normalised email in one transaction (one batch).
 
-        Empty values never erase what is stored; custom attributes are merged. Updated leads
-        are flagged for the next cycle. Returns (inserted, updated)."""
-        now = datetime.now(UTC)
-        L = t.leads
+        One INSERT … ON CONFLICT (email) DO UPDATE: a lead another process creates at the
+        same moment is updated, never a unique violation that aborts the batch. Empty values
+        never erase what is stored; custom attributes are merged; updated leads are flagged
+        for the next cycle and their `version` bumped. When the database refuses the batch
+        anyway and `on_error` is given, rows are retried one by one and each refused row is
+        passed to `on_error(row, exc)` instead of failing the rest. Returns (inserted,
+        updated)."""
         by_email: dict[str, dict[str, Any]] = {}
+        sources: dict[str, list[dict[str, Any]]] = {}
         for row in rows:  # the same email twice in one batch: later values win
             merged = by_email.setdefault(row["email"], {"attributes": {}})
             attrs = merged["attributes"] | (row.get("attributes") or {})
-            merged.update({k: v for k, v in row.items() if v is not None})
+            merged.update({k: v for k, v in row.items()
+                           if v is not None and not k.startswith("_")})
             merged["attributes"] = attrs
-        with self.engine.begin() as conn:
-            existing = {e: (i, a) for i, e, a in conn.execute(
-                select(L.c.id, L.c.email, L.c.attributes)
-                .where(L.c.email.in_(list(by_email))))}
-            inserts, updates = [], []
-            for email, row in by_email.items():
-                if email in existing:
-                    lead_id, attrs = existing[email]
-                    upd = {f"v_{c}": row.get(c) for c in LEAD_COLUMNS if c != "email"}
-                    upd.update(b_id=lead_id, v_attributes=(attrs or {}) | row["attributes"],
-                               v_updated_at=now)
-                    updates.append(upd)
-                else:
-                    created = row.get("created_at") or now
-                    inserts.append({**{c: row.get(c) for c in LEAD_COLUMNS},
-                                    "attributes": row["attributes"], "created_at": created,
-                                    "updated_at": now, "lifecycle_stage": "new",
-                                    "stage_entered_at": created, "recycle_count": 0})
-            if inserts:
-                conn.execute(insert(L), inserts)
-            if updates:
-                values = {c: func.coalesce(bindparam(f"v_{c}"), L.c[c])
-                          for c in LEAD_COLUMNS if c != "email"}
-                values.update(attributes=bindparam("v_attributes"),
-                              updated_at=bindparam("v_updated_at"), next_check_at=None)
-                conn.execute(update(L).where(L.c.id == bindparam("b_id")).values(values),
-                             updates)
-        return len(inserts), len(updates)
+            sources.setdefault(row["email"], []).append(row)
+        if not by_email:
+            return 0, 0
+        try:
+            with write_tx(self.engine) as conn:
+                return self._upsert_leads(conn, list(by_email.values()))
+        except _ROW_ERRORS as exc:
+            if on_error is None or isinstance(exc, OperationalError | InterfaceError):
+                raise
+        inserted = updated = 0
+        for email, row in by_email.items():
+            try:
+                with write_tx(self.engine) as conn:
+                    i, u = self._upsert_leads(conn, [row])
+            except _ROW_ERRORS as exc:
+                if isinstance(exc, OperationalError | InterfaceError):
+                    raise
+                for source in sources[email]:
+                    on_error(source, exc)
+                continue
+            inserted, updated = inserted + i, updated + u
+        return inserted, updated
+
+    def _upsert_leads(self, conn, rows: list[dict[str, Any]]) -> tuple[int, int]:
+        now = datetime.now(UTC)
+        L = t.leads
+        values = []
+        for row in rows:
+            created = row.get("created_at") or now
+            values.append({**{c: row.get(c) for c in LEAD_COLUMNS},
+                           "attributes": row.get("attributes") or {}, "created_at": created,
+                           "updated_at": now, "lifecycle_stage": "new",
+                           "stage_entered_at": created, "recycle_count": 0})
+        stmt = (postgresql.insert(L) if self.is_postgres else sqlite.insert(L))
+        ex = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[L.c.email],
+            set_={**{c: func.coalesce(ex[c], L.c[c]) for c in LEAD_COLUMNS if c != "email"},
+                  "attributes": self._merged_attributes(ex.attributes),
+                  "updated_at": ex.updated_at, "next_check_at": None,
+                  "version": L.c.version + 1})
+        # a fresh row has version 0; an updated one was just bumped to 1 or more
+        versions = conn.execute(stmt.returning(L.c.version), values).scalars().all()
+        inserted = sum(1 for v in versions if v == 0)
+        return inserted, len(versions) - inserted
+
+    def _merged_attributes(self, new):
+        """Stored custom attributes with the new ones on top (a shallow merge, in SQL)."""
+        L = t.leads
+        if self.is_postgres:
+            old = cast(L.c.attributes, postgresql.JSONB)
+            return cast(case((func.jsonb_typeof(old) == "object",
+                              old.op("||")(cast(new, postgresql.JSONB))),
+                             else_=cast(new, postgresql.JSONB)), JSON)
+        return case((func.json_type(L.c.attributes) == "object",
+                     func.json_patch(L.c.attributes, new)), else_=new)
 
     def lead_ids_for(self, conn, emails: list[str]) -> dict[str, int]:
         L = t.leads
@@ -390,53 +434,86 @@ class LeadStore:
                 select(L.c.id, L.c.email).where(L.c.email.in_(part))))
         return out
 
-    def insert_activities(self, rows: list[dict[str, Any]], source: str = "import"
-                          ) -> dict[str, int]:
+    def insert_activities(self, rows: list[dict[str, Any]], source: str = "import",
+                          on_error: RowRefused | None = None) -> dict[str, int]:
         """Store activities once each (unique external id), creating leads for unknown
-        emails so no valid event is dropped. Returns counts: inserted, duplicates,
-        leads_created."""
+        emails so no valid event is dropped. Both inserts are ON CONFLICT DO NOTHING, so a
+        lead or activity another process creates at the same moment is used, not an error.
+        When the database refuses the batch anyway and `on_error` is given, rows are retried
+        one by one and each refused row goes to `on_error(row, exc)`. Returns counts:
+        inserted, duplicates, leads_created."""
+        try:
+            with write_tx(self.engine) as conn:
+                return self._insert_activities(conn, rows, source)
+        except _ROW_ERRORS as exc:
+            if on_error is None or isinstance(exc, OperationalError | InterfaceError):
+                raise
+        total = {"inserted": 0, "duplicates": 0, "leads_created": 0}
+        for row in rows:
+            try:
+                with write_tx(self.engine) as conn:
+                    counts = self._insert_activities(conn, [row], source)
+            except _ROW_ERRORS as exc:
+                if isinstance(exc, OperationalError | InterfaceError):
+                    raise
+                on_error(row, exc)
+                continue
+            for k, v in counts.items():
+                total[k] += v
+        return total
+
+    def _insert_activities(self, conn, rows: list[dict[str, Any]], source: str
+                           ) -> dict[str, int]:
         now = datetime.now(UTC)
         A, L = t.activities, t.leads
-        with self.engine.begin() as conn:
-            emails = sorted({r["email"] for r in rows})
-            ids = self.lead_ids_for(conn, emails)
-            missing = [e for e in emails if e not in ids]
-            if missing:
-                conn.execute(_insert_ignore(self.engine, L), [{
-                    "email": e, "attributes": {}, "created_at": now, "updated_at": now,
-                    "lifecycle_stage": "new", "stage_entered_at": now, "recycle_count": 0}
-                    for e in missing])
-                ids.update(self.lead_ids_for(conn, missing))
-            ext = [r["id"] for r in rows]
-            seen: set[str] = set()
-            for part in _chunks(ext, IN_BATCH):
-                seen.update(conn.execute(select(A.c.external_id)
-                                         .where(A.c.external_id.in_(part))).scalars())
-            fresh, dupes = [], 0
-            for r in rows:
-                if r["id"] in seen:
-                    dupes += 1
-                    continue
-                seen.add(r["id"])
-                fresh.append({"external_id": r["id"], "lead_id": ids[r["email"]],
-                              "type": r["type"], "occurred_at": r["occurred_at"],
-                              "properties": r.get("properties") or {}, "source": source,
-                              "received_at": now})
-            if fresh:
-                conn.execute(_insert_ignore(self.engine, A), fresh)
-                touched = sorted({f["lead_id"] for f in fresh})
-                for part in _chunks(touched, IN_BATCH):
-                    conn.execute(update(L).where(L.c.id.in_(part))
-                                 .values(next_check_at=None, activity_pending=True))
-        return {"inserted": len(fresh), "duplicates": dupes, "leads_created": len(missing)}
+        emails = sorted({r["email"] for r in rows})
+        ids = self.lead_ids_for(conn, emails)
+        missing = [e for e in emails if e not in ids]
+        created = 0
+        if missing:
+            made = conn.execute(_insert_ignore(self.engine, L).returning(L.c.id, L.c.email), [{
+                "email": e, "attributes": {}, "created_at": now, "updated_at": now,
+                "lifecycle_stage": "new", "stage_entered_at": now, "recycle_count": 0}
+                for e in missing]).all()
+            created = len(made)
+            ids.update((e, i) for i, e in made)
+            # created by someone else since our look-up: theirs is the lead
+            ids.update(self.lead_ids_for(conn, [e for e in missing if e not in ids]))
+        fresh, seen = [], set()
+        for r in rows:
+            if r["id"] in seen:
+                continue
+            seen.add(r["id"])
+            fresh.append({"external_id": r["id"], "lead_id": ids[r["email"]],
+                          "type": r["type"], "occurred_at": r["occurred_at"],
+                          "properties": r.get("properties") or {}, "source": source,
+                          "received_at": now})
+        stored: list[int] = []
+        if fresh:
+            stored = conn.execute(_insert_ignore(self.engine, A).returning(A.c.lead_id),
+                                  fresh).scalars().all()
+            touched = sorted(set(stored))
+            for part in _chunks(touched, IN_BATCH):
+                conn.execute(update(L).where(L.c.id.in_(part))
+                             .values(next_check_at=None, activity_pending=True,
+                                     version=L.c.version + 1))
+        return {"inserted": len(stored), "duplicates": len(rows) - len(stored),
+                "leads_created": created}
 
     def suppress(self, email: str, reason: str, source: str | None = None,
                  detail: str | None = None) -> bool:
         """Never email this address again (unsubscribe, bounce, spam report, manual).
-        Returns False when it was already suppressed."""
-        with self.engine.begin() as conn:
-            res = conn.execute(_insert_ignore(self.engine, t.suppressions).values(
-                email=email, reason=reason, source=source, detail=detail,
+        Returns False when it was already suppressed. An address the column cannot hold
+        (too long, NUL) is a ValueError; descriptive fields are made to fit, since losing
+        a suppression over its description would be worse than shortening it."""
+        S = t.suppressions
+        problem = string_problem(email, S.c.email, "email")
+        if problem:
+            raise ValueError(f"cannot suppress this address: {problem}")
+        with write_tx(self.engine) as conn:
+            res = conn.execute(_insert_ignore(self.engine, S).values(
+                email=email, reason=_fit(reason, S.c.reason), source=_fit(source, S.c.source),
+                detail=_fit(detail, S.c.detail),
                 created_at=datetime.now(UTC)).execution_options(preserve_rowcount=True))
             return res.rowcount > 0  # without preserve_rowcount psycopg reports -1
 
@@ -485,6 +562,15 @@ class LeadStore:
         with self.engine.connect() as conn:
             return dict(conn.execute(select(L.c.lifecycle_stage, func.count())
                                      .group_by(L.c.lifecycle_stage)).all())
+
+
+def _fit(value: str | None, column) -> str | None:
+    """A descriptive value made storable: NULs replaced, cut to the column's length."""
+    if value is None:
+        return None
+    value = str(value).replace("\x00", "\ufffd")
+    limit = max_length(column)
+    return value[:limit] if limit is not None else value
 
 
 def _next_check(d: Decision) -> datetime | None:

@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import hmac
 import html
-import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from lead_store.limits import string_problem, time_problem
+from lead_store.tables import handoffs as HANDOFFS
+from lead_store.tables import leads as LEADS
+from lead_store.tables import transitions as TRANSITIONS
 from nurture.domain import STANDARD_ACTIVITY_TYPES
-from nurture.imports import RowError, activity_row, parse_time
+from nurture.imports import RowError, activity_row, db_reason, loads_json, parse_time
 from nurture.settings import Settings
 from nurture.unsubscribe import BadToken, read_token
 from nurture.webhooks.sendgrid import (
@@ -48,6 +51,27 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise WebhookRejected(413, f"body larger than {limit} bytes")
     return body
+
+
+def _why(exc: ValueError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8"
+    return getattr(exc, "msg", None) or str(exc)
+
+
+def feedback_problem(data: dict[str, Any]) -> str | None:
+    """Why a sales feedback body cannot be recorded, naming the field (types, NUL, the real
+    column lengths), or None."""
+    checks = (("email", LEADS.c.email, True), ("reason", HANDOFFS.c.outcome_reason, False),
+              ("note", TRANSITIONS.c.note, False), ("actor", TRANSITIONS.c.actor, False))
+    for name, column, required in checks:
+        value = data.get(name)
+        if value is None and not required:
+            continue
+        problem = string_problem(value, column, f"`{name}`")
+        if problem:
+            return problem
+    return None
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -186,9 +210,9 @@ def create_app(app: App | None = None) -> FastAPI:
         _authorised(request)
         raw = await _read_body(request, min(settings.max_body_bytes, 1_000_000))
         try:
-            data = json.loads(raw)
-        except ValueError:
-            return _error(400, "the body is not JSON")
+            data = loads_json(raw)
+        except ValueError as exc:  # includes bytes that are not UTF-8 and too-deep nesting
+            return _error(400, f"the body is not JSON ({_why(exc)})")
         items = data if isinstance(data, list) else [data]
         if not items:
             return _error(400, "no activities given")
@@ -196,7 +220,6 @@ def create_app(app: App | None = None) -> FastAPI:
             return _error(413, f"at most {MAX_ACTIVITIES} activities per request")
         allowed = (STANDARD_ACTIVITY_TYPES | set(app.config.lifecycle.scoring.engagement)
                    | set(app.config.lifecycle.activity_types))
-        horizon = datetime.now(UTC) + timedelta(days=1)
         rows, problems = [], []
         for i, obj in enumerate(items):
             try:
@@ -204,19 +227,23 @@ def create_app(app: App | None = None) -> FastAPI:
                 if row["type"] not in allowed:
                     raise RowError("unknown_type", f"unknown activity type {row['type']!r}; "
                                    f"known: {', '.join(sorted(allowed))}")
-                if row["occurred_at"] > horizon:
-                    raise RowError("future", "occurred_at is more than a day in the future")
-                rows.append(row)
+                rows.append(row | {"_index": i})
             except RowError as exc:
                 problems.append({"index": i, "code": exc.code, "error": str(exc)})
+
+        def refused(row: dict[str, Any], exc: Exception) -> None:
+            err = db_reason(exc)
+            problems.append({"index": row["_index"], "code": err.code, "error": str(err)})
+
         # valid events are stored even when others in the batch are not: nothing valid is
         # dropped, and resending the whole batch is safe (ids de-duplicate)
-        counts = (await run_in_threadpool(app.store.insert_activities, rows, "api")
+        counts = (await run_in_threadpool(app.store.insert_activities, rows, "api", refused)
                   if rows else {"inserted": 0, "duplicates": 0, "leads_created": 0})
         if problems:
+            problems.sort(key=lambda p: p["index"])
             return _error(422, f"{len(problems)} of {len(items)} activities are invalid and "
-                          f"were not stored; the {len(rows)} valid one(s) were",
-                          problems=problems, stored=counts)
+                          f"were not stored; the {len(items) - len(problems)} valid one(s) "
+                          "were", problems=problems, stored=counts)
         return JSONResponse(counts, status_code=202)
 
     # -- sales feedback (the same service as `nurture sales` and the Prefect flow) --------
@@ -228,17 +255,22 @@ def create_app(app: App | None = None) -> FastAPI:
         _authorised(request)
         raw = await _read_body(request, 100_000)
         try:
-            data = json.loads(raw)
-        except ValueError:
-            return _error(400, "the body is not JSON")
-        if not isinstance(data, dict) or not isinstance(data.get("email"), str) or \
-                data.get("action") not in ACTIONS:
+            data = loads_json(raw)
+        except ValueError as exc:
+            return _error(400, f"the body is not JSON ({_why(exc)})")
+        if not isinstance(data, dict) or data.get("action") not in ACTIONS:
             return _error(422, f"expected {{email, action: {'|'.join(ACTIONS)}, reason?, "
-                          "note?, actor?}")
+                          "note?, actor?, at?}")
+        problem = feedback_problem(data)
+        if problem:
+            return _error(422, problem)
         try:
-            at = parse_time(data["at"]) if data.get("at") else datetime.now(UTC)
+            at = parse_time(data["at"]) if data.get("at") is not None else datetime.now(UTC)
         except ValueError:
             return _error(422, "`at` must be an ISO 8601 datetime")
+        problem = time_problem(at, "at")
+        if problem:
+            return _error(422, problem)
         try:
             result = await run_in_threadpool(
                 record_feedback, SalesStore(app.engine), app.rules, data["email"],

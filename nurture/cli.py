@@ -49,16 +49,37 @@ def _app(args: argparse.Namespace | None = None, **overrides: Any):
     return App(settings)
 
 
-def _parse_as_of(value: str | None) -> datetime | None:
+def _parse_as_of(value: str | None, option: str = "--as-of",
+                 latest: datetime | None = None) -> datetime | None:
+    """An ISO time option; out-of-range values (year 1 or 9999 with an offset, anything
+    after 2199 or before 1970) are one clear sentence, never an overflow traceback."""
     if value is None:
         return None
+    from lead_store.limits import LATEST_SIMULATED, time_problem
     from nurture.imports import parse_time
 
     try:
-        return parse_time(value)
-    except ValueError:
-        raise CliError(f"--as-of {value!r} is not an ISO 8601 date or datetime "
+        at = parse_time(value)
+    except ValueError as exc:
+        if "range of dates" in str(exc):
+            raise CliError(f"{option} {value!r} is outside the range of dates nurture can "
+                           "work with (1970-01-01 to 2199-12-31)") from None
+        raise CliError(f"{option} {value!r} is not an ISO 8601 date or datetime "
                        "(e.g. 2026-11-23T08:00:00Z)") from None
+    problem = time_problem(at, option, latest=latest or LATEST_SIMULATED)
+    if problem:
+        raise CliError(f"{problem}; nurture works with dates from 1970-01-01"
+                       + (" to 2199-12-31" if latest is None else "")) from None
+    return at
+
+
+def _in_range(value: float | None, option: str, lo: float, hi: float) -> None:
+    """A number option outside what it can mean is one clear sentence (never a traceback
+    from deep inside a flow, a socket or an overflow)."""
+    if value is None:
+        return
+    if not (lo <= value <= hi):  # also false for NaN
+        raise CliError(f"{option} {value} is out of range: use {lo:g} to {hi:g}")
 
 
 def _print_json(obj: Any) -> None:
@@ -295,6 +316,7 @@ def cmd_cycle(args: argparse.Namespace) -> int:
     from nurture.report import print_summary
 
     as_of = _parse_as_of(args.as_of)
+    _in_range(args.chunk_size, "--chunk-size", 1, 200_000)
     app = _app()
     app.require_schema()
     app.config  # noqa: B018 - a bad config fails here with every problem listed
@@ -326,6 +348,9 @@ def cmd_lead_show(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from nurture.demo import run_demo
 
+    _in_range(args.leads, "--leads", 1, 1_000_000)
+    _in_range(args.days, "--days", 1, 366)
+    _in_range(args.seed, "--seed", 0, 2**63 - 1)
     return run_demo(Path(args.dir), leads=args.leads, days=args.days, seed=args.seed,
                     as_json=args.json)
 
@@ -335,6 +360,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from nurture.app import create_app
 
+    _in_range(args.port, "--port", 1, 65535)
     app = _app()
     app.require_schema()
     app.config  # noqa: B018 - the activity API checks types against it
@@ -356,6 +382,8 @@ def cmd_fake_sendgrid(args: argparse.Namespace) -> int:
 
     from nurture.fake_sendgrid import FakeSendGrid
 
+    _in_range(args.port, "--port", 0, 65535)
+    _in_range(args.latency_ms, "--latency-ms", 0, 600_000)
     try:
         fake = FakeSendGrid(api_key=args.api_key, host=args.host, port=args.port,
                             schema_path=Path(args.schema) if args.schema else None,
@@ -413,7 +441,11 @@ def cmd_sales(args: argparse.Namespace) -> int:
 
     app = _app()
     app.require_schema()
-    at = _parse_as_of(getattr(args, "at", None)) or datetime.now(UTC)
+    from lead_store.limits import MAX_FUTURE
+
+    # feedback is about what happened: at most a day ahead, as POST /sales/feedback
+    at = _parse_as_of(getattr(args, "at", None), "--at",
+                      latest=datetime.now(UTC) + MAX_FUTURE) or datetime.now(UTC)
     try:
         result = record_feedback(SalesStore(app.engine), app.rules, args.email,
                                  args.sales_action, at, reason=getattr(args, "reason", None),
@@ -792,4 +824,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # run the imported module's main: `python -m nurture.cli` would otherwise have two
+    # CliError classes (__main__'s and nurture.cli's) and miss the one other modules raise
+    from nurture.cli import main as _main
+
+    sys.exit(_main())

@@ -66,6 +66,18 @@ def _unstructured(value: str) -> str:
     return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
 
 
+def _address(name: str | None, email: str) -> str:
+    """`Name <email>` for From/To. A short ASCII name is quoted as usual; anything else
+    (non-ASCII, or long) becomes RFC 2047 encoded-words folded onto continuation lines, so
+    no header line comes near RFC 5322's 998-character limit however long the name."""
+    if not name:
+        return email
+    if name.isascii() and len(name) <= 60:
+        return formataddr((name, email))
+    words = Header(name, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+    return f"{words}\r\n <{email}>"
+
+
 def _qp(text: str) -> str:
     """Quoted-printable UTF-8 with CRLF line ends (C-accelerated via binascii)."""
     body = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
@@ -80,8 +92,8 @@ def to_eml(msg: Message, domain: str = "nurture.local") -> bytes:
     boundary = f"=_nurture_{secrets.token_hex(12)}"
     step = msg.step + (f"/{msg.variant}" if msg.variant else "")
     head = [
-        f"From: {formataddr((msg.sender.from_name, msg.sender.from_email), 'utf-8')}",
-        f"To: {formataddr((msg.to_name or '', msg.to_email), 'utf-8')}",
+        f"From: {_address(msg.sender.from_name, msg.sender.from_email)}",
+        f"To: {_address(msg.to_name, msg.to_email)}",
     ]
     if msg.sender.reply_to:
         head.append(f"Reply-To: {msg.sender.reply_to}")

@@ -259,9 +259,10 @@ def test_import_leads_quarantines_bad_rows_and_reimport_is_an_upsert(world):
                      "quarantine_file": None, "reasons": {}}
     assert not (root / "again.quarantine.csv").exists()
     assert db_rows(root, "SELECT count(*) FROM leads") == [(6,)]
-    assert db_rows(root, "SELECT first_name, company, attributes FROM leads "
-                         "WHERE email = 'ada@example.com'") == [
-        ("Ada", "Hooli", '{"favourite_colour": "blue", "plan": "pro"}')]
+    [(first, company, attrs)] = db_rows(root, "SELECT first_name, company, attributes "
+                                              "FROM leads WHERE email = 'ada@example.com'")
+    assert (first, company, json.loads(attrs)) == (
+        "Ada", "Hooli", {"favourite_colour": "blue", "plan": "pro"})
 
 
 def test_import_leads_json_and_quarantine_option(world):
