@@ -11,7 +11,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 
 from lead_store import tables as t
-from lead_store.db import write_tx
+from lead_store.db import retrying, write_tx
 from nurture.domain import HandoffStatus
 from nurture.sales import FeedbackOutcome, LeadState
 
@@ -30,7 +30,13 @@ class SalesStore:
     def apply_feedback(self, email: str, decide: Callable[[LeadState], FeedbackOutcome],
                        at: datetime) -> tuple[int, FeedbackOutcome]:
         """Load the lead (locked), let `decide` judge, write the outcome. `decide` raises to
-        refuse, and then nothing is written."""
+        refuse, and then nothing is written. The lead is locked from the read to the write
+        (SQLite's write lock, PostgreSQL's row lock), so the decision is never made on a
+        stale lead; a deadlock PostgreSQL broke is retried whole."""
+        return retrying(lambda: self._apply_feedback(email, decide, at))
+
+    def _apply_feedback(self, email: str, decide: Callable[[LeadState], FeedbackOutcome],
+                        at: datetime) -> tuple[int, FeedbackOutcome]:
         L, H = t.leads, t.handoffs
         with write_tx(self.engine) as conn:
             q = select(L.c.id, L.c.lifecycle_stage, L.c.recycle_count, L.c.version,
@@ -63,8 +69,8 @@ class SalesStore:
                                                L.c.version == lead.version)
                                .values(**values, version=L.c.version + 1)
                                .execution_options(preserve_rowcount=True))
-            if res.rowcount != 1:
-                raise RuntimeError("the lead changed while the feedback was applied; retry")
+            if res.rowcount != 1:  # cannot happen while the lock is held: say so loudly
+                raise AssertionError(f"lead {lead.id} changed while locked for feedback")
             tr = outcome.transition
             tid = conn.execute(t.transitions.insert().values(
                 lead_id=lead.id, from_stage=tr.from_stage, to_stage=tr.to_stage,
