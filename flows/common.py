@@ -45,5 +45,12 @@ def emit_lead_events(app: Any, lease: Any) -> int:
                           "prefect.resource.role": "campaign",
                           "prefect.resource.name": campaign}] if campaign else None,
                 payload=p, id=uuid.uuid5(EVENT_NAMESPACE, f"lead-event-{ev.id}"))
+        _flush()  # handed to the server before they are marked: a crash re-emits, never loses
         outbox.mark_emitted([ev.id for ev in batch], lease.run_id)
         total += len(batch)
+
+
+def _flush() -> None:
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.instance().wait_until_empty()

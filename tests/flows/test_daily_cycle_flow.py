@@ -180,3 +180,48 @@ def test_sendgrid_key_from_a_prefect_secret_block(prefect_server, monkeypatch):
     # the environment wins over the block
     assert sendgrid_api_key(Settings(transport="sendgrid",
                                      sendgrid_api_key="SG.env")) == "SG.env"
+
+
+def test_mql_events_are_emitted_even_when_the_send_phase_fails(prefect_server, flow_env,
+                                                              monkeypatch):
+    """#8: events used to be emitted only after the send task returned, so a refused API key
+    (or a crash) lost every MQL announcement of the chunk."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from sqlalchemy import select
+
+    from lead_store import tables as t
+
+    class Refuse(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            body = b'{"errors": [{"message": "The provided authorization grant is invalid"}]}'
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store, _ = flow_env
+    store.insert_activities([{"id": f"demo-{i}", "email": f"lead{i}@example.com",
+                              "type": "demo_request", "occurred_at": AS_OF - timedelta(hours=1),
+                              "properties": {}} for i in range(2)])
+    monkeypatch.setenv("NURTURE_TRANSPORT", "sendgrid")
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.revoked")
+    monkeypatch.setenv("NURTURE_SENDGRID_HOST", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        state, _ = _run(as_of=AS_OF.isoformat())
+    finally:
+        server.shutdown()
+    assert state.is_failed() and "refused the API key" in state.message
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(t.lead_events.c.kind, t.lead_events.c.emitted_at)).all()
+        touches = conn.execute(select(t.touches.c.status)).scalars().all()
+    assert sorted(k for k, _ in rows) == ["mql", "mql"]
+    assert all(at is not None for _, at in rows)  # announced before anything was sent
+    assert set(touches) == {"planned"}  # and the refused key left the ledger as it was
