@@ -180,13 +180,12 @@ class Ledger:
         results = []
         for r in orphans:
             res = _as_row(decide_takeover(r.id, known, now, transport))
-            res["b_run"] = r.run_id
+            res["b_run"] = -1 if r.run_id is None else r.run_id  # -1: a claim without a run
             results.append(res)
         T2 = t.touches
         with write_tx(self.engine) as conn:
             stmt = (update(T2).where(T2.c.id == bindparam("b_id"), T2.c.status == SENDING,
-                                     or_(T2.c.run_id == bindparam("b_run"),
-                                         T2.c.run_id.is_(None) & bindparam("b_run").is_(None)))
+                                     func.coalesce(T2.c.run_id, -1) == bindparam("b_run"))
                     .values(status=bindparam("b_status"),
                             sent_at=func.coalesce(T2.c.sent_at, bindparam("b_sent_at")),
                             provider_message_id=func.coalesce(T2.c.provider_message_id,

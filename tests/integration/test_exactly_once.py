@@ -405,3 +405,15 @@ def test_lead_events_are_recorded_with_the_decision_and_emitted_once(migrated_en
     assert [e.id for e in again] == [got[0].id]  # same id -> same Prefect event id
     outbox.mark_emitted([e.id for e in again], run_b)
     assert outbox.claim(run_b, timedelta(seconds=60)) == [] and outbox.pending_count() == 0
+
+
+def test_a_touch_left_sending_by_an_older_version_is_settled(store, rules, templates_dir):
+    """Touches an older nurture left `sending` carry no run: they are settled like a stopped
+    run's (exactly, for a transport that can tell)."""
+    store.upsert_leads(leads(3))
+    plan_chunk(store, rules, 1, 10_000, AS_OF, "UTC")
+    with store.engine.begin() as conn:
+        conn.execute(update(t.touches).values(status="sending", run_id=None))
+    mem = MemoryTransport()
+    summary = run_cycle(store, ctx(rules, templates_dir, mem), AS_OF, "UTC", 100)
+    assert summary["ledger"]["taken_over"] == 3 and statuses(store) == {"sent": 3}
