@@ -217,7 +217,7 @@ class Ledger:
             return max(res.rowcount or 0, 0)
 
     # -- people ---------------------------------------------------------------------------
-    def list(self, statuses: Iterable[str], limit: int = 10_000) -> list[dict[str, Any]]:
+    def with_status(self, statuses: Iterable[str], limit: int = 10_000) -> list[dict[str, Any]]:
         T, L = t.touches, t.leads
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(

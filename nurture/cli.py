@@ -516,7 +516,7 @@ def cmd_touches_list(args: argparse.Namespace) -> int:
     app = _app()
     app.require_schema()
     statuses = args.status or ["in_doubt", "failed"]
-    rows = app.store.ledger.list(statuses, args.limit)
+    rows = app.store.ledger.with_status(statuses, args.limit)
     if args.json:
         _print_json({"statuses": statuses, "touches": rows})
         return EXIT_OK
@@ -541,7 +541,8 @@ def cmd_touches_release(args: argparse.Namespace) -> int:
     app.require_schema()
     ids = list(args.ids)
     if args.all:
-        ids += [r["id"] for r in app.store.ledger.list(args.status or ["in_doubt"], 1_000_000)]
+        chosen = app.store.ledger.with_status(args.status or ["in_doubt"], 1_000_000)
+        ids += [r["id"] for r in chosen]
     if not ids:
         raise CliError("name touch ids, or --all with --status")
     done = app.store.ledger.release(ids, args.status or ["in_doubt", "failed"],

@@ -119,8 +119,8 @@ def test_failures_past_the_attempt_limit_fail_for_good_and_hold_the_lead(store, 
     assert statuses(store) == {"failed": 2}
     summary = run_cycle(store, c, AS_OF + DAY, "UTC", 100)
     assert summary["skipped"].get("step_failed") == 2  # held, not moved on to step 2
-    assert store.ledger.list(["failed"])[0]["error"].startswith("gave up after 2 attempts")
-    released = store.ledger.release([r["id"] for r in store.ledger.list(["failed"])],
+    assert store.ledger.with_status(["failed"])[0]["error"].startswith("gave up after 2 attempts")
+    released = store.ledger.release([r["id"] for r in store.ledger.with_status(["failed"])],
                                     ["failed"], "person:test")
     assert len(released) == 2 and statuses(store) == {"planned": 2}
 
