@@ -87,7 +87,7 @@ def open_app(campaigns_dir: str | None = None, need_config: bool = True):
 def _context(engine: Any, events: list[Any]
              ) -> tuple[dict[int, str], dict[int, dict[str, str]]]:
     """What an event's payload may lack: the lead's campaign (sales feedback does not know
-    it) and the stages of the transition that caused it."""
+    it) and the stages of the transition that caused it. Reads only."""
     from sqlalchemy import select
 
     from lead_store import tables as t
@@ -97,6 +97,16 @@ def _context(engine: Any, events: list[Any]
     with engine.connect() as conn:
         campaigns = dict(conn.execute(select(C.c.lead_id, C.c.campaign)
                                       .where(C.c.lead_id.in_(lead_ids))).tuples().all())
+        # a lead handed to sales on its first cycle has no campaign state: the campaign its
+        # MQL event named (whose audience it is) stands for it
+        missing = [i for i in lead_ids if i not in campaigns]
+        if missing:
+            E = t.lead_events
+            for lead_id, payload in conn.execute(
+                    select(E.c.lead_id, E.c.payload).where(E.c.lead_id.in_(missing))
+                    .order_by(E.c.id.desc())):
+                if lead_id not in campaigns and (payload or {}).get("campaign"):
+                    campaigns[lead_id] = payload["campaign"]
         stages: dict[int, dict[str, str]] = {}
         E, TR = t.lead_events, t.transitions
         for ev_id, frm, to in conn.execute(

@@ -67,7 +67,7 @@ def send_chunk_task(app: App, ctx, lo: int, hi: int, as_of: datetime,
     return send_chunk(app.store, ctx, lo, hi, as_of, dry_run, lease)
 
 
-@task(name="funnel-report", cache_policy=NO_CACHE)
+@task(name="funnel-report", cache_policy=NO_CACHE, task_run_name="funnel report")
 def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
     """The marketing ↔ sales funnel after this cycle, as a markdown artifact."""
     from lead_store.funnel_queries import load_funnel_rows
@@ -79,7 +79,8 @@ def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
     return report
 
 
-@task(name="deliver-handoffs", cache_policy=NO_CACHE, retries=0)
+@task(name="deliver-handoffs", cache_policy=NO_CACHE, retries=0,
+      task_run_name="deliver handoffs to the CRM")
 def deliver_handoffs_task(app: App) -> dict[str, int] | None:
     """Pending MQL handoffs to the CRM webhook (if configured); failures retry next run."""
     return deliver_handoffs(app)
