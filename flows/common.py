@@ -154,19 +154,20 @@ def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
 
 
 def changes_markdown(title: str, summary: str, emitted: list[dict[str, Any]]) -> str:
-    """What a run changed, for a person (a markdown artifact): one row per lead event it
-    announced — lead, campaign, from → to stage, owner, the rule or reason code."""
+    """What a run changed, for a person (a markdown artifact): one line per lead event it
+    announced — lead, campaign, from → to stage, owner or actor, the rule. A list, not a
+    table: long email addresses and rule names wrap instead of pushing columns out of a
+    1280 px window."""
     lines = [f"# {title}", "", summary, ""]
     if not emitted:
         return "\n".join(lines + ["No lead changed stage.", ""])
-    lines += ["| Lead | Campaign | Change | Owner / by | Rule | Event |",
-              "|---|---|---|---|---|---|"]
     for e in emitted:
         to = e.get("to") or e["event"].rsplit(".", 1)[1]
-        cells = [f"#{e['lead_id']} {e.get('email') or ''}".strip(),
-                 e.get("campaign") or "none", f"{e.get('from') or '?'} → {to}",
-                 e.get("owner") or e.get("actor") or "none",
-                 e.get("rule") or e.get("reason") or "none",
-                 f"`{e['event']}`"]
-        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        who = (f"owner {e['owner']}" if e.get("owner")
+               else f"by {e['actor']}" if e.get("actor") else "")
+        lines.append(
+            f"- **#{e['lead_id']} {e.get('email') or ''}**"
+            f" ({e.get('campaign') or 'no campaign'}): {e.get('from') or '?'} → **{to}**"
+            + (f", {who}" if who else "")
+            + f"; rule `{e.get('rule') or 'none'}` (`{e['event']}`)")
     return "\n".join(lines + [""])

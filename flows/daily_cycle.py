@@ -163,8 +163,8 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     size = chunk_size or app.settings.chunk_size
     ranges = app.store.cycle_ranges(when, size)
     total_leads = sum(n for _, _, n in ranges)
-    logger.info("Cycle as of %s: %d leads to look at in %d chunk(s) of up to %d%s",
-                when.isoformat(), total_leads, len(ranges), size,
+    logger.info("Cycle as of %s UTC: %d leads to look at in %d chunk(s) of up to %d%s",
+                f"{when:%Y-%m-%d %H:%M}", total_leads, len(ranges), size,
                 " (dry run)" if dry_run else "")
     dry = DRY if dry_run else ""
     label = "DRY RUN (nothing written or sent): " if dry_run else ""

@@ -222,13 +222,13 @@ def test_deploy_run_every_deployment_and_read_it_back_through_the_api(tmp_path):
 
             # instant routing: the change artifact names the lead and the stages
             md = arts(routed)["instant-routing-changes"].data
-            assert "| #1 lead1@example.com | inbound-saas | nurturing → mql |" in md \
-                or "| #1 lead1@example.com | inbound-saas | new → mql |" in md, md
+            assert "- **#1 lead1@example.com** (inbound-saas): new → **mql**, owner " in md, md
 
             fb = client.read_flow_run(accepted)
             assert fb.name.startswith("sales-accept-2026-11-02-0900-lead-") and "@" not in \
                 fb.name
-            assert "mql → sal" in arts(accepted)["sales-feedback-changes"].data
+            assert "mql → **sal**, by sales:prefect" in arts(accepted)[
+                "sales-feedback-changes"].data
 
             run = client.read_flow_run(cycle)
             assert run.name.startswith("nurture-cycle-2026-11-02-1000-")

@@ -151,11 +151,12 @@ def test_instant_routing_and_sales_feedback_list_what_they_changed(prefect_serve
         run = client.read_flow_run(routed.state_details.flow_run_id)
         assert run.name.startswith("instant-routing-2026-11-02-0915-")
         md = _artifacts(client, run.id)["instant-routing-changes"].data
-        assert f"| #{lead_id} op1@example.com | inbound-saas | nurturing → mql |" in md
-        assert "`nurture.lead.mql`" in md
+        assert (f"- **#{lead_id} op1@example.com** (inbound-saas): nurturing → **mql**, "
+                "owner ") in md
+        assert "rule `routing.mql.when" in md and "(`nurture.lead.mql`)" in md
         fb_run = client.read_flow_run(fb.state_details.flow_run_id)
         assert "@" not in fb_run.name and "op1" not in fb_run.name
         assert fb_run.name.startswith("sales-accept-") and "-lead-" in fb_run.name
         md = _artifacts(client, fb_run.id)["sales-feedback-changes"].data
-        assert f"| #{lead_id} op1@example.com | inbound-saas | mql → sal |" in md
-        assert "sales.accept" in md
+        assert (f"- **#{lead_id} op1@example.com** (inbound-saas): mql → **sal**, "
+                "by sales:prefect; rule `sales.accept` (`nurture.lead.sal`)") in md
