@@ -63,16 +63,18 @@ class Processes:
         return "\n".join(lines[-tail:])
 
     def stop_all(self) -> None:
+        """Newest first (the worker before the server it talks to). A Prefect CLI process
+        answers the first SIGTERM/SIGINT by interrupting itself, which a busy worker can
+        ignore; a second signal makes it kill itself. Then the whole group is killed: it
+        may still hold flow-run subprocesses."""
         for _name, proc in reversed(self.started):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for _name, proc in reversed(self.started):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            # the process group may hold children (flow-run subprocesses) after its leader
+            for sig, wait in ((signal.SIGTERM, 5), (signal.SIGINT, 5), (signal.SIGKILL, 5)):
+                if proc.poll() is not None:
+                    break
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=wait)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
