@@ -1,9 +1,10 @@
 """The daily nurture cycle as a Prefect flow: one task per chunk of leads, never per lead.
 
 Thin by design: each task calls one engine service (`nurture.cycle.plan_chunk`,
-`send_chunk`) on an id range. The flow adds what operators see in the Prefect UI: a run
-name with the date, a progress artifact, a per-campaign table, a markdown summary and an
-event per MQL / recycle that automations can react to.
+`send_chunk`) on an id range. The flow adds what operators see in the Prefect UI: a unique
+run name with the date and time, a progress artifact, a narrow headline table, a markdown
+report and an event per MQL / recycle that automations can react to. A dry run writes its
+artifacts under keys ending in `-dry-run`, so the live "latest" is never a dry run.
 """
 
 from __future__ import annotations
@@ -22,23 +23,35 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.common import emit_lead_events, parse_as_of
-from nurture.cycle import ChunkResult, finish_held, plan_chunk, send_chunk, summarise
+from flows.common import dated_run_name, emit_lead_events, open_app, parse_as_of
+from nurture.cycle import NO_CAMPAIGN, ChunkResult, finish_held, plan_chunk, send_chunk, summarise
 from nurture.provider_events import retry_provider_events
-from nurture.report import summary_markdown, summary_table_rows
-from nurture.settings import Settings
+from nurture.report import headline_rows, summary_markdown
 from nurture.wiring import App, deliver_handoffs
 
 _parse_as_of = parse_as_of  # older name
+SUMMARY_KEY = "nurture-cycle-summary"
+REPORT_KEY = "nurture-cycle-report"
+PROGRESS_KEY = "nurture-cycle-progress"
+DRY = "-dry-run"
 
 
 def _run_name() -> str:
+    """`nurture-cycle-2026-11-23-0700-3f9a` (as_of in UTC, then a suffix of the run id);
+    `…-0700-dry-run-3f9a` for a dry run."""
     params = flow_run.parameters or {}
-    try:
-        day = _parse_as_of(params.get("as_of")).date().isoformat()
-    except ValueError:
-        day = "bad-as-of"
-    return f"nurture-cycle-{day}" + ("-dry-run" if params.get("dry_run") else "")
+    return dated_run_name("nurture-cycle", params.get("as_of"), bool(params.get("dry_run")))
+
+
+def _sla_expired(summary: dict[str, Any], total: ChunkResult) -> None:
+    """MQLs nobody accepted in time came back recycled: counted apart for the headline."""
+    by_campaign: dict[str, int] = {}
+    for e in total.events:
+        if e.kind == "sla_expired":
+            name = e.campaign if e.campaign in summary["campaigns"] else NO_CAMPAIGN
+            by_campaign[name] = by_campaign.get(name, 0) + 1
+    summary["sla_expired"] = sum(by_campaign.values())
+    summary["sla_expired_by_campaign"] = by_campaign
 
 
 @task(name="plan-chunk", cache_policy=NO_CACHE, task_run_name="plan leads {lo}-{hi}")
@@ -55,7 +68,7 @@ def send_chunk_task(app: App, ctx, lo: int, hi: int, as_of: datetime,
     return send_chunk(app.store, ctx, lo, hi, as_of, dry_run, lease)
 
 
-@task(name="funnel-report", cache_policy=NO_CACHE)
+@task(name="funnel-report", cache_policy=NO_CACHE, task_run_name="funnel report")
 def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
     """The marketing ↔ sales funnel after this cycle, as a markdown artifact."""
     from lead_store.funnel_queries import load_funnel_rows
@@ -67,7 +80,8 @@ def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
     return report
 
 
-@task(name="deliver-handoffs", cache_policy=NO_CACHE, retries=0)
+@task(name="deliver-handoffs", cache_policy=NO_CACHE, retries=0,
+      task_run_name="deliver handoffs to the CRM")
 def deliver_handoffs_task(app: App) -> dict[str, int] | None:
     """Pending MQL handoffs to the CRM webhook (if configured); failures retry next run."""
     return deliver_handoffs(app)
@@ -135,26 +149,28 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
                         campaigns_dir: str | None = None) -> dict[str, Any]:
     """Score every due lead, segment, route (MQL, SLA, recycle), plan and send touches.
 
-    as_of: ISO datetime the cycle runs "at" (default now) — simulations move it forward.
-    dry_run: decide and report, but write and send nothing.
-    chunk_size: leads per task (default NURTURE_CHUNK_SIZE).
+    Args:
+        as_of: ISO 8601 time the cycle runs "at", e.g. 2026-11-23T07:00:00Z. Empty: now.
+            Simulations move it forward.
+        dry_run: Decide and report, but write and send nothing. Its artifacts use keys
+            ending in -dry-run and never replace the live run's.
+        chunk_size: Leads per task. Empty: NURTURE_CHUNK_SIZE (5000).
+        campaigns_dir: Directory with lifecycle.yaml and the campaigns. Empty:
+            NURTURE_CAMPAIGNS_DIR (campaigns/).
     """
     logger = get_run_logger()
     when = _parse_as_of(as_of)
-    overrides: dict[str, Any] = {}
-    if campaigns_dir:
-        overrides["campaigns_dir"] = campaigns_dir
-    app = App(Settings(**overrides))
-    app.require_schema()
-    app.config  # noqa: B018 - fail the run early, with the validation message, on bad config
+    app = open_app(campaigns_dir)
     size = chunk_size or app.settings.chunk_size
     ranges = app.store.cycle_ranges(when, size)
     total_leads = sum(n for _, _, n in ranges)
-    logger.info("Cycle as of %s: %d leads to look at in %d chunk(s) of up to %d%s",
-                when.isoformat(), total_leads, len(ranges), size,
+    logger.info("Cycle as of %s UTC: %d leads to look at in %d chunk(s) of up to %d%s",
+                f"{when:%Y-%m-%d %H:%M}", total_leads, len(ranges), size,
                 " (dry run)" if dry_run else "")
-    progress_id = create_progress_artifact(0.0, key="nurture-cycle-progress",
-                                           description="Leads processed in this cycle")
+    dry = DRY if dry_run else ""
+    label = "DRY RUN (nothing written or sent): " if dry_run else ""
+    progress_id = create_progress_artifact(0.0, key=PROGRESS_KEY + dry,
+                                           description=f"{label}Leads processed in this cycle")
     if dry_run:
         total = _run_chunks(app, None, ranges, when, True, progress_id, total_leads)
     else:
@@ -166,15 +182,17 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     if not ranges:
         update_progress_artifact(progress_id, 100.0)
     summary = summarise(total, when, dry_run)
+    _sla_expired(summary, total)
     if not dry_run:
         crm = deliver_handoffs_task(app)
         if crm is not None:
             summary["handoff_webhook"] = crm
         funnel_report_task(app, when)
-    create_table_artifact(summary_table_rows(summary), key="nurture-cycle-summary",
-                          description=f"Nurture cycle {when.date()} per campaign")
-    create_markdown_artifact(summary_markdown(summary), key="nurture-cycle-report",
-                             description=f"Nurture cycle {when.date()}")
+    stamp = f"{when:%Y-%m-%d %H:%M} UTC"
+    create_table_artifact(headline_rows(summary), key=SUMMARY_KEY + dry,
+                          description=f"{label}Nurture cycle {stamp}: headline per campaign")
+    create_markdown_artifact(summary_markdown(summary), key=REPORT_KEY + dry,
+                             description=f"{label}Nurture cycle {stamp}: report")
     logger.info("Cycle done: %d scored, %d touches sent, %d MQLs, %d recycled",
                 summary["leads_scored"], summary["touches_sent"], summary["mqls"],
                 summary["recycled"])

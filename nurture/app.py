@@ -279,7 +279,7 @@ def create_app(app: App | None = None) -> FastAPI:
         except LeadNotFound as exc:
             return _error(404, str(exc))
         except FeedbackRefused as exc:
-            return _error(409, str(exc))
+            return _error(409, exc.door_message("field '{}'"))
         return JSONResponse(result)
 
     return api

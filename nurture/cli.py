@@ -450,7 +450,9 @@ def cmd_sales(args: argparse.Namespace) -> int:
         result = record_feedback(SalesStore(app.engine), app.rules, args.email,
                                  args.sales_action, at, reason=getattr(args, "reason", None),
                                  note=args.note, actor=args.actor)
-    except (FeedbackRefused, LeadNotFound) as exc:
+    except FeedbackRefused as exc:
+        raise CliError(f"{args.email}: {exc.door_message('--{}')}") from None
+    except LeadNotFound as exc:
         raise CliError(f"{args.email}: {exc}") from None
     if args.json:
         _print_json(result)

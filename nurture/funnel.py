@@ -313,37 +313,48 @@ def _md_counts(title: str, label: str, counts: dict[str, int]) -> list[str]:
     lines = [f"## {title}", ""]
     if not counts:
         return lines + ["None.", ""]
-    return lines + _md_table([label, "count"], [[k, f"{v:,}"] for k, v in counts.items()])
+    return lines + _md_table([label, "Count"], [[k, f"{v:,}"] for k, v in counts.items()])
 
 
 def funnel_markdown(report: dict[str, Any]) -> str:
-    """The report as markdown tables (a Prefect markdown artifact)."""
+    """The report as narrow markdown tables (a Prefect markdown artifact read in a browser at
+    1280 px): at most five short columns each, human headers.
+
+    The conversion table says how many entered the next stage *another way* (skipping the
+    earlier stage, or created in it): a new lead that jumps straight to MQL is counted in
+    neither number of "nurturing → mql" — without that column a 0 % rate there sat beside
+    MQLs as if the funnel were broken."""
     m = report["mql"]
+    reached = report["reached"]
     lines = [f"# Lead funnel as of {_when(report)}", "", _headline(report), "",
              "## Stages", ""]
     lines += _md_table(
-        ["stage", "leads now", "ever reached", "median days in stage"],
-        [[s, f"{n:,}", f"{report['reached'].get(s, 0):,}",
-          _days(report["median_days_in_stage"].get(s))]
+        ["Stage", "Leads now", "Ever reached", "Median days in stage"],
+        [[s, f"{n:,}", f"{reached.get(s, 0):,}", _days(report["median_days_in_stage"].get(s))]
          for s, n in report["leads_by_stage"].items()])
     lines += ["## Conversion", ""]
-    lines += _md_table(["from → to", "reached from", "reached to", "rate"],
-                       [[f"{c['from']} → {c['to']}", f"{c['reached_from']:,}",
-                         f"{c['reached_to']:,}", _pct(c["rate"])]
-                        for c in report["conversion"]])
-    lines += ["## MQL handoffs", ""]
     lines += _md_table(
-        ["handed off", "accepted", "rejected", "expired", "pending (overdue)",
-         "acceptance rate", "SLA compliance", "SLA response rate"],
-        [[f"{m['handed_off']:,}", f"{m['accepted']:,}", f"{m['rejected']:,}",
-          f"{m['expired']:,}", f"{m['pending']:,} ({m['overdue']:,})",
-          _pct(m["acceptance_rate"]), _pct(m["sla_compliance"]),
-          _pct(m["sla_response_rate"])]], right=0)
+        ["From → to", "Reached from", "Then reached to", "Rate", "Reached to another way"],
+        [[f"{c['from']} → {c['to']}", f"{c['reached_from']:,}", f"{c['reached_to']:,}",
+          _pct(c["rate"]), f"{reached.get(c['to'], 0) - c['reached_to']:,}"]
+         for c in report["conversion"]])
+    lines += ["Rate: of the leads that entered the first stage, the share that later entered "
+              "the second. *Reached to another way*: leads that entered the second stage "
+              "without passing through the first (e.g. new → mql on their first cycle).", ""]
+    lines += ["## MQL handoffs", ""]
+    lines += _md_table(["Handoffs", "Count"], [
+        ["Handed off", f"{m['handed_off']:,}"], ["Accepted", f"{m['accepted']:,}"],
+        ["Rejected", f"{m['rejected']:,}"], ["Expired (SLA)", f"{m['expired']:,}"],
+        ["Pending", f"{m['pending']:,}"], ["Pending and overdue", f"{m['overdue']:,}"]])
+    lines += _md_table(["Rate", "Value"], [
+        ["Acceptance rate", _pct(m["acceptance_rate"])],
+        ["SLA compliance", _pct(m["sla_compliance"])],
+        ["SLA response rate", _pct(m["sla_response_rate"])]])
     lines += ["SLA compliance: accepted before the SLA deadline / handoffs resolved or past "
               "their deadline; the response rate also counts timely rejects.", ""]
-    lines += _md_counts("Sales rejects by reason", "reason", report["rejects_by_reason"])
-    lines += _md_counts("MQLs by lead source", "source", report["mqls_by_source"])
-    lines += _md_counts("Recycled by reason", "reason", report["recycled"]["by_reason"])
+    lines += _md_counts("Sales rejects by reason", "Reason", report["rejects_by_reason"])
+    lines += _md_counts("MQLs by lead source", "Source", report["mqls_by_source"])
+    lines += _md_counts("Recycled by reason", "Reason", report["recycled"]["by_reason"])
     return "\n".join(lines)
 
 

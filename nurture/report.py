@@ -1,4 +1,5 @@
-"""Run summaries as tables: rows for Prefect artifacts, markdown, and rich for terminals."""
+"""Run summaries as tables: a narrow headline table and markdown for Prefect artifacts (read
+in a browser at 1280 px), and rich for terminals."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def _stages(stages: dict[str, int]) -> str:
 
 
 def summary_table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per campaign plus a total — the Prefect table artifact."""
+    """One row per campaign plus a total, every column — the terminal table (`print_summary`)."""
     rows = []
     for name, c in summary["campaigns"].items():
         rows.append({"campaign": name, "scored": c["scored"],
@@ -30,20 +31,75 @@ def summary_table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _human(key: str) -> str:
+    """`not_in_window` -> `not in window`: reason codes read as words in the UI."""
+    return key.replace("_", " ")
+
+
+def _retrying(c: dict[str, Any]) -> str:
+    return f"{c.get('retrying', 0)} / {c.get('in_doubt', 0)}"
+
+
+def headline_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table an operator reads first (the Prefect table artifact): one short row per
+    campaign plus the total, seven narrow columns, human headers, no empty cells.
+    `SLA expired` MQLs came back recycled: they are also in `Recycled`."""
+    sla = summary.get("sla_expired_by_campaign", {})
+
+    def row(name: str, c: dict[str, Any], expired: int) -> dict[str, Any]:
+        return {"Campaign": name, "Sent": c["sent"], "Failed": c["failed"],
+                "Retrying / in doubt": _retrying(c), "MQLs": c["mqls"],
+                "Recycled": c["recycled"], "SLA expired": expired}
+
+    rows = [row(name, c, sla.get(name, 0)) for name, c in summary["campaigns"].items()]
+    total = {"sent": summary["touches_sent"], "failed": summary["touches_failed"],
+             "retrying": summary.get("touches_retrying", 0),
+             "in_doubt": summary.get("touches_in_doubt", 0), "mqls": summary["mqls"],
+             "recycled": summary["recycled"]}
+    rows.append(row("Total", total, summary.get("sla_expired", 0)))
+    return rows
+
+
+def _md_table(head: list[str], rows: list[list[Any]], left: int = 1) -> list[str]:
+    """A markdown table; the first `left` columns are text, the others right-aligned."""
+    align = ["---" if i < left else "---:" for i in range(len(head))]
+    return (["| " + " | ".join(head) + " |", "| " + " | ".join(align) + " |"]
+            + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows] + [""])
+
+
 def summary_markdown(summary: dict[str, Any]) -> str:
-    rows = summary_table_rows(summary)
-    head = ["campaign", "scored", "by buying stage", "due", "sent", "failed", "skipped",
-            "MQLs", "recycled"]
-    lines = [f"# Nurture cycle {summary['as_of'][:10]}" + (" (dry run)" if summary["dry_run"]
-                                                          else ""),
-             "",
-             f"**{summary['leads_scored']}** leads scored, **{summary['touches_sent']}** "
-             f"touches sent, **{summary['mqls']}** MQLs handed to sales, "
-             f"**{summary['recycled']}** recycled.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        lines.append("| " + " | ".join(str(v) for v in r.values()) + " |")
-    return "\n".join(lines) + "\n"
+    """The run report (Prefect markdown artifact): the headline table first, then narrow
+    detail tables — each fits a 1280 px browser window without a scrollbar."""
+    dry = summary["dry_run"]
+    head = headline_rows(summary)
+    lines = [f"# Nurture cycle {summary['as_of'][:16].replace('T', ' ')} UTC"
+             + (" — DRY RUN" if dry else ""), ""]
+    if dry:
+        lines += ["> **Dry run:** decided and counted, nothing was written or sent. "
+                  "The live run's report is under the key `nurture-cycle-report`.", ""]
+    lines += [f"**{summary['touches_sent']:,}** touches sent, "
+              f"**{summary['touches_failed']:,}** failed, **{summary['mqls']:,}** MQLs "
+              f"handed to sales, **{summary['recycled']:,}** recycled "
+              f"({summary.get('sla_expired', 0):,} of them after the MQL SLA expired).", ""]
+    lines += _md_table(list(head[0]), [list(r.values()) for r in head])
+    lines += ["## Leads looked at, per campaign", ""]
+    lines += _md_table(["Campaign", "Scored", "Touches due", "Skipped"],
+                       [[name, c["scored"], c["due"], sum(c["skipped"].values())]
+                        for name, c in summary["campaigns"].items()]
+                       + [["Total", summary["leads_scored"], summary["touches_planned"],
+                           sum(summary["skipped"].values())]])
+    lines += ["## Why leads got no touch today", ""]
+    skipped = sorted(summary["skipped"].items(), key=lambda kv: (-kv[1], kv[0]))
+    lines += (_md_table(["Reason", "Leads"], [[_human(k), v] for k, v in skipped])
+              if skipped else ["None skipped.", ""])
+    lines += ["## Leads by buying stage", ""]
+    stages = summary["by_buying_stage"]
+    lines += (_md_table(["Buying stage", "Leads"], [[_human(k), v] for k, v in stages.items()])
+              if stages else ["No leads scored.", ""])
+    lines += ["Retrying: a send failed for a passing reason (429, 5xx, network) and is tried "
+              "again by a later run. In doubt: the provider may have it; its events settle "
+              "it (`nurture touches list`).", ""]
+    return "\n".join(lines)
 
 
 def print_summary(summary: dict[str, Any], console=None) -> None:

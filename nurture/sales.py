@@ -29,7 +29,20 @@ WITH_SALES = (MQL, SAL, SQL)
 
 
 class FeedbackRefused(ValueError):
-    """The feedback does not apply (unknown code, lead not with sales...): nothing changes."""
+    """The feedback does not apply (unknown code, lead not with sales...): nothing changes.
+
+    `param` names the input at fault (`action`, `reason`) when there is one; the message is
+    door-neutral, and each door names the input its own way (`--reason`, the JSON field, the
+    flow parameter) with `door_message`."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+    def door_message(self, name: str = "{}") -> str:
+        """The message prefixed with the door's name for `param`: `name` is a format string
+        such as `--{}` (CLI) or `parameter '{}'` (the Prefect flow)."""
+        return f"{name.format(self.param)}: {self}" if self.param else str(self)
 
 
 @dataclass(slots=True)
@@ -60,11 +73,13 @@ def decide_feedback(state: LeadState, action: str, rules: Rules, at: datetime,
     """Decide one piece of sales feedback; raises `FeedbackRefused` with the reason."""
     stage = state.lifecycle_stage
     if action not in ACTIONS:
-        raise FeedbackRefused(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+        raise FeedbackRefused(f"unknown action {action!r}; one of {', '.join(ACTIONS)}",
+                              "action")
     codes = rules.sales_rejected
     if reason is not None and reason not in codes:
         raise FeedbackRefused(f"unknown reason code {reason!r}; lifecycle.yaml defines "
-                              f"{', '.join(sorted(codes)) or 'none'} (routing.sales_rejected)")
+                              f"{', '.join(sorted(codes)) or 'none'} (routing.sales_rejected)",
+                              "reason")
 
     def out(to: str, why: str, rule: str | None, **kw) -> FeedbackOutcome:
         return FeedbackOutcome(Transition(stage, to, why, rule, actor, note), to, at,
@@ -96,7 +111,8 @@ def decide_feedback(state: LeadState, action: str, rules: Rules, at: datetime,
             raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can be "
                                   f"rejected; this lead is {stage}")
         if reason is None:
-            raise FeedbackRefused(f"a reject needs --reason, one of {', '.join(sorted(codes))}")
+            raise FeedbackRefused("a reject needs a reason code, one of "
+                                  f"{', '.join(sorted(codes))}", "reason")
         rule = f"routing.sales_rejected.{reason}"
         handoff = "rejected" if state.has_open_handoff else None
         if codes[reason].disqualify:

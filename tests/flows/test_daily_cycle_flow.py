@@ -66,7 +66,7 @@ def test_cycle_runs_in_chunk_tasks_with_artifacts_and_is_safe_to_rerun(prefect_s
 
     with _client() as client:
         run = client.read_flow_run(run_id)
-        assert run.name == "nurture-cycle-2026-11-02"
+        assert run.name.startswith("nurture-cycle-2026-11-02-0800-")
         tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run_id]}))
         names = sorted(t.name for t in tasks if t.name.startswith(("plan ", "send ")))
         chunks = math.ceil(N_LEADS / CHUNK)
@@ -114,7 +114,8 @@ def test_dry_run_decides_but_writes_nothing(prefect_server, flow_env):
         assert conn.execute(select(func.count()).select_from(t.touches)).scalar_one() == 0
     assert not list((tmp_path / "outbox").rglob("*.eml"))
     with _client() as client:
-        assert client.read_flow_run(run_id).name == "nurture-cycle-2026-11-02-dry-run"
+        assert client.read_flow_run(run_id).name.startswith(
+            "nurture-cycle-2026-11-02-0800-dry-run-")
 
 
 def test_bad_config_fails_the_run_clearly_and_a_rerun_recovers(prefect_server, flow_env,

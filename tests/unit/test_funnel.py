@@ -286,16 +286,43 @@ def test_markdown_has_a_table_per_section_with_the_numbers():
                     "## Sales rejects by reason", "## MQLs by lead source",
                     "## Recycled by reason"):
         assert heading in md
-    assert "| mql → sal | 2 | 1 | 50.0 % |" in md
+    assert "| mql → sal | 2 | 1 | 50.0 % | 0 |" in md
     assert "| not_ready | 1 |" in md
     assert "| (unknown) | 1 |" in md
-    assert "| 2 | 1 | 1 | 0 | 0 (0) | 50.0 % | 50.0 % | 100.0 % |" in md
+    for row in ("| Handed off | 2 |", "| Accepted | 1 |", "| Rejected | 1 |",
+                "| Pending and overdue | 0 |", "| Acceptance rate | 50.0 % |",
+                "| SLA compliance | 50.0 % |", "| SLA response rate | 100.0 % |"):
+        assert row in md
+
+
+def test_markdown_conversion_shows_leads_that_jumped_straight_to_the_next_stage():
+    # the UI showed "nurturing → mql 0.0 %" beside 2 MQLs: both went new → mql directly.
+    # The rate is right (no nurtured lead became an MQL); the table must say where they came
+    # from instead of leaving a bare 0 %.
+    leads = [lead(1, "mql"), lead(2, "mql"), lead(3, "nurturing")]
+    trs = path(1, "new", 1, "mql") + path(2, "new", 1, "mql") + path(3, "new", 1, "nurturing")
+    r = funnel(leads, trs)
+    assert conv(r)[("nurturing", "mql")] == (1, 0, 0.0)
+    assert r["reached"]["mql"] == 2
+    md = funnel_markdown(r)
+    assert "| nurturing → mql | 1 | 0 | 0.0 % | 2 |" in md
+    assert "Reached to another way" in md
+
+
+def test_markdown_tables_are_narrow_with_human_headers():
+    md = funnel_markdown(_sample())
+    for line in md.splitlines():
+        if line.startswith("| ") and not line.startswith("| -"):
+            assert line.count(" | ") <= 4, line  # five columns at most: fits 1280 px
+    assert "_" not in "".join(line for line in md.splitlines() if line.startswith("| ")
+                              and line[2:3].isupper())
 
 
 def test_markdown_says_none_for_empty_sections():
     md = funnel_markdown(funnel([lead(1)]))
     assert "## Sales rejects by reason\n\nNone." in md
     assert "| new | 1 | 1 | 30.0 |" in md
+    assert "•" not in md
 
 
 @pytest.mark.parametrize("big", [False, True])

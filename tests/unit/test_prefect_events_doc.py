@@ -1,0 +1,34 @@
+"""docs/prefect-events.md documents every event kind nurture records, and the automation
+example is a valid Prefect automation."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import yaml
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_every_recorded_event_kind_is_documented():
+    import nurture.cycle as cycle
+    import nurture.sales as sales
+
+    text = (DOCS / "prefect-events.md").read_text()
+    documented = set(re.findall(r"^\| `nurture\.lead\.(\w+)` \|", text, re.M))
+    cycle_kinds = set(cycle._EVENT_KINDS.values()) | {"sla_expired"}
+    sales_kinds = set(re.findall(r'o\.events\.append\("(\w+)"\)',
+                                 Path(sales.__file__).read_text()))
+    assert cycle_kinds | sales_kinds == documented
+
+
+def test_the_automation_example_is_a_valid_automation():
+    from prefect.events.schemas.automations import AutomationCore
+
+    spec = yaml.safe_load((DOCS / "automations" / "notify-owner-on-mql.yaml").read_text())
+    (auto,) = spec["automations"]
+    parsed = AutomationCore.model_validate(auto)
+    assert parsed.trigger.expect == {"nurture.lead.mql"}
+    assert uuid.UUID(str(parsed.actions[0].block_document_id))
