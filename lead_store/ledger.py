@@ -20,6 +20,7 @@ from lead_store import tables as t
 from lead_store.db import retrying, write_tx
 from lead_store.rows import IN_BATCH, chunks, lead_fields
 from lead_store.runs import RunInfo, RunStore
+from lead_store.tables import UTCDateTime
 from nurture.domain import (
     CANCELLED,
     FAILED,
@@ -123,7 +124,8 @@ class Ledger:
         owner = T.c.run_id == bindparam("b_run")
         stmt = (update(T).where(T.c.id == bindparam("b_id"), T.c.status == SENDING, owner)
                 .values(status=bindparam("b_status"),
-                        sent_at=func.coalesce(bindparam("b_sent_at"), T.c.sent_at),
+                        sent_at=func.coalesce(bindparam("b_sent_at", type_=UTCDateTime()),
+                                              T.c.sent_at),
                         provider_message_id=func.coalesce(bindparam("b_mid"),
                                                           T.c.provider_message_id),
                         provider_batch_id=func.coalesce(bindparam("b_batch"),
@@ -187,7 +189,8 @@ class Ledger:
             stmt = (update(T2).where(T2.c.id == bindparam("b_id"), T2.c.status == SENDING,
                                      func.coalesce(T2.c.run_id, -1) == bindparam("b_run"))
                     .values(status=bindparam("b_status"),
-                            sent_at=func.coalesce(T2.c.sent_at, bindparam("b_sent_at")),
+                            sent_at=func.coalesce(T2.c.sent_at,
+                                            bindparam("b_sent_at", type_=UTCDateTime())),
                             provider_message_id=func.coalesce(T2.c.provider_message_id,
                                                               bindparam("b_mid")),
                             error=bindparam("b_error"),

@@ -417,3 +417,18 @@ def test_a_touch_left_sending_by_an_older_version_is_settled(store, rules, templ
     mem = MemoryTransport()
     summary = run_cycle(store, ctx(rules, templates_dir, mem), AS_OF, "UTC", 100)
     assert summary["ledger"]["taken_over"] == 3 and statuses(store) == {"sent": 3}
+
+
+def test_recorded_send_times_are_stored_like_every_other_time(store, rules, templates_dir):
+    """`sent_at` went through an untyped parameter: SQLite stored '… 09:30:00+00:00' while
+    every other time is '… 09:30:00.000000', so text comparisons mixed the two."""
+    from sqlalchemy import text
+
+    store.upsert_leads(leads(1))
+    run_cycle(store, ctx(rules, templates_dir, MemoryTransport()), AS_OF, "UTC", 100)
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "sqlite":
+            raw = conn.execute(text("SELECT sent_at, send_at FROM touches")).one()
+            assert len(raw.sent_at) == len(raw.send_at) and "+" not in raw.sent_at
+        sent_at, send_at = conn.execute(select(t.touches.c.sent_at, t.touches.c.send_at)).one()
+        assert sent_at == send_at and sent_at.tzinfo is not None  # the slot it went out for
