@@ -11,6 +11,7 @@ import contextlib
 import hmac
 import html
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -234,16 +235,20 @@ def create_app(app: App | None = None) -> FastAPI:
         if not isinstance(data, dict) or not isinstance(data.get("email"), str) or \
                 data.get("action") not in ACTIONS:
             return _error(422, f"expected {{email, action: {'|'.join(ACTIONS)}, reason?, "
-                          "note?, actor?}")
+                          "note?, actor?, amount?}")
         try:
             at = parse_time(data["at"]) if data.get("at") else datetime.now(UTC)
         except ValueError:
             return _error(422, "`at` must be an ISO 8601 datetime")
+        amount = data.get("amount")
+        if amount is not None and (isinstance(amount, bool) or not isinstance(
+                amount, int | float) or not math.isfinite(amount) or amount < 0):
+            return _error(422, "`amount` (deal value) must be a number >= 0")
         try:
             result = await run_in_threadpool(
                 record_feedback, SalesStore(app.engine), app.rules, data["email"],
                 data["action"], at, reason=data.get("reason"), note=data.get("note"),
-                actor=str(data.get("actor") or "sales:api"))
+                actor=str(data.get("actor") or "sales:api"), amount=amount)
         except LeadNotFound as exc:
             return _error(404, str(exc))
         except FeedbackRefused as exc:
