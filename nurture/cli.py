@@ -762,6 +762,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nurture.cli_reports import add_commands as add_report_commands
 
     add_report_commands(sub)
+    from nurture.cli_results import add_commands as add_results_commands
+
+    add_results_commands(sub)
     return p
 
 
