@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     Float,
+    Interval,
     and_,
     case,
     cast,
@@ -70,7 +71,7 @@ def plus_days(engine: Engine, col, days: float):
     if engine.dialect.name == "sqlite":
         # stored as 'YYYY-MM-DD HH:MM:SS.ffffff': strftime keeps that shape
         return func.strftime("%Y-%m-%d %H:%M:%f000", col, f"{days:+f} days")
-    return col + timedelta(days=days)
+    return col + literal(timedelta(days=days), Interval())
 
 
 def touch_id_of(engine: Engine):
@@ -269,10 +270,10 @@ def attribution_rows(engine: Engine, w: Window, lookback_days: float,
                .group_by(p.c.stage, p.c.campaign, p.c.step)
                .order_by(p.c.stage, p.c.campaign, p.c.step))
     totals = (select(TR.c.to_stage.label("stage"), func.count(TR.c.id).label("conversions"),
-                     func.coalesce(func.sum(TR.c.amount), 0.0).label("amount"),
-                     func.count(func.distinct(p.c.cid)).label("touched"))
-              .select_from(TR.outerjoin(p, p.c.cid == TR.c.id))
+                     func.coalesce(func.sum(TR.c.amount), 0.0).label("amount"))
               .where(*conv_where).group_by(TR.c.to_stage))
+    touched = (select(p.c.stage, func.count(func.distinct(p.c.cid)).label("touched"))
+               .group_by(p.c.stage))
     # per source: the lead's first-touch source and its latest source get the conversion
     src_rows = []
     for model, col in (("first_touch_source", L.c.first_source),
@@ -283,8 +284,11 @@ def attribution_rows(engine: Engine, w: Window, lookback_days: float,
                                func.coalesce(func.sum(TR.c.amount), 0.0).label("amount"))
                         .select_from(TR.join(L, L.c.id == TR.c.lead_id))
                         .where(*conv_where).group_by(TR.c.to_stage, g))
-    res = _rows(engine, by_step, totals, *src_rows)
-    return {"by_step": res[0], "totals": res[1], "by_source": res[2] + res[3]}
+    res = _rows(engine, by_step, totals, touched, *src_rows)
+    hit = {r["stage"]: r["touched"] for r in res[2]}
+    for r in res[1]:
+        r["touched"] = hit.get(r["stage"], 0)
+    return {"by_step": res[0], "totals": res[1], "by_source": res[3] + res[4]}
 
 
 def deliverability_rows(engine: Engine, end: datetime, days: float,
