@@ -147,28 +147,38 @@ def step_rows(engine: Engine, w: Window, credit_days: float) -> list[dict[str, A
     def total(col):
         return func.coalesce(func.sum(col), 0)
 
+    # three aggregates by step, each driven by its smallest side and joined on the touch's
+    # primary key (a LEFT JOIN of every touch to grouped subqueries has no index to use on
+    # SQLite), merged by step in Python: a few rows each
     variant = func.coalesce(T.c.variant, "")
-    q = (select(T.c.campaign, T.c.track, T.c.step, variant.label("variant"),
-                func.count(T.c.id).label("sent"),
-                total(case((T.c.delivered_at.is_not(None), 1), else_=0)).label("delivered"),
-                total(case((T.c.delivery_status == "bounced", 1), else_=0)).label("bounced"),
-                total(eng.c.opened).label("opens"),
-                total(case((eng.c.opened == 0, eng.c.machine_open), else_=0))
-                .label("machine_opens_only"),
-                total(eng.c.clicked).label("clicks"),
-                total(case((eng.c.clicked == 0, eng.c.scanner_click), else_=0))
-                .label("scanner_clicks_only"),
-                total(eng.c.unsubscribed).label("unsubscribes"),
-                total(eng.c.spam).label("spam_reports"),
-                *[total(conv.c[f"c_{s}"]).label(s) for s in CONVERSIONS])
-         .select_from(T.outerjoin(eng, eng.c.tid == T.c.id)
-                      .outerjoin(conv, conv.c.tid == T.c.id))
-         .where(T.c.status == SENT, *_in(T.c.sent_at, w))
-         .group_by(T.c.campaign, T.c.track, T.c.step, variant)
-         .order_by(T.c.campaign, T.c.track, T.c.step, variant))
-    if w.campaign:
-        q = q.where(T.c.campaign == w.campaign)
-    return _rows(engine, q)[0]
+    keys = (T.c.campaign, T.c.track, T.c.step, variant)
+    cols = (T.c.campaign, T.c.track, T.c.step, variant.label("variant"))
+    where = [T.c.status == SENT, *_in(T.c.sent_at, w),
+             *([T.c.campaign == w.campaign] if w.campaign else [])]
+    sent_q = (select(*cols, func.count(T.c.id).label("sent"),
+                     total(case((T.c.delivered_at.is_not(None), 1), else_=0)).label("delivered"),
+                     total(case((T.c.delivery_status == "bounced", 1), else_=0))
+                     .label("bounced"))
+              .where(*where).group_by(*keys).order_by(*keys))
+    eng_q = (select(*cols, total(eng.c.opened).label("opens"),
+                    total(case((eng.c.opened == 0, eng.c.machine_open), else_=0))
+                    .label("machine_opens_only"),
+                    total(eng.c.clicked).label("clicks"),
+                    total(case((eng.c.clicked == 0, eng.c.scanner_click), else_=0))
+                    .label("scanner_clicks_only"),
+                    total(eng.c.unsubscribed).label("unsubscribes"),
+                    total(eng.c.spam).label("spam_reports"))
+             .select_from(eng.join(T, T.c.id == eng.c.tid)).where(*where).group_by(*keys))
+    conv_q = (select(*cols, *[total(conv.c[f"c_{s}"]).label(s) for s in CONVERSIONS])
+              .select_from(conv.join(T, T.c.id == conv.c.tid)).group_by(*keys))
+    sent, engaged, converted = _rows(engine, sent_q, eng_q, conv_q)
+    extra: dict[tuple, dict[str, Any]] = {}
+    for r in engaged + converted:
+        extra.setdefault((r["campaign"], r["track"], r["step"], r["variant"]), {}).update(r)
+    zero = dict.fromkeys(("opens", "machine_opens_only", "clicks", "scanner_clicks_only",
+                          "unsubscribes", "spam_reports", *CONVERSIONS), 0)
+    return [{**r, **zero, **extra.get((r["campaign"], r["track"], r["step"], r["variant"]),
+                                      {})} for r in sent]
 
 
 def _group_expr(engine: Engine, by: str, touch: str):
@@ -304,17 +314,25 @@ def deliverability_rows(engine: Engine, end: datetime, days: float,
     def total(col):
         return func.coalesce(func.sum(col), 0)
 
-    q = (select(T.c.campaign, func.count(T.c.id).label("sent"),
-                total(case((T.c.delivered_at.is_not(None), 1), else_=0)).label("delivered"),
-                total(case((T.c.delivery_status == "bounced", 1), else_=0)).label("bounced"),
-                total(eng.c.spam).label("spam_reports"),
-                total(eng.c.unsubscribed).label("unsubscribes"))
-         .select_from(T.outerjoin(eng, eng.c.tid == T.c.id)
-                      .outerjoin(CS, CS.c.campaign == T.c.campaign))
-         .where(T.c.status == SENT, T.c.sent_at >= start, T.c.sent_at < end)
-         .group_by(T.c.campaign).order_by(T.c.campaign))
+    where = [T.c.status == SENT, T.c.sent_at >= start, T.c.sent_at < end]
     if since_resume:
-        q = q.where(or_(CS.c.resumed_at.is_(None), T.c.sent_at >= CS.c.resumed_at))
+        where.append(or_(CS.c.resumed_at.is_(None), T.c.sent_at >= CS.c.resumed_at))
     if campaign:
-        q = q.where(T.c.campaign == campaign)
-    return _rows(engine, q)[0]
+        where.append(T.c.campaign == campaign)
+    sent_q = (select(T.c.campaign, func.count(T.c.id).label("sent"),
+                     total(case((T.c.delivered_at.is_not(None), 1), else_=0)).label("delivered"),
+                     total(case((T.c.delivery_status == "bounced", 1), else_=0))
+                     .label("bounced"))
+              .select_from(T.outerjoin(CS, CS.c.campaign == T.c.campaign))
+              .where(*where).group_by(T.c.campaign).order_by(T.c.campaign))
+    # engagement driven by the (few) engaged touches, joined on the touch's primary key
+    eng_q = (select(T.c.campaign, total(eng.c.spam).label("spam_reports"),
+                    total(eng.c.unsubscribed).label("unsubscribes"))
+             .select_from(eng.join(T, T.c.id == eng.c.tid)
+                          .outerjoin(CS, CS.c.campaign == T.c.campaign))
+             .where(*where).group_by(T.c.campaign))
+    sent, engaged = _rows(engine, sent_q, eng_q)
+    by = {r["campaign"]: r for r in engaged}
+    return [{**r, "spam_reports": 0, "unsubscribes": 0,
+             **{k: v for k, v in by.get(r["campaign"], {}).items() if k != "campaign"}}
+            for r in sent]
