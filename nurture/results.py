@@ -249,8 +249,14 @@ def sources_report(raw: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]
         g["mql_rate"] = ratio(g["mql"], g["leads"])
         g["won"] = g.pop("customer")
         g["median_days_to_won"] = g.pop("median_days_to_customer")
-        out.append(g)
+        out.append({k: g[k] for k in SOURCE_COLUMNS})
     return sorted(out, key=lambda g: (-g["leads"], g["group"] == UNKNOWN, g["group"]))
+
+
+SOURCE_COLUMNS = ("group", "leads", "mql", "sal", "sql", "opportunity", "won", "mql_rate",
+                  "pipeline", "revenue", "cost", "cost_per_lead", "cost_per_mql",
+                  "cost_per_opportunity", "roi", "median_days_to_mql", "median_days_to_sal",
+                  "median_days_to_sql", "median_days_to_opportunity", "median_days_to_won")
 
 
 # -- attribution --------------------------------------------------------------------------
