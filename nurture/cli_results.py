@@ -182,7 +182,7 @@ def _common(sp) -> None:
 def add_report_commands(repsub) -> None:
     """Add the results reports to the `report` subparsers (nurture/cli_reports.py)."""
     for name, text in REPORTS.items():
-        sp = repsub.add_parser(name, help=text, description=text)
+        sp = repsub.add_parser(name, help=text.replace("%", "%%"), description=text)
         _common(sp)
         fmt = sp.add_mutually_exclusive_group()
         fmt.add_argument("--json", action="store_true", help="one JSON object")
