@@ -25,8 +25,10 @@ from prefect.runtime import flow_run
 
 from flows.common import dated_run_name, emit_lead_events, open_app, parse_as_of
 from nurture.cycle import NO_CAMPAIGN, ChunkResult, finish_held, plan_chunk, send_chunk, summarise
+from nurture.deliverability import guard
 from nurture.provider_events import retry_provider_events
 from nurture.report import headline_rows, summary_markdown
+from nurture.results_artifacts import publish_result_artifacts
 from nurture.wiring import App, deliver_handoffs
 
 _parse_as_of = parse_as_of  # older name
@@ -176,6 +178,7 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     else:
         with app.lease("daily-cycle", when) as lease:
             retry_provider_events(app)  # webhook events whose application failed, and more
+            guard(app.engine, when)  # pause campaigns over the spam/bounce limits first
             emit_lead_events(app, lease)  # anything a stopped run recorded but never sent
             total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads)
             emit_lead_events(app, lease)
@@ -188,6 +191,11 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
         if crm is not None:
             summary["handoff_webhook"] = crm
         funnel_report_task(app, when)
+        try:  # results are for people: a report that fails must not fail the day's sends
+            publish_result_artifacts(app, when)
+        except Exception as exc:  # noqa: BLE001
+            get_run_logger().warning("results artifacts not published: %s: %s",
+                                     type(exc).__name__, exc)
     stamp = f"{when:%Y-%m-%d %H:%M} UTC"
     create_table_artifact(headline_rows(summary), key=SUMMARY_KEY + dry,
                           description=f"{label}Nurture cycle {stamp}: headline per campaign")

@@ -84,7 +84,10 @@ class Ledger:
              .outerjoin(S, S.c.email == L.c.email)
              .where(T.c.lead_id.between(lo, hi), T.c.status == PLANNED,
                     T.c.send_at <= send_before,
-                    or_(T.c.retry_at.is_(None), T.c.retry_at <= now))
+                    or_(T.c.retry_at.is_(None), T.c.retry_at <= now),
+                    # a paused campaign's touches stay planned until it is resumed
+                    T.c.campaign.not_in(select(t.campaign_status.c.campaign)
+                                        .where(t.campaign_status.c.status == "paused")))
              .order_by(T.c.id).limit(limit))
         if self.is_postgres:
             q = q.with_for_update(of=T, skip_locked=True)

@@ -74,7 +74,8 @@ class SalesStore:
             tr = outcome.transition
             tid = conn.execute(t.transitions.insert().values(
                 lead_id=lead.id, from_stage=tr.from_stage, to_stage=tr.to_stage,
-                reason=tr.reason, rule=tr.rule, actor=tr.actor, note=tr.note, at=at)
+                reason=tr.reason, rule=tr.rule, actor=tr.actor, note=tr.note, at=at,
+                amount=outcome.amount)
                 .returning(t.transitions.c.id)).scalar_one()
             if outcome.handoff_status and open_handoff is not None:
                 conn.execute(update(H).where(H.c.id == open_handoff,
@@ -91,7 +92,8 @@ class SalesStore:
                         "note": tr.note, "score": lead.score, "grade": lead.grade,
                         "recycle_count": outcome.recycle_count,
                         "recycle_until": outcome.recycle_until.isoformat()
-                        if outcome.recycle_until else None, "as_of": at.isoformat()}))
+                        if outcome.recycle_until else None, "as_of": at.isoformat(),
+                        "amount": outcome.amount}))
         return lead.id, outcome
 
     def handoffs(self, status: str | None = None) -> list[dict[str, Any]]:

@@ -60,6 +60,13 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
+def _first(column: str):
+    """Column default: the value the INSERT gives `column` (first-touch fields)."""
+    def default(context) -> object:
+        return context.get_current_parameters().get(column)
+    return default
+
+
 leads = Table(
     "leads", metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
@@ -76,6 +83,13 @@ leads = Table(
     Column("utm_source", String(200)),
     Column("utm_medium", String(200)),
     Column("utm_campaign", String(200)),
+    # first touch: the source/UTM the lead arrived with, set by every INSERT (the column
+    # default reads the row being inserted) and never by an UPDATE, so a re-import that
+    # changes `source` keeps the original here (results reports credit both)
+    Column("first_source", String(100), default=_first("source")),
+    Column("first_utm_source", String(200), default=_first("utm_source")),
+    Column("first_utm_medium", String(200), default=_first("utm_medium")),
+    Column("first_utm_campaign", String(200), default=_first("utm_campaign")),
     Column("attributes", JSON, nullable=False, default=dict),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -179,6 +193,8 @@ transitions = Table(
     Column("at", UTCDateTime, nullable=False),
     # the handoff an MQL transition created: at most one MQL transition per handoff
     Column("handoff_id", Id),
+    # deal value sales gave with `opportunity`/`won` (`--amount`): pipeline and revenue
+    Column("amount", Float),
     Index("ix_transitions_lead", "lead_id", "at"),
     Index("uq_transitions_handoff", "handoff_id", unique=True),
 )
@@ -311,4 +327,41 @@ provider_events = Table(
     UniqueConstraint("provider", "event_id", name="uq_provider_events_event"),
     Index("ix_provider_events_touch", "touch_id"),
     Index("ix_provider_events_outcome", "outcome"),
+)
+
+
+# Campaign delivery status, one row per campaign (created on first pause). The deliverability
+# guard pauses (active -> paused) and `nurture campaign resume` resumes (paused -> active),
+# both compare-and-set on status; `version` counts the changes. A paused campaign gets no
+# planned or claimed touches. `pauses` numbers the pauses: (campaign, pauses) names the
+# `nurture.campaign.paused` Prefect event, emitted until `event_emitted_at` is set.
+campaign_status = Table(
+    "campaign_status", metadata,
+    Column("campaign", String(100), primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("pauses", Integer, nullable=False, server_default="0"),
+    Column("reason", Text),
+    Column("metrics", JSON),
+    Column("paused_at", UTCDateTime),
+    Column("paused_by", String(200)),
+    Column("resumed_at", UTCDateTime),
+    Column("resumed_by", String(200)),
+    Column("event_emitted_at", UTCDateTime),
+)
+
+# Marketing spend per source / UTM campaign and period (`nurture costs import FILE.csv`),
+# for cost per lead/MQL/opportunity and ROI. One row per (source, utm_campaign, period).
+source_costs = Table(
+    "source_costs", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("source", String(100), nullable=False, server_default=""),
+    Column("utm_campaign", String(200), nullable=False, server_default=""),
+    Column("period_start", UTCDateTime, nullable=False),
+    Column("period_end", UTCDateTime, nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("currency", String(3), nullable=False, server_default="USD"),
+    Column("imported_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source", "utm_campaign", "period_start", "period_end",
+                     name="uq_source_costs_period"),
 )

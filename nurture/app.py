@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import html
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -260,7 +261,7 @@ def create_app(app: App | None = None) -> FastAPI:
             return _error(400, f"the body is not JSON ({_why(exc)})")
         if not isinstance(data, dict) or data.get("action") not in ACTIONS:
             return _error(422, f"expected {{email, action: {'|'.join(ACTIONS)}, reason?, "
-                          "note?, actor?, at?}")
+                          "note?, actor?, at?, amount?}")
         problem = feedback_problem(data)
         if problem:
             return _error(422, problem)
@@ -271,11 +272,15 @@ def create_app(app: App | None = None) -> FastAPI:
         problem = time_problem(at, "at")
         if problem:
             return _error(422, problem)
+        amount = data.get("amount")
+        if amount is not None and (isinstance(amount, bool) or not isinstance(
+                amount, int | float) or not math.isfinite(amount) or amount < 0):
+            return _error(422, "`amount` (deal value) must be a number >= 0")
         try:
             result = await run_in_threadpool(
                 record_feedback, SalesStore(app.engine), app.rules, data["email"],
                 data["action"], at, reason=data.get("reason"), note=data.get("note"),
-                actor=str(data.get("actor") or "sales:api"))
+                actor=str(data.get("actor") or "sales:api"), amount=amount)
         except LeadNotFound as exc:
             return _error(404, str(exc))
         except FeedbackRefused as exc:

@@ -449,7 +449,8 @@ def cmd_sales(args: argparse.Namespace) -> int:
     try:
         result = record_feedback(SalesStore(app.engine), app.rules, args.email,
                                  args.sales_action, at, reason=getattr(args, "reason", None),
-                                 note=args.note, actor=args.actor)
+                                 note=args.note, actor=args.actor,
+                                 amount=getattr(args, "amount", None))
     except FeedbackRefused as exc:
         raise CliError(f"{args.email}: {exc.door_message('--{}')}") from None
     except LeadNotFound as exc:
@@ -746,6 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
         if action in ("reject", "lost"):
             sp.add_argument("--reason", required=action == "reject",
                             help="reason code from routing.sales_rejected")
+        if action in ("opportunity", "won"):
+            sp.add_argument("--amount", type=float,
+                            help="deal value (pipeline for opportunity, revenue for won)")
         sp.add_argument("--note", help="free text kept on the transition and handoff")
         sp.add_argument("--actor", default=os.environ.get("USER", "sales"),
                         help="who gives the feedback (default $USER)")
@@ -793,6 +797,9 @@ def build_parser() -> argparse.ArgumentParser:
     from nurture.cli_reports import add_commands as add_report_commands
 
     add_report_commands(sub)
+    from nurture.cli_results import add_commands as add_results_commands
+
+    add_results_commands(sub)
     return p
 
 

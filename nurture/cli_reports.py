@@ -35,7 +35,8 @@ def cmd_report_funnel(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     """Add `report` (with `funnel`) to the top-level subparsers `sub`."""
-    rep = sub.add_parser("report", help="reports over the lead store (funnel)",
+    rep = sub.add_parser("report", help="reports over the lead store (funnel, steps, ab, "
+                         "sources, attribution, deliverability, html)",
                          description="Reports over the lead store.")
     repsub = rep.add_subparsers(dest="report_command", metavar="REPORT", required=True)
     f = repsub.add_parser("funnel", help="leads per stage, conversion, MQL acceptance and SLA",
@@ -44,3 +45,6 @@ def add_commands(sub) -> None:
                                    "(default now; a date means its midnight UTC)")
     f.add_argument("--json", action="store_true", help="print the report as one JSON object")
     f.set_defaults(func=cmd_report_funnel)
+    from nurture.cli_results import add_report_commands
+
+    add_report_commands(repsub)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lead_store.pauses import CampaignStatus
+from nurture.deliverability import guard as deliverability_guard
 from nurture.delivery.base import Delivery, Transport, TransportAuthError
 from nurture.domain import (
     FAILED,
@@ -171,12 +173,13 @@ def plan_chunk(store, rules: Rules, lo: int, hi: int, as_of: datetime, default_t
     actor = "system:instant-routing" if engaged_only else "system:daily-cycle"
     ids: list[int] | None = None
     load = decide = write = 0.0
+    paused = CampaignStatus(store.engine).paused()  # nothing is planned for these
     for _round in range(STALE_ROUNDS):
         t1 = time.perf_counter()
         leads = store.load_snapshots(lo, hi, as_of, rules.horizon_days, points, default_tz,
                                      engaged_only=engaged_only, ids=ids)
         t2 = time.perf_counter()
-        decisions = [evaluate(lead, rules, as_of) for lead in leads]
+        decisions = [evaluate(lead, rules, as_of, paused) for lead in leads]
         touch_only: list[tuple[int, int]] = []
         if engaged_only:
             touch_only = [(d.lead_id, d.version) for d in decisions if d.handoff is None]
@@ -418,6 +421,8 @@ def run_cycle(store, ctx: SendContext, as_of: datetime, default_tz: str, chunk_s
             return run_cycle(store, ctx, as_of, default_tz, chunk_size, dry_run, progress,
                              own, notify)
     total = ChunkResult()
+    if not dry_run:  # pause campaigns over the spam/bounce limits before planning
+        deliverability_guard(store.engine, as_of)
     ranges = store.cycle_ranges(as_of, chunk_size)
     done = 0
     held_ranges = []

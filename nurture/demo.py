@@ -68,6 +68,7 @@ def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
                   f"(of {n_acts:,} generated, spanning 45 days before the start to day {days}).")
 
     totals: Counter = Counter()
+    watermark = 0
     daily: list[dict[str, Any]] = []
     show_bar = sys.stderr.isatty() and not as_json
     bar = Progress(TextColumn("[bold]Simulating daily cycles"), BarColumn(),
@@ -78,6 +79,7 @@ def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
         for day in range(days):
             as_of = start + timedelta(days=day)
             summary = run_cycle_flow(as_of, False, None)
+            watermark = simulate_engagement(app, watermark, seed)
             sales = simulate_sales(app, min(as_of + timedelta(hours=3), datetime.now(UTC)),
                                    seed)
             for key in ("touches_sent", "mqls", "recycled"):
@@ -103,6 +105,69 @@ def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
     return 0
 
 
+# demo engagement per sent email (seeded per touch); variant "b" of a step gets a better
+# click rate so the A/B report has something to find
+DEMO_RATES = {"bounce": 0.015, "machine_open": 0.25, "open": 0.38, "click": 0.22,
+              "click_b": 0.34, "scanner": 0.03, "unsubscribe": 0.006, "spamreport": 0.0008}
+
+
+def simulate_engagement(app, after_id: int, seed: int) -> int:
+    """What recipients did with the emails sent since touch `after_id`, as SendGrid Event
+    Webhook events (delivered/bounce, machine and human opens, scanner and human clicks,
+    unsubscribes, spam reports) applied through the real webhook path. Returns the new
+    watermark (highest touch id seen)."""
+    import json as _json
+    import random
+
+    from sqlalchemy import select
+
+    from lead_store import tables as t
+    from lead_store.events import EventStore
+
+    T, L = t.touches, t.leads
+    with app.engine.connect() as conn:
+        rows = conn.execute(select(T.c.id, L.c.email, T.c.campaign, T.c.step, T.c.variant,
+                                   T.c.send_at)
+                            .join(L, L.c.id == T.c.lead_id)
+                            .where(T.c.id > after_id, T.c.status == "sent")
+                            .order_by(T.c.id)).all()
+    if not rows:
+        return after_id
+    events: list[dict[str, Any]] = []
+    for tid, email, campaign, step, variant, send_at in rows:
+        r = random.Random(f"{seed}-engage-{tid}").random
+        base = {"email": email, "touch_id": str(tid), "campaign": campaign, "step": step,
+                "sg_message_id": f"demo{tid}.filter"}
+        ts = int(send_at.timestamp())
+
+        def ev(kind: str, dt: int, base=base, ts=ts, tid=tid, **kw: Any) -> None:
+            events.append({**base, "event": kind, "timestamp": ts + dt,
+                           "sg_event_id": f"demo-{tid}-{kind}-{dt}", **kw})
+
+        if r() < DEMO_RATES["bounce"]:
+            ev("bounce", 5, type="bounce", reason="550 5.1.1 mailbox unavailable")
+            continue
+        ev("delivered", 3)
+        if r() < DEMO_RATES["machine_open"]:
+            ev("open", 6, sg_machine_open=True)
+        if r() < DEMO_RATES["scanner"]:
+            ev("click", 4, url="https://acme.example/")
+        if r() < DEMO_RATES["open"]:
+            ev("open", 3600, sg_machine_open=False)
+            if r() < DEMO_RATES["click_b" if variant == "b" else "click"]:
+                ev("click", 3700, url="https://acme.example/")
+            if r() < DEMO_RATES["unsubscribe"]:
+                ev("unsubscribe", 3800)
+            elif r() < DEMO_RATES["spamreport"] * 5:
+                ev("spamreport", 3900)
+    store = EventStore(app.engine)
+    for i in range(0, len(events), 2000):
+        part = events[i:i + 2000]
+        batch = store.store_batch(_json.dumps(part), True, len(part))
+        store.apply_batch(batch, part, app.settings.scanner_click_seconds)
+    return rows[-1].id
+
+
 def simulate_sales(app, at: datetime, seed: int) -> Counter:
     """Sales answering handoffs, through the same service as `nurture sales`: per handoff
     (seeded) ~55 % accepted the day it arrives, ~20 % rejected with a reason code, ~25 %
@@ -122,10 +187,11 @@ def simulate_sales(app, at: datetime, seed: int) -> Counter:
     weights = {"not_ready": 40, "bad_timing": 25, "no_budget": 15, "bad_data": 10,
                "competitor": 10}
 
-    def act(email: str, action: str, reason: str | None = None, note: str | None = None):
+    def act(email: str, action: str, reason: str | None = None, note: str | None = None,
+            amount: float | None = None):
         try:
             record_feedback(store, app.rules, email, action, at, reason=reason, note=note,
-                            actor="demo:sales-rep")
+                            actor="demo:sales-rep", amount=amount)
             done[action] += 1
         except (FeedbackRefused, LookupError):
             pass
@@ -147,11 +213,12 @@ def simulate_sales(app, at: datetime, seed: int) -> Counter:
                             .where(L.c.lifecycle_stage.in_(("sal", "opportunity")))).all()
     for lead_id, email, stage, since in rows:
         r = random.Random(f"{seed}-deal-{lead_id}-{stage}").random()
+        deal = round(random.Random(f"{seed}-amount-{lead_id}").lognormvariate(9.8, 0.6), -2)
         if stage == "sal" and at - since >= timedelta(days=3) and r < 0.4:
-            act(email, "opportunity")
+            act(email, "opportunity", amount=deal)
         elif stage == "opportunity" and at - since >= timedelta(days=5):
             if r < 0.5:
-                act(email, "won")
+                act(email, "won", amount=deal)
             elif r < 0.8:
                 act(email, "lost", note="went quiet")
     return done

@@ -45,6 +45,7 @@ SKIP_CADENCE = "cadence"
 SKIP_WEEKLY_CAP = "weekly_cap"
 SKIP_EXHAUSTED = "exhausted"
 SKIP_STEP_FAILED = "step_failed"  # its next step failed for good: held for a person
+SKIP_PAUSED = "campaign_paused"  # the deliverability guard (or a person) paused the campaign
 
 
 def counting_activities(lead: LeadSnapshot, as_of: datetime):
@@ -69,8 +70,10 @@ def _fmt(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
-def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime) -> Decision:
-    """Decide everything about one lead for the cycle at `as_of`."""
+def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime,
+             paused: frozenset[str] = frozenset()) -> Decision:
+    """Decide everything about one lead for the cycle at `as_of`. Campaigns in `paused`
+    keep their leads but plan nothing for them."""
     facts = lead_facts(lead, rules, as_of)
     d = Decision(
         lead_id=lead.id, fit_score=facts.fit, engagement_score=facts.engagement,
@@ -147,11 +150,11 @@ def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime) -> Decision:
             d.skip_reason = SKIP_RECYCLE_WAIT
             return d
 
-    return _plan_touch(lead, rules, as_of, facts, d)
+    return _plan_touch(lead, rules, as_of, facts, d, paused)
 
 
 def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
-                d: Decision) -> Decision:
+                d: Decision, paused: frozenset[str] = frozenset()) -> Decision:
     campaign = choose_campaign(rules.campaigns, d.lifecycle_stage, facts)
     if campaign is None:
         d.campaign = d.track = None
@@ -169,6 +172,9 @@ def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
         d.skip_reason = SKIP_NO_TRACK
         return d
     d.track = track.track.name
+    if campaign.name in paused:
+        d.skip_reason = SKIP_PAUSED
+        return d
     if lead.suppressed:
         d.skip_reason = SKIP_SUPPRESSED
         return d

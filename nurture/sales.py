@@ -7,6 +7,7 @@ come from `routing.sales_rejected` in lifecycle.yaml — the codes sales and mar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from nurture.domain import (
 from nurture.rules import Rules
 
 ACTIONS = ("accept", "reject", "opportunity", "won", "lost")
+AMOUNT_ACTIONS = ("opportunity", "won")
 # a lost deal rests this long before nurture resumes, unless a reject code says otherwise
 LOST_RECYCLE_DAYS = 90
 WITH_SALES = (MQL, SAL, SQL)
@@ -65,12 +67,28 @@ class FeedbackOutcome:
     handoff_status: str | None = None        # accepted | rejected (the open handoff)
     handoff_reason: str | None = None
     events: list[str] = field(default_factory=list)  # Prefect event kinds to emit
+    amount: float | None = None              # deal value (opportunity / won), on the transition
 
 
 def decide_feedback(state: LeadState, action: str, rules: Rules, at: datetime,
                     reason: str | None = None, note: str | None = None,
-                    actor: str = "sales") -> FeedbackOutcome:
-    """Decide one piece of sales feedback; raises `FeedbackRefused` with the reason."""
+                    actor: str = "sales", amount: float | None = None) -> FeedbackOutcome:
+    """Decide one piece of sales feedback; raises `FeedbackRefused` with the reason.
+    `amount` (deal value) is only taken with `opportunity` and `won`."""
+    o = _decide(state, action, rules, at, reason, note, actor)
+    if amount is not None:
+        if action not in AMOUNT_ACTIONS:
+            raise FeedbackRefused(f"--amount goes with {' or '.join(AMOUNT_ACTIONS)}, "
+                                  f"not {action}")
+        if not isinstance(amount, int | float) or isinstance(amount, bool) \
+                or not math.isfinite(amount) or amount < 0:
+            raise FeedbackRefused(f"amount must be a number >= 0, got {amount!r}")
+        o.amount = float(amount)
+    return o
+
+
+def _decide(state: LeadState, action: str, rules: Rules, at: datetime, reason: str | None,
+            note: str | None, actor: str) -> FeedbackOutcome:
     stage = state.lifecycle_stage
     if action not in ACTIONS:
         raise FeedbackRefused(f"unknown action {action!r}; one of {', '.join(ACTIONS)}",
@@ -149,7 +167,7 @@ def decide_feedback(state: LeadState, action: str, rules: Rules, at: datetime,
 
 def record_feedback(store, rules: Rules, email: str, action: str, at: datetime,
                     reason: str | None = None, note: str | None = None,
-                    actor: str = "sales") -> dict:
+                    actor: str = "sales", amount: float | None = None) -> dict:
     """The one service every door calls: decide and write, atomically. `store` is the lead
     store's sales side (`lead_store.sales.SalesStore`). Raises `FeedbackRefused` (nothing
     changed) or `LookupError` for an unknown email."""
@@ -157,11 +175,12 @@ def record_feedback(store, rules: Rules, email: str, action: str, at: datetime,
 
     email = normalise_email(email)
     lead_id, o = store.apply_feedback(
-        email, lambda state: decide_feedback(state, action, rules, at, reason, note, actor),
+        email, lambda state: decide_feedback(state, action, rules, at, reason, note, actor,
+                                      amount),
         at)
     tr = o.transition
     return {"email": email, "lead_id": lead_id, "action": action, "from": tr.from_stage,
             "to": tr.to_stage, "reason": tr.reason, "rule": tr.rule, "actor": tr.actor,
             "note": tr.note, "at": at.isoformat(), "recycle_count": o.recycle_count,
             "recycle_until": o.recycle_until.isoformat() if o.recycle_until else None,
-            "handoff": o.handoff_status, "events": o.events}
+            "handoff": o.handoff_status, "events": o.events, "amount": o.amount}

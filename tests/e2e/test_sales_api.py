@@ -56,3 +56,35 @@ def test_sales_feedback_api(tmp_path, serve, campaigns_dir, templates_dir):
     assert (h.status, h.outcome_reason, h.note) == ("rejected", "competitor",
                                                     "went with a rival")
     app.engine.dispose()
+
+
+def test_sales_feedback_api_records_deal_amounts(tmp_path, serve, campaigns_dir,
+                                                 templates_dir):
+    from lead_store.db import upgrade
+    from nurture.app import create_app
+    from nurture.settings import Settings
+    from nurture.wiring import App
+
+    app = App(Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}", api_key=KEY,
+                       campaigns_dir=campaigns_dir, templates_dir=templates_dir))
+    upgrade(app.engine)
+    with app.engine.begin() as conn:
+        conn.execute(insert(t.leads).values(
+            email="d@example.com", attributes={}, created_at=NOW, updated_at=NOW,
+            lifecycle_stage="sal", stage_entered_at=NOW, recycle_count=0))
+    url = serve(create_app(app)).url + "/sales/feedback"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    body = {"email": "d@example.com", "action": "opportunity"}
+    for bad in ("12k", -5, True, float("inf")):
+        r = httpx.post(url, content=__import__("json").dumps(body | {"amount": bad}),
+                       headers=auth | {"content-type": "application/json"})
+        assert r.status_code == 422 and "amount" in r.json()["error"], bad
+    r = httpx.post(url, json=body | {"amount": 24000}, headers=auth)
+    assert r.status_code == 200 and r.json()["amount"] == 24000.0
+    r = httpx.post(url, json={"email": "d@example.com", "action": "won", "amount": 25500.5},
+                   headers=auth)
+    assert r.status_code == 200
+    with app.engine.connect() as conn:
+        got = conn.execute(select(t.transitions.c.to_stage, t.transitions.c.amount)
+                           .order_by(t.transitions.c.id)).all()
+    assert [tuple(g) for g in got] == [("opportunity", 24000.0), ("customer", 25500.5)]

@@ -1,0 +1,199 @@
+"""How long each results report takes over a large store.
+
+    python benchmarks/reports.py --leads 100000 --days 90 --backend sqlite
+    python benchmarks/reports.py --leads 100000 --days 90 --backend postgresql
+
+Builds a migrated store (a SQLite file under --dir, or a fresh PostgreSQL schema that is
+dropped afterwards) with bulk inserts: leads created over --days, a weekly touch per lead
+(variants a/b on one step), SendGrid-like engagement per touch (human and machine opens,
+human and scanner clicks, unsubscribes, spam reports, hard bounces) and stage transitions
+(MQL, SAL, opportunity, won with amounts). Then times each report (SQL + Python, the
+`--json` payload) and prints one table; `--json` prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+SOURCES = ("website", "webinar", "content_syndication", "partner", "trade_show", "referral")
+CAMPAIGNS = ("inbound-saas", "webinar-followup", "events")
+BATCH = 20_000
+
+
+def build(engine, n_leads: int, days: int, seed: int = 7) -> dict[str, int]:
+    from sqlalchemy import insert
+
+    from lead_store import tables as t
+
+    r = random.Random(seed)
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(days=days)
+    counts = {"leads": 0, "touches": 0, "activities": 0, "transitions": 0}
+    leads, touches, acts, trans = [], [], [], []
+    tid = 0
+
+    def flush(force: bool = False) -> None:
+        if not force and max(len(leads), len(touches), len(acts), len(trans)) < BATCH:
+            return
+        for table, rows, key in ((t.leads, leads, "leads"), (t.touches, touches, "touches"),
+                                 (t.activities, acts, "activities"),
+                                 (t.transitions, trans, "transitions")):
+            if rows:  # parents first: leads before what refers to them
+                with engine.begin() as conn:
+                    conn.execute(insert(table), rows)
+                counts[key] += len(rows)
+                rows.clear()
+
+    for lid in range(1, n_leads + 1):
+        created = start + timedelta(seconds=r.random() * days * 86400)
+        src = r.choice(SOURCES)
+        first = src if r.random() < 0.8 else r.choice(SOURCES)
+        utm = f"utm-{r.randrange(10)}"
+        leads.append({"id": lid, "email": f"lead{lid}@bench.example", "attributes": {},
+                      "source": src, "first_source": first, "utm_campaign": utm,
+                      "first_utm_campaign": utm, "created_at": created, "updated_at": created,
+                      "lifecycle_stage": "nurturing", "stage_entered_at": created,
+                      "recycle_count": 0})
+        trans.append({"lead_id": lid, "from_stage": "new", "to_stage": "nurturing",
+                      "reason": "enrolled", "actor": "bench", "at": created})
+        campaign = CAMPAIGNS[lid % len(CAMPAIGNS)]
+        j = 0
+        sent = created + timedelta(days=1)
+        while sent < end and j < 12:
+            tid += 1
+            bounced = r.random() < 0.015
+            touches.append({
+                "id": tid, "lead_id": lid, "campaign": campaign, "track": "main",
+                "step": f"step-{j}", "round": 0, "variant": ("a", "b")[tid % 2] if j == 2
+                else None, "status": "sent", "planned_at": sent, "send_at": sent,
+                "sent_at": sent, "updated_at": sent,
+                "delivered_at": None if bounced else sent + timedelta(minutes=1),
+                "delivery_status": "bounced" if bounced else "delivered"})
+            if not bounced:
+                for kind, p, dt in (("email_machine_open", 0.25, 60),
+                                    ("email_open", 0.35, 3600),
+                                    ("email_click", 0.09, 3700),
+                                    ("email_scanner_click", 0.03, 70),
+                                    ("unsubscribe", 0.003, 3800),
+                                    ("spam_report", 0.0005, 3900)):
+                    if r.random() < p:
+                        at = sent + timedelta(seconds=dt)
+                        acts.append({"external_id": f"b-{tid}-{kind}", "lead_id": lid,
+                                     "type": kind, "occurred_at": at,
+                                     "properties": {"touch_id": tid}, "source": "sendgrid",
+                                     "received_at": at})
+            j += 1
+            sent += timedelta(days=7)
+        if r.random() < 0.06:
+            at = created + timedelta(days=1 + r.random() * 40)
+            if at < end:
+                stages = [("nurturing", "mql", None)]
+                if r.random() < 0.6:
+                    stages.append(("mql", "sal", None))
+                    if r.random() < 0.35:
+                        amount = round(r.lognormvariate(9.8, 0.6), -2)
+                        stages.append(("sal", "opportunity", amount))
+                        if r.random() < 0.4:
+                            stages.append(("opportunity", "customer", amount))
+                for a, b, amount in stages:
+                    if at >= end:
+                        break
+                    trans.append({"lead_id": lid, "from_stage": a, "to_stage": b,
+                                  "reason": "bench", "actor": "bench", "at": at,
+                                  "amount": amount})
+                    at += timedelta(days=r.random() * 10)
+        flush()
+    flush(force=True)
+    return counts
+
+
+def time_reports(engine, days: int) -> list[dict]:
+    from nurture.results import Window, build
+
+    now = datetime.now(UTC)
+    out = []
+    for name, kw in (("steps", {}), ("ab", {}), ("sources", {}),
+                     ("sources --by month", {"by": "month"}), ("attribution", {}),
+                     ("deliverability", {}),
+                     ("steps --from 30d --campaign", {"campaign": "inbound-saas",
+                                                       "start": 30})):
+        report = name.split()[0]
+        w = Window(now - timedelta(days=kw.get("start", days + 1)), now + timedelta(1),
+                   kw.get("campaign"))
+        t0 = time.perf_counter()
+        rep = build(engine, report, w, by=kw.get("by", "source"))
+        secs = time.perf_counter() - t0
+        rows = len(rep.get("rows") or rep.get("tests") or rep.get("by_step") or [])
+        out.append({"report": name, "seconds": round(secs, 2), "rows": rows})
+    return out
+
+
+def main() -> int:
+    from lead_store.db import make_engine, upgrade
+
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--leads", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=90)
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--dir", default=None, help="where the SQLite file goes (default tmp)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    schema = None
+    if args.backend == "sqlite":
+        d = Path(args.dir or tempfile.mkdtemp(prefix="nurture-bench-reports-"))
+        url = f"sqlite:///{d / 'bench.db'}"
+        (d / "bench.db").unlink(missing_ok=True)
+    else:
+        import psycopg
+
+        schema = f"bench_reports_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as c:
+            c.execute(f'CREATE SCHEMA "{schema}"')
+        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        t0 = time.perf_counter()
+        counts = build(engine, args.leads, args.days)
+        built = time.perf_counter() - t0
+        if args.backend == "postgresql":
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+        else:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+        timings = time_reports(engine, args.days)
+    finally:
+        engine.dispose()
+        if schema:
+            import psycopg
+
+            with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as c:
+                c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    result = {"backend": args.backend, "rows": counts, "build_seconds": round(built, 1),
+              "reports": timings}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.backend}: {counts} built in {built:.0f} s")
+        for t in timings:
+            print(f"  {t['report']:<32} {t['seconds']:>7.2f} s  ({t['rows']} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
