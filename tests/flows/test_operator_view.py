@@ -107,10 +107,19 @@ def test_a_bad_config_fails_with_every_problem_in_the_message_and_the_logs(
     for p in problems:
         assert str(p) in state.message
     assert "more)" not in state.message
-    with _client() as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
-            any_=[state.state_details.flow_run_id])))
+    import time
+
+    # run logs are shipped in the background: wait until they landed
+    deadline = time.monotonic() + 30
+    while True:
+        with _client() as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+                any_=[state.state_details.flow_run_id])))
         text = "\n".join(log.message for log in logs)
+        if all(f"config problem: {p}" in text for p in problems) or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     for p in problems:
         assert f"config problem: {p}" in text
 
