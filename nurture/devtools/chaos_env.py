@@ -87,7 +87,7 @@ def base_env(prefect_api: str | None) -> dict[str, str]:
         "NURTURE_TEMPLATES_DIR": str(REPO / "templates"),
         "NURTURE_SECRET_KEY": SECRET, "NURTURE_API_KEY": API_KEY,
         # short fencing for engines that support it (ignored by those that do not)
-        "NURTURE_RUN_HEARTBEAT_SECONDS": "1", "NURTURE_RUN_LAPSE_SECONDS": "5",
+        "NURTURE_RUN_HEARTBEAT_SECONDS": "0.5", "NURTURE_RUN_LAPSE_SECONDS": "2",
     })
     if prefect_api:
         env["PREFECT_API_URL"] = prefect_api
