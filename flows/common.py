@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from nurture.domain import EVENT_NAMESPACE
 from nurture.imports import parse_time
 
 # lead event N is always Prefect event uuid5(NS, N): re-emitting after a crash is a no-op
-EVENT_NAMESPACE = uuid.UUID("6f1d3a52-8c2e-4b8f-9a51-2f0d5d1c7e10")
 
 
 class ConfigInvalid(ValueError):

@@ -31,7 +31,6 @@ from nurture.report import headline_rows, summary_markdown
 from nurture.results_artifacts import publish_result_artifacts
 from nurture.wiring import App, deliver_handoffs
 
-_parse_as_of = parse_as_of  # older name
 SUMMARY_KEY = "nurture-cycle-summary"
 REPORT_KEY = "nurture-cycle-report"
 PROGRESS_KEY = "nurture-cycle-progress"
@@ -161,7 +160,7 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
             NURTURE_CAMPAIGNS_DIR (campaigns/).
     """
     logger = get_run_logger()
-    when = _parse_as_of(as_of)
+    when = parse_as_of(as_of)
     app = open_app(campaigns_dir)
     size = chunk_size or app.settings.chunk_size
     ranges = app.store.cycle_ranges(when, size)

@@ -31,11 +31,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
-from lead_store import rows
 from lead_store import tables as t
 from lead_store.db import retrying, write_tx
 from lead_store.limits import max_length, string_problem
-from lead_store.rows import upsert
+from lead_store.rows import IN_BATCH, LEAD_COLUMNS, insert_ignore, lead_fields, upsert
+from lead_store.rows import chunks as _chunks
 from nurture.domain import (
     CANCELLED,
     CYCLE_STAGES,
@@ -53,20 +53,10 @@ from nurture.domain import (
     TouchFact,
 )
 
-# shared helpers (kept importable from here for older callers)
-IN_BATCH = rows.IN_BATCH
-LEAD_COLUMNS = rows.LEAD_COLUMNS
-lead_fields = rows.lead_fields
-_chunks = rows.chunks
-
 # A batch the database refuses for one row's sake (a value it cannot store, a constraint)
 # is retried row by row; connection trouble (OperationalError) is not a row's fault.
 _ROW_ERRORS = StatementError
 RowRefused = Callable[[dict[str, Any], Exception], None]
-
-
-def _insert_ignore(engine: Engine, table):
-    return rows.insert_ignore(engine, table)
 
 
 @dataclass(slots=True)
@@ -104,13 +94,13 @@ class LeadStore:
             value = conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).scalar()
             if value:
                 return value
-            conn.execute(_insert_ignore(self.engine, t.kv).values(
+            conn.execute(insert_ignore(self.engine, t.kv).values(
                 key=key, value=secrets.token_urlsafe(32)))
             return conn.execute(select(t.kv.c.value).where(t.kv.c.key == key)).scalar_one()
 
     def next_counter(self, name: str, n: int, conn) -> int:
         """Atomically reserve `n` values of a counter; returns the first (round-robin)."""
-        conn.execute(_insert_ignore(self.engine, t.counters).values(name=name, value=0))
+        conn.execute(insert_ignore(self.engine, t.counters).values(name=name, value=0))
         new = conn.execute(update(t.counters).where(t.counters.c.name == name)
                            .values(value=t.counters.c.value + n)
                            .returning(t.counters.c.value)).scalar_one()
@@ -471,7 +461,7 @@ class LeadStore:
         missing = [e for e in emails if e not in ids]
         created = 0
         if missing:
-            made = conn.execute(_insert_ignore(self.engine, L).returning(L.c.id, L.c.email), [{
+            made = conn.execute(insert_ignore(self.engine, L).returning(L.c.id, L.c.email), [{
                 "email": e, "attributes": {}, "created_at": now, "updated_at": now,
                 "lifecycle_stage": "new", "stage_entered_at": now, "recycle_count": 0}
                 for e in missing]).all()
@@ -490,7 +480,7 @@ class LeadStore:
                           "received_at": now})
         stored: list[int] = []
         if fresh:
-            stored = conn.execute(_insert_ignore(self.engine, A).returning(A.c.lead_id),
+            stored = conn.execute(insert_ignore(self.engine, A).returning(A.c.lead_id),
                                   fresh).scalars().all()
             touched = sorted(set(stored))
             for part in _chunks(touched, IN_BATCH):
@@ -511,7 +501,7 @@ class LeadStore:
         if problem:
             raise ValueError(f"cannot suppress this address: {problem}")
         with write_tx(self.engine) as conn:
-            res = conn.execute(_insert_ignore(self.engine, S).values(
+            res = conn.execute(insert_ignore(self.engine, S).values(
                 email=email, reason=_fit(reason, S.c.reason), source=_fit(source, S.c.source),
                 detail=_fit(detail, S.c.detail),
                 created_at=datetime.now(UTC)).execution_options(preserve_rowcount=True))

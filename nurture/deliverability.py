@@ -16,9 +16,9 @@ from typing import Any
 
 from lead_store.pauses import CampaignStatus
 from lead_store.results_queries import deliverability_rows
+from nurture.domain import EVENT_NAMESPACE
 from nurture.results import GUARD_DAYS, deliverability_report, over_limit
 
-EVENT_NAMESPACE = uuid.UUID("6f1d3a52-8c2e-4b8f-9a51-2f0d5d1c7e10")  # as flows/common.py
 ACTOR = "system:deliverability-guard"
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
 # Lifecycle stages (who owns the lead). Order matters for reports.
 NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER = (
@@ -48,6 +49,10 @@ LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "industry
                "utm_campaign", "created_at")
 
 SYSTEM_ACTOR = "system:daily-cycle"
+
+# Announced events (nurture.lead.*, nurture.campaign.paused) get ids uuid5(EVENT_NAMESPACE,
+# "<what>-<row id>"): re-emitting one after a crash is the same event, which Prefect drops.
+EVENT_NAMESPACE = UUID("6f1d3a52-8c2e-4b8f-9a51-2f0d5d1c7e10")
 
 # Activity types the activity API and `nurture validate` know without a declaration (besides
 # those lifecycle.yaml scores or lists under `activity_types`).
