@@ -221,7 +221,7 @@ def round_lane(ctx: Ctx, backend: str, rng: random.Random) -> LaneResult:
 
     from sqlalchemy import text
 
-    from nurture.fake_sendgrid import FakeSendGrid, Recorded
+    from nurture.devtools.fake_sendgrid import FakeSendGrid, Recorded
 
     a = ctx.args
     res = LaneResult(backend, "outbox", "round")
@@ -307,7 +307,7 @@ def one_round(ctx: Ctx, db, env: dict[str, str], lane_dir: Path, i: int, day1_dt
     cli_accept, cli_reject, http_accept, http_reject = (mqls[0:2], mqls[2:3], mqls[3:4],
                                                         mqls[4:5])
     nurture = str(ce.BIN / "nurture")
-    engagement = ("from flows.process_engagement import process_engagement; "
+    engagement = ("from nurture.flows.process_engagement import process_engagement; "
                   f"process_engagement(as_of={day1!r})")
     cmds: list[tuple[str, list[str], int | None]] = [
         ("cycle", [nurture, *cycle_args(day1)], None),
@@ -455,7 +455,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nurture.demo_data import DEFAULT_START
+    from nurture.devtools.demo_data import DEFAULT_START
 
     args = parse_args(argv)
     args.start = DEFAULT_START

@@ -68,17 +68,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
-    from lead_store.db import upgrade
-    from nurture.cycle import run_cycle
-    from nurture.demo_data import (
+    from nurture.devtools.demo_data import (
         DEFAULT_START,
         generate_activities,
         generate_leads,
         write_activities_jsonl,
         write_leads_csv,
     )
-    from nurture.imports import import_activities_jsonl, import_leads_csv
+    from nurture.services.cycle import run_cycle
+    from nurture.services.ingest import import_activities_jsonl, import_leads_csv
     from nurture.settings import Settings
+    from nurture.store.db import upgrade
     from nurture.wiring import App
 
     def log(msg: str) -> None:
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     as_of = start + timedelta(hours=1)
     t0 = time.perf_counter()
     if args.flow:
-        from flows.daily_cycle import daily_nurture_cycle
+        from nurture.flows.daily_cycle import daily_nurture_cycle
 
         summary = daily_nurture_cycle(as_of=as_of.isoformat(), chunk_size=args.chunk_size)
     else:

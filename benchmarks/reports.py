@@ -35,7 +35,7 @@ BATCH = 20_000
 def build(engine, n_leads: int, days: int, seed: int = 7) -> dict[str, int]:
     from sqlalchemy import insert
 
-    from lead_store import tables as t
+    from nurture.store import tables as t
 
     r = random.Random(seed)
     end = datetime.now(UTC).replace(microsecond=0)
@@ -120,7 +120,7 @@ def build(engine, n_leads: int, days: int, seed: int = 7) -> dict[str, int]:
 
 
 def time_reports(engine, days: int) -> list[dict]:
-    from nurture.results import Window, build
+    from nurture.services.results import Window, build
 
     now = datetime.now(UTC)
     out = []
@@ -141,7 +141,7 @@ def time_reports(engine, days: int) -> list[dict]:
 
 
 def main() -> int:
-    from lead_store.db import make_engine, upgrade
+    from nurture.store.db import make_engine, upgrade
 
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -36,10 +36,10 @@ def log(msg: str) -> None:
 
 
 def make_messages(n: int):
-    from nurture.messages import build_message
-    from nurture.rendering import Renderer
-    from nurture.unsubscribe import make_token, unsubscribe_url
-    from nurture.validation import load_valid_config
+    from nurture.core.messages import build_message
+    from nurture.core.rendering import Renderer
+    from nurture.core.unsubscribe import make_token, unsubscribe_url
+    from nurture.services.validation import load_valid_config
 
     config = load_valid_config(ROOT / "campaigns", ROOT / "templates")
     renderer = Renderer(ROOT / "templates")
@@ -69,13 +69,13 @@ def bench_send(messages, validate: bool, concurrency: int, latency_ms: float = 0
     import httpx
     from sendgrid import SendGridAPIClient
 
-    from nurture.delivery.sendgrid import SendGridTransport, build_mail
+    from nurture.adapters.delivery.sendgrid import SendGridTransport, build_mail
 
     out: dict = {"messages": len(messages), "schema_validation": validate,
                  "concurrency": concurrency, "latency_ms": latency_ms}
     port = _free_port()
     key = "SG.bench-key"
-    cmd = [sys.executable, "-m", "nurture.cli", "fake-sendgrid", "--port", str(port),
+    cmd = [sys.executable, "-m", "nurture", "fake-sendgrid", "--port", str(port),
            "--api-key", key, "--latency-ms", str(latency_ms)] + (
                [] if validate else ["--no-schema"])  # the fake finds the shared schema
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -128,11 +128,11 @@ def bench_webhook(n_events: int, batch_size: int, work: Path) -> dict:
     import uvicorn
     from sqlalchemy import insert
 
-    from lead_store import tables as t
-    from lead_store.db import upgrade
-    from nurture.app import create_app
-    from nurture.fake_sendgrid import FakeSendGrid, Recorded
+    from nurture.devtools.fake_sendgrid import FakeSendGrid, Recorded
+    from nurture.entrypoints.http.app import create_app
     from nurture.settings import Settings
+    from nurture.store import tables as t
+    from nurture.store.db import upgrade
     from nurture.wiring import App
 
     fake = FakeSendGrid(validate=False)  # only its signing key and event shapes are used
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     sys.path.insert(0, str(ROOT))
-    from nurture.fake_sendgrid import default_schema_path
+    from nurture.devtools.fake_sendgrid import default_schema_path
 
     schema = default_schema_path()
     if not schema.is_file() and not args.no_validate:

@@ -1,0 +1,1 @@
+"""Prefect deployment entry points (paths named in prefect.yaml); the flows are `nurture.flows`."""

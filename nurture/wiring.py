@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
-from nurture.config import Config
-from nurture.cycle import SendContext
-from nurture.delivery.base import Transport
-from nurture.ledger import RetryPolicy
-from nurture.rendering import Renderer
-from nurture.rules import Rules
+from nurture.adapters.delivery.base import Transport
+from nurture.core.config import Config
+from nurture.core.ledger import RetryPolicy
+from nurture.core.rendering import Renderer
+from nurture.core.rules import Rules
+from nurture.services.cycle import SendContext
+from nurture.services.validation import load_valid_config
 from nurture.settings import Settings
-from nurture.validation import load_valid_config
 
 
 class NotMigrated(Exception):
@@ -22,15 +22,15 @@ class NotMigrated(Exception):
 
 def build_transport(settings: Settings) -> Transport:
     if settings.transport == "outbox":
-        from nurture.delivery.outbox import OutboxTransport
+        from nurture.adapters.delivery.outbox import OutboxTransport
 
         return OutboxTransport(settings.outbox_dir)
     if settings.transport == "memory":
-        from nurture.delivery.memory import MemoryTransport
+        from nurture.adapters.delivery.memory import MemoryTransport
 
         return MemoryTransport()
     if settings.transport == "sendgrid":
-        from nurture.delivery.sendgrid import RetryPolicy, SendGridTransport
+        from nurture.adapters.delivery.sendgrid import RetryPolicy, SendGridTransport
 
         return SendGridTransport(sendgrid_api_key(settings), settings.sendgrid_host,
                                  timeout_seconds=settings.sendgrid_timeout_seconds,
@@ -68,18 +68,18 @@ class App:
 
     @cached_property
     def engine(self):
-        from lead_store.db import make_engine
+        from nurture.store.db import make_engine
 
         return make_engine(self.settings.database_url)
 
     @cached_property
     def store(self):
-        from lead_store.store import LeadStore
+        from nurture.store.store import LeadStore
 
         return LeadStore(self.engine)
 
     def require_schema(self) -> None:
-        from lead_store.db import is_migrated
+        from nurture.store.db import is_migrated
 
         if not is_migrated(self.engine):
             raise NotMigrated(f"the database at {self.settings.database_url} is not set up or "
@@ -121,8 +121,8 @@ class App:
 
     def lease(self, kind: str, as_of: datetime | None = None):
         """A run lease in the store's run registry (heartbeat thread; fencing)."""
-        from lead_store.runs import RunStore
-        from nurture.runs import Lease
+        from nurture.services.runs import Lease
+        from nurture.store.runs import RunStore
 
         return Lease(RunStore(self.engine), kind, as_of, self.settings.run_heartbeat_seconds,
                      self.settings.run_lapse_seconds)
@@ -132,8 +132,8 @@ def deliver_handoffs(app: App, now: datetime | None = None) -> dict[str, int] | 
     """Push pending MQL handoffs to the CRM webhook, when one is configured (else None)."""
     if not app.settings.handoff_webhook_url:
         return None
-    from lead_store.sales import SalesStore
-    from nurture.handoff_webhook import deliver_pending
+    from nurture.adapters.crm_webhook import deliver_pending
+    from nurture.store.sales import SalesStore
 
     with app.lease("handoff-delivery") as lease:
         return deliver_pending(SalesStore(app.engine), app.settings.handoff_webhook_url,

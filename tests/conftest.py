@@ -81,7 +81,7 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def migrated_engine(db_url):
-    from lead_store.db import make_engine, upgrade
+    from nurture.store.db import make_engine, upgrade
 
     engine = make_engine(db_url)
     upgrade(engine)
@@ -91,7 +91,7 @@ def migrated_engine(db_url):
 
 @pytest.fixture
 def store(migrated_engine):
-    from lead_store.store import LeadStore
+    from nurture.store.store import LeadStore
 
     return LeadStore(migrated_engine)
 
@@ -108,14 +108,14 @@ def templates_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def config(campaigns_dir, templates_dir):
-    from nurture.validation import load_valid_config
+    from nurture.services.validation import load_valid_config
 
     return load_valid_config(campaigns_dir, templates_dir)
 
 
 @pytest.fixture(scope="session")
 def rules(config):
-    from nurture.rules import Rules
+    from nurture.core.rules import Rules
 
     return Rules.compile(config)
 

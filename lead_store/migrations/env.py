@@ -1,11 +1,11 @@
-"""Alembic environment: metadata comes from lead_store.tables, the engine from the caller
+"""Alembic environment: metadata comes from nurture.store.tables, the engine from the caller
 (or NURTURE_DATABASE_URL when run by the `alembic` command line)."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from lead_store.tables import metadata
+from nurture.store.tables import metadata
 
 config = context.config
 
@@ -13,8 +13,8 @@ config = context.config
 def _engine():
     engine = config.attributes.get("engine")
     if engine is None:
-        from lead_store.db import make_engine
         from nurture.settings import Settings
+        from nurture.store.db import make_engine
 
         engine = make_engine(Settings().database_url)
     return engine

@@ -236,12 +236,12 @@ class LaneDB:
                 c.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
             sep = "&" if "?" in pg_url else "?"
             self.url = f"{pg_url}{sep}options=-csearch_path%3D{self.schema}"
-        from lead_store.db import make_engine
+        from nurture.store.db import make_engine
 
         self.engine = make_engine(self.url)
 
     def upgrade(self) -> None:
-        from lead_store.db import upgrade
+        from nurture.store.db import upgrade
 
         upgrade(self.engine)
 
@@ -323,14 +323,14 @@ class LaneDB:
 def seed(db: LaneDB, work: Path, leads: int, seed_value: int, start: datetime) -> dict:
     """Synthetic leads and 45 days of activity before `start` (the demo generator), imported
     through the real importers."""
-    from lead_store.store import LeadStore
-    from nurture.demo_data import (
+    from nurture.devtools.demo_data import (
         generate_activities,
         generate_leads,
         write_activities_jsonl,
         write_leads_csv,
     )
-    from nurture.imports import import_activities_jsonl, import_leads_csv
+    from nurture.services.ingest import import_activities_jsonl, import_leads_csv
+    from nurture.store.store import LeadStore
 
     data = work / "seed-data"
     if not (data / "leads.csv").exists():

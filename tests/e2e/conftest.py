@@ -17,7 +17,7 @@ SCHEMA = SENDGRID_REF / "tsg_mail_v3.json"
 
 @pytest.fixture
 def fake_sendgrid():
-    from nurture.fake_sendgrid import FakeSendGrid
+    from nurture.devtools.fake_sendgrid import FakeSendGrid
 
     if not SCHEMA.is_file():
         pytest.fail(f"SendGrid's schema is missing at {SCHEMA}")

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, insert, select
 
-from lead_store import tables as t
+from nurture.store import tables as t
 
 KEY = "bad-input-api-key-0123456789"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -22,9 +22,9 @@ AUTH = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 
 @pytest.fixture
 def api(db_url, serve, campaigns_dir, templates_dir):
-    from lead_store.db import upgrade
-    from nurture.app import create_app
+    from nurture.entrypoints.http.app import create_app
     from nurture.settings import Settings
+    from nurture.store.db import upgrade
     from nurture.wiring import App
 
     app = App(Settings(database_url=db_url, api_key=KEY, campaigns_dir=campaigns_dir,

@@ -43,9 +43,9 @@ def look(b: Browser, url: str, name: str) -> None:
 
 
 def test_preview_gallery(browser, tmp_path):
-    from nurture.config import load_config
-    from nurture.preview import build_preview
-    from nurture.rendering import Renderer
+    from nurture.core.config import load_config
+    from nurture.core.rendering import Renderer
+    from nurture.views.preview import build_preview
 
     build_preview(load_config(REPO / "campaigns"), Renderer(REPO / "templates"),
                   tmp_path / "pv", "https://nurture.example")
@@ -64,9 +64,9 @@ def test_preview_gallery(browser, tmp_path):
 
 
 def test_outbox_viewer_filters_all_messages(browser, tmp_path, config):
-    from nurture.delivery.outbox import OutboxTransport
-    from nurture.messages import build_message
-    from nurture.rendering import RenderedEmail
+    from nurture.adapters.delivery.outbox import OutboxTransport
+    from nurture.core.messages import build_message
+    from nurture.core.rendering import RenderedEmail
 
     outbox = OutboxTransport(tmp_path)
     msgs = []
@@ -101,7 +101,7 @@ def test_outbox_viewer_filters_all_messages(browser, tmp_path, config):
 
 
 def test_simulation_report(browser, tmp_path):
-    from nurture.simulate import report_html, simulate
+    from nurture.services.simulate import report_html, simulate
 
     result = simulate(REPO / "campaigns", REPO / "templates", 7, synthetic=120,
                       baseline_dir=REPO / "campaigns",

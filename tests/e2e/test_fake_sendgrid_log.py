@@ -7,7 +7,7 @@ import json
 import httpx
 from shared_ref import SENDGRID_REF
 
-from nurture.fake_sendgrid import FakeSendGrid
+from nurture.devtools.fake_sendgrid import FakeSendGrid
 
 SCHEMA = SENDGRID_REF / "tsg_mail_v3.json"
 

@@ -20,11 +20,11 @@ def test_results_page(browser, tmp_path):  # noqa: F811
     import os
 
     env = {**os.environ, "NURTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'nurture.db'}"}
-    subprocess.run([sys.executable, "-m", "nurture.cli", "demo", "--dir", str(tmp_path / "demo"),
+    subprocess.run([sys.executable, "-m", "nurture", "demo", "--dir", str(tmp_path / "demo"),
                     "--leads", "150", "--days", "4"], cwd=REPO, env=env, check=True,
                    capture_output=True, timeout=300)
     out = tmp_path / "results.html"
-    subprocess.run([sys.executable, "-m", "nurture.cli", "report", "html", "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "nurture", "report", "html", "--out", str(out)],
                    cwd=REPO, env=env, check=True, capture_output=True, timeout=120)
     text = out.read_text()
     assert "http://" not in text.replace("http://www.w3.org", "") and "<script" not in text

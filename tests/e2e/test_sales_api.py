@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import insert, select
 
-from lead_store import tables as t
+from nurture.store import tables as t
 
 KEY = "sales-api-key-0123456789"
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 def test_sales_feedback_api(tmp_path, serve, campaigns_dir, templates_dir):
-    from lead_store.db import upgrade
-    from nurture.app import create_app
+    from nurture.entrypoints.http.app import create_app
     from nurture.settings import Settings
+    from nurture.store.db import upgrade
     from nurture.wiring import App
 
     app = App(Settings(database_url=f"sqlite:///{tmp_path / 's.db'}", api_key=KEY,
@@ -60,9 +60,9 @@ def test_sales_feedback_api(tmp_path, serve, campaigns_dir, templates_dir):
 
 def test_sales_feedback_api_records_deal_amounts(tmp_path, serve, campaigns_dir,
                                                  templates_dir):
-    from lead_store.db import upgrade
-    from nurture.app import create_app
+    from nurture.entrypoints.http.app import create_app
     from nurture.settings import Settings
+    from nurture.store.db import upgrade
     from nurture.wiring import App
 
     app = App(Settings(database_url=f"sqlite:///{tmp_path / 'a.db'}", api_key=KEY,

@@ -11,16 +11,16 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from lead_store import tables as t
+from nurture.store import tables as t
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 @pytest.fixture
 def world(db_url, fake_sendgrid, serve, campaigns_dir, templates_dir):
-    from lead_store.db import make_engine, upgrade
-    from nurture.app import create_app
+    from nurture.entrypoints.http.app import create_app
     from nurture.settings import Settings
+    from nurture.store.db import make_engine, upgrade
     from nurture.wiring import App
 
     engine = make_engine(db_url)
@@ -41,15 +41,15 @@ def world(db_url, fake_sendgrid, serve, campaigns_dir, templates_dir):
 
 
 def transport(fake):
-    from nurture.delivery.sendgrid import RetryPolicy, SendGridTransport
+    from nurture.adapters.delivery.sendgrid import RetryPolicy, SendGridTransport
 
     return SendGridTransport(fake.api_key, fake.url, timeout_seconds=5, concurrency=1,
                              retry=RetryPolicy(attempts=3, base_seconds=0.01))
 
 
 def message(touch_id: int, email: str, send_at: datetime):
-    from nurture.config import Sender
-    from nurture.messages import Message
+    from nurture.core.config import Sender
+    from nurture.core.messages import Message
 
     sender = Sender(from_email="m@acme.example", from_name="Acme", reply_to=None,
                     postal_address="1 Main St, Springfield")
@@ -103,7 +103,7 @@ def wait_for(predicate, seconds: float = 10.0) -> bool:
 
 
 def test_one_click_unsubscribe_cancels_a_scheduled_send(world):
-    from nurture.unsubscribe import make_token
+    from nurture.core.unsubscribe import make_token
 
     app, fake, server = world
     ana, bo = schedule(app, fake, "ana@example.com"), schedule(app, fake, "bo@example.com")
@@ -121,7 +121,7 @@ def test_one_click_unsubscribe_cancels_a_scheduled_send(world):
 
 
 def test_a_webhook_spam_report_cancels_and_a_failed_cancel_is_retried(world):
-    from nurture.provider_events import retry_provider_events
+    from nurture.services.events import retry_provider_events
 
     app, fake, server = world
     bo = schedule(app, fake, "bo@example.com", hours=70)

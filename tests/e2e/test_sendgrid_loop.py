@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from lead_store import tables as t
+from nurture.store import tables as t
 
 AS_OF = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday; education opens 09:00 UTC
 API_KEY = "activity-api-key-0123456789"
@@ -19,9 +19,9 @@ API_KEY = "activity-api-key-0123456789"
 
 @pytest.fixture
 def world(tmp_path, fake_sendgrid, serve, campaigns_dir, templates_dir):
-    from lead_store.db import upgrade
-    from nurture.app import create_app
+    from nurture.entrypoints.http.app import create_app
     from nurture.settings import Settings
+    from nurture.store.db import upgrade
     from nurture.wiring import App
 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'e2e.db'}", transport="sendgrid",
@@ -42,7 +42,7 @@ def world(tmp_path, fake_sendgrid, serve, campaigns_dir, templates_dir):
 
 
 def cycle(app, as_of, transport=None):
-    from nurture.cycle import run_cycle
+    from nurture.services.cycle import run_cycle
 
     ctx = app.send_context(transport)
     try:
@@ -181,8 +181,8 @@ def test_unsigned_or_malformed_batches_are_refused(world):
 
 
 def test_faults_retry_fail_cleanly_and_never_resend(world):
-    from nurture.cycle import SendPhaseStopped
-    from nurture.delivery.sendgrid import RetryPolicy, SendGridTransport
+    from nurture.adapters.delivery.sendgrid import RetryPolicy, SendGridTransport
+    from nurture.services.cycle import SendPhaseStopped
 
     app, fake, server = world
 
@@ -217,7 +217,7 @@ def test_faults_retry_fail_cleanly_and_never_resend(world):
 
 
 def test_a_timeout_is_unknown_not_resent_and_the_webhook_settles_it(world):
-    from nurture.delivery.sendgrid import RetryPolicy, SendGridTransport
+    from nurture.adapters.delivery.sendgrid import RetryPolicy, SendGridTransport
 
     app, fake, server = world
     fake.inject(delay=1.0)  # SendGrid accepts it, but answers after the client gave up
@@ -243,7 +243,7 @@ def test_a_timeout_is_unknown_not_resent_and_the_webhook_settles_it(world):
 
 
 def test_one_click_unsubscribe(world):
-    from nurture.unsubscribe import make_token
+    from nurture.core.unsubscribe import make_token
 
     app, fake, server = world
     token = make_token(app.secret, "ana@example.com", "inbound-saas", 1)

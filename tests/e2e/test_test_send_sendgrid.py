@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from nurture.cli import main
+from nurture.entrypoints.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from lead_store import tables as t
+from nurture.store import tables as t
 
 NOW = datetime.now(UTC)
 TS = int(NOW.timestamp()) - 600
@@ -25,9 +25,9 @@ TS = int(NOW.timestamp()) - 600
 
 @pytest.fixture
 def hostile_world(db_url, tmp_path, serve, campaigns_dir, templates_dir):
-    from lead_store.db import make_engine, upgrade
-    from nurture.app import create_app
+    from nurture.entrypoints.http.app import create_app
     from nurture.settings import Settings
+    from nurture.store.db import make_engine, upgrade
     from nurture.wiring import App
 
     engine = make_engine(db_url)
@@ -127,7 +127,7 @@ def test_a_mixed_batch_applies_its_valid_events(hostile_world):
 
 
 def test_a_huge_array_within_the_size_limit(hostile_world):
-    from nurture.webhooks.sendgrid import MAX_EVENTS
+    from nurture.adapters.sendgrid_events import MAX_EVENTS
 
     app, server = hostile_world
     r = httpx.post(f"{server.url}/webhooks/sendgrid", content=b"[" + b"0," * MAX_EVENTS
@@ -148,9 +148,9 @@ def test_a_huge_array_within_the_size_limit(hostile_world):
 
 @pytest.fixture
 def signed_world(tmp_path, fake_sendgrid, serve, campaigns_dir, templates_dir):
-    from lead_store.db import upgrade
-    from nurture.app import create_app
+    from nurture.entrypoints.http.app import create_app
     from nurture.settings import Settings
+    from nurture.store.db import upgrade
     from nurture.wiring import App
 
     app = App(Settings(database_url=f"sqlite:///{tmp_path / 's.db'}",

@@ -19,8 +19,8 @@ CHUNK = 3
 def flow_env(tmp_path, monkeypatch, campaigns_dir, templates_dir):
     """A migrated SQLite file with N_LEADS website leads, wired through NURTURE_* settings
     exactly as a deployment would be."""
-    from lead_store.db import make_engine, upgrade
-    from lead_store.store import LeadStore
+    from nurture.store.db import make_engine, upgrade
+    from nurture.store.store import LeadStore
 
     url = f"sqlite:///{tmp_path / 'flow.db'}"
     for key, value in {"NURTURE_DATABASE_URL": url, "NURTURE_TRANSPORT": "outbox",
@@ -39,7 +39,7 @@ def flow_env(tmp_path, monkeypatch, campaigns_dir, templates_dir):
 
 
 def _run(**params):
-    from flows.daily_cycle import daily_nurture_cycle
+    from nurture.flows.daily_cycle import daily_nurture_cycle
 
     state = daily_nurture_cycle(return_state=True, **params)
     return state, state.state_details.flow_run_id
@@ -103,7 +103,7 @@ def test_cycle_runs_in_chunk_tasks_with_artifacts_and_is_safe_to_rerun(prefect_s
 def test_dry_run_decides_but_writes_nothing(prefect_server, flow_env):
     from sqlalchemy import func, select
 
-    from lead_store import tables as t
+    from nurture.store import tables as t
 
     store, tmp_path = flow_env
     state, run_id = _run(as_of=AS_OF.isoformat(), dry_run=True)
@@ -142,8 +142,8 @@ def test_bad_config_fails_the_run_clearly_and_a_rerun_recovers(prefect_server, f
 
 
 def test_process_engagement_and_sales_feedback_flows(prefect_server, flow_env):
-    from flows.process_engagement import process_engagement
-    from flows.sales_feedback import sales_feedback
+    from nurture.flows.process_engagement import process_engagement
+    from nurture.flows.sales_feedback import sales_feedback
 
     store, _ = flow_env
     first = _run(as_of=AS_OF.isoformat())[0]
@@ -192,7 +192,7 @@ def test_mql_events_are_emitted_even_when_the_send_phase_fails(prefect_server, f
 
     from sqlalchemy import select
 
-    from lead_store import tables as t
+    from nurture.store import tables as t
 
     class Refuse(BaseHTTPRequestHandler):
         def log_message(self, *a):

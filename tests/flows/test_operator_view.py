@@ -17,8 +17,8 @@ AS_OF = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 @pytest.fixture
 def env(tmp_path, monkeypatch, campaigns_dir, templates_dir):
-    from lead_store.db import make_engine, upgrade
-    from lead_store.store import LeadStore
+    from nurture.store.db import make_engine, upgrade
+    from nurture.store.store import LeadStore
 
     url = f"sqlite:///{tmp_path / 'op.db'}"
     for key, value in {"NURTURE_DATABASE_URL": url, "NURTURE_TRANSPORT": "outbox",
@@ -59,7 +59,7 @@ def _latest(client, key):
 
 def test_runs_of_one_day_have_distinct_names_and_a_dry_run_never_replaces_latest(
         prefect_server, env):
-    from flows.daily_cycle import daily_nurture_cycle
+    from nurture.flows.daily_cycle import daily_nurture_cycle
 
     live = daily_nurture_cycle(as_of=AS_OF.isoformat(), return_state=True)
     again = daily_nurture_cycle(as_of=AS_OF.isoformat(), return_state=True)
@@ -88,8 +88,8 @@ def test_a_bad_config_fails_with_every_problem_in_the_message_and_the_logs(
         prefect_server, env, tmp_path, monkeypatch, campaigns_dir, templates_dir):
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    from flows.daily_cycle import daily_nurture_cycle
-    from nurture.validation import validate
+    from nurture.flows.daily_cycle import daily_nurture_cycle
+    from nurture.services.validation import validate
 
     broken = tmp_path / "broken"
     shutil.copytree(campaigns_dir, broken)
@@ -126,7 +126,7 @@ def test_a_bad_config_fails_with_every_problem_in_the_message_and_the_logs(
 
 def test_a_missing_database_file_is_not_created_by_a_failed_run(prefect_server, env,
                                                                 tmp_path, monkeypatch):
-    from flows.daily_cycle import daily_nurture_cycle
+    from nurture.flows.daily_cycle import daily_nurture_cycle
 
     missing = tmp_path / "not-there" / "nurture.db"
     monkeypatch.setenv("NURTURE_DATABASE_URL", f"sqlite:///{missing}")
@@ -136,11 +136,11 @@ def test_a_missing_database_file_is_not_created_by_a_failed_run(prefect_server, 
 
 
 def test_instant_routing_and_sales_feedback_list_what_they_changed(prefect_server, env):
-    from flows.process_engagement import process_engagement
-    from flows.sales_feedback import sales_feedback
+    from nurture.flows.process_engagement import process_engagement
+    from nurture.flows.sales_feedback import sales_feedback
 
     store, _ = env
-    from flows.daily_cycle import daily_nurture_cycle
+    from nurture.flows.daily_cycle import daily_nurture_cycle
 
     assert daily_nurture_cycle(as_of=AS_OF.isoformat(), return_state=True).is_completed()
     store.insert_activities([{"id": "op-demo", "email": "op1@example.com",

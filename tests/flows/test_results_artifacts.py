@@ -14,8 +14,8 @@ pytestmark = pytest.mark.flows
 
 
 def _seed(engine, now):
-    from lead_store import tables as t
-    from nurture.results import GUARD_MIN_SENT
+    from nurture.services.results import GUARD_MIN_SENT
+    from nurture.store import tables as t
 
     with engine.begin() as conn:
         lead = conn.execute(insert(t.leads).values(
@@ -38,8 +38,8 @@ def test_artifacts_and_pause_event(prefect_server, migrated_engine):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter
 
-    from lead_store import tables as t
-    from nurture.results_artifacts import publish_result_artifacts
+    from nurture.flows.artifacts import publish_result_artifacts
+    from nurture.store import tables as t
 
     now = datetime.now(UTC)
     _seed(migrated_engine, now)

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from lead_store import tables as t
-from lead_store.db import make_engine
+from nurture.store import tables as t
+from nurture.store.db import make_engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_import_bad_input import BAD_ACTIVITY_LINES, BAD_LEAD_ROWS  # noqa: E402
@@ -72,7 +72,7 @@ class Tally:
 
 
 def run(env, root, *args, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nurture.cli", *args], env=env, cwd=root,
+    return subprocess.run([sys.executable, "-m", "nurture", *args], env=env, cwd=root,
                           capture_output=True, text=True, timeout=timeout,
                           errors="replace")
 
@@ -222,7 +222,7 @@ def test_bad_input_corpus(db_url, tmp_path):
 
         # -- HTTP (`nurture serve` on loopback) ------------------------------------------
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "nurture.cli", "serve", "--port",
+        server = subprocess.Popen([sys.executable, "-m", "nurture", "serve", "--port",
                                    str(port), "--log-level", "warning"], env=env, cwd=tmp_path,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   errors="replace")

@@ -48,7 +48,7 @@ ACTIVITIES = [
 
 def nurture(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120
             ) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nurture.cli", *args], env=env, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "nurture", *args], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -99,7 +99,7 @@ def _command_paths() -> list[tuple[str, ...]]:
     """Every command and subcommand the parser knows, so a new one cannot miss its test."""
     import argparse
 
-    from nurture.cli import build_parser
+    from nurture.entrypoints.cli.main import build_parser
 
     out: list[tuple[str, ...]] = []
 
@@ -135,7 +135,7 @@ def test_no_command_prints_usage_and_fails(tmp_path):
 
 
 def test_db_upgrade_twice(tmp_path):
-    from lead_store.db import head_revision
+    from nurture.store.db import head_revision
 
     env = make_env(tmp_path)
     head = head_revision()

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert, update
 from test_cli import nurture, ok, one_sentence_error, world  # noqa: F401 - fixture
 
-from lead_store import tables as t
-from lead_store.db import make_engine
+from nurture.store import tables as t
+from nurture.store.db import make_engine
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

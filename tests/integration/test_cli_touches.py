@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from test_cli import make_env, nurture, ok, one_sentence_error
 
-from lead_store import tables as t
+from nurture.store import tables as t
 
 AS_OF = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
 
 def test_list_and_release_in_doubt_and_failed_touches(tmp_path, rules):
-    from lead_store.db import make_engine, upgrade
-    from lead_store.store import LeadStore
-    from nurture.cycle import plan_chunk
+    from nurture.services.cycle import plan_chunk
+    from nurture.store.db import make_engine, upgrade
+    from nurture.store.store import LeadStore
 
     env = make_env(tmp_path)
     engine = make_engine(env["NURTURE_DATABASE_URL"])

@@ -15,17 +15,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from lead_store import tables as t
-from lead_store.db import make_engine
-from lead_store.sales import SalesStore
-from lead_store.store import LeadStore
-from nurture.cycle import SendContext, plan_chunk, run_cycle
-from nurture.delivery.base import Delivery
-from nurture.delivery.memory import MemoryTransport
-from nurture.ledger import RetryPolicy
-from nurture.rendering import Renderer
-from nurture.runs import Lease, RunFenced
-from nurture.sales import record_feedback
+from nurture.adapters.delivery.base import Delivery
+from nurture.adapters.delivery.memory import MemoryTransport
+from nurture.core.ledger import RetryPolicy
+from nurture.core.rendering import Renderer
+from nurture.core.sales import record_feedback
+from nurture.services.cycle import SendContext, plan_chunk, run_cycle
+from nurture.services.runs import Lease, RunFenced
+from nurture.store import tables as t
+from nurture.store.db import make_engine
+from nurture.store.sales import SalesStore
+from nurture.store.store import LeadStore
 
 AS_OF = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)  # a Monday inside the 09:00 window
 DAY = timedelta(days=1)
@@ -227,7 +227,7 @@ def test_a_run_that_was_taken_over_cannot_write(store, rules, templates_dir):
         assert len(newer.sent) == 6 and statuses(store) == {"sent": 6}
         # the stalled run wakes up: its beat is refused, its writes too
         assert store.ledger.runs.beat(slow.run_id) is False
-        from nurture.ledger import decide_sent
+        from nurture.core.ledger import decide_sent
 
         refused = store.ledger.record([decide_sent(c.touch_id, AS_OF, "late", None, "s", "m")
                                        for c in claimed], slow.run_id)
@@ -239,7 +239,7 @@ def test_a_run_that_was_taken_over_cannot_write(store, rules, templates_dir):
 
 def test_two_runs_at_once_send_each_touch_once(db_url, rules, templates_dir):
     engine = make_engine(db_url)
-    from lead_store.db import upgrade
+    from nurture.store.db import upgrade
 
     upgrade(engine)
     stores = [LeadStore(engine), LeadStore(make_engine(db_url))]
@@ -385,7 +385,7 @@ def test_the_database_refuses_a_second_open_handoff(migrated_engine):
 
 
 def test_lead_events_are_recorded_with_the_decision_and_emitted_once(migrated_engine, rules):
-    from lead_store.lead_events import LeadEventOutbox
+    from nurture.store.lead_events import LeadEventOutbox
 
     base = LeadStore(migrated_engine)
     hot_lead(base)

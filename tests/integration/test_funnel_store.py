@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, insert, select
 
-from lead_store import tables as t
-from lead_store.funnel_queries import load_funnel_rows
-from nurture.cli import CliError
-from nurture.cli_reports import add_commands
-from nurture.funnel import FunnelHandoff, FunnelLead, FunnelTransition, compute_funnel
+from nurture.core.funnel import FunnelHandoff, FunnelLead, FunnelTransition, compute_funnel
+from nurture.entrypoints.cli.main import CliError
+from nurture.entrypoints.cli.reports import add_commands
+from nurture.store import tables as t
+from nurture.store.funnel_queries import load_funnel_rows
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 AS_OF = T0 + timedelta(days=29)

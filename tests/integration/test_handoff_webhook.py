@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
-from lead_store import tables as t
-from lead_store.sales import SalesStore
-from nurture.cycle import plan_chunk
-from nurture.handoff_webhook import deliver_pending, sign
+from nurture.adapters.crm_webhook import deliver_pending, sign
+from nurture.services.cycle import plan_chunk
+from nurture.store import tables as t
+from nurture.store.sales import SalesStore
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 SECRET = "crm-secret-0123456789"

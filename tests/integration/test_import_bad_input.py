@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import event, func, insert, select
 
-from lead_store import tables as t
-from lead_store.db import make_engine
-from lead_store.limits import max_length
-from nurture.imports import ImportFileError, import_activities_jsonl, import_leads_csv
+from nurture.services.ingest import ImportFileError, import_activities_jsonl, import_leads_csv
+from nurture.store import tables as t
+from nurture.store.db import make_engine
+from nurture.store.limits import max_length
 
 NOW = datetime.now(UTC)
 HEADER = "email,first_name,company,company_size,created_at,timezone,plan\n"

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from lead_store import tables as t
-from lead_store.pauses import CampaignStatus
-from nurture import results
-from nurture.results import Window
+from nurture.services import results
+from nurture.services.results import Window
+from nurture.store import tables as t
+from nurture.store.pauses import CampaignStatus
 
 DAY0 = datetime(2026, 9, 1, 8, 0, tzinfo=UTC)
 
@@ -149,7 +149,7 @@ def test_ab_test_numbers():
 
 
 def test_guard_pauses_once_and_resume_is_compare_and_set(migrated_engine):
-    from nurture.deliverability import guard
+    from nurture.services.deliverability import guard
 
     e = migrated_engine
     now = datetime.now(UTC)
@@ -167,7 +167,7 @@ def test_guard_pauses_once_and_resume_is_compare_and_set(migrated_engine):
     status = CampaignStatus(e)
     assert status.paused() == {"spammy"}
     # the claim leaves the paused campaign's touch planned
-    from lead_store.ledger import Ledger
+    from nurture.store.ledger import Ledger
 
     got = Ledger(e).claim(0, 10**9, now + timedelta(days=1), now, 1, 100)
     assert got == []

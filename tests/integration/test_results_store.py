@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from lead_store import tables as t
-from lead_store.sales import SalesStore
-from nurture.sales import FeedbackRefused, record_feedback
+from nurture.core.sales import FeedbackRefused, record_feedback
+from nurture.store import tables as t
+from nurture.store.sales import SalesStore
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from lead_store import tables as t
-from lead_store.sales import SalesStore
-from nurture.cycle import SendContext, plan_chunk, run_cycle
-from nurture.delivery.memory import MemoryTransport
-from nurture.rendering import Renderer
-from nurture.sales import FeedbackRefused, record_feedback
+from nurture.adapters.delivery.memory import MemoryTransport
+from nurture.core.rendering import Renderer
+from nurture.core.sales import FeedbackRefused, record_feedback
+from nurture.services.cycle import SendContext, plan_chunk, run_cycle
+from nurture.store import tables as t
+from nurture.store.sales import SalesStore
 
 START = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)  # Monday; cycles run 07:00 UTC
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from lead_store import tables as t
-from nurture.cycle import SendContext, run_cycle
-from nurture.delivery.memory import MemoryTransport
-from nurture.rendering import Renderer
+from nurture.adapters.delivery.memory import MemoryTransport
+from nurture.core.rendering import Renderer
+from nurture.services.cycle import SendContext, run_cycle
+from nurture.store import tables as t
 
 START = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)  # a Monday, before the 09:00 send window
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from nurture.cycle import SendContext, plan_chunk, send_chunk
-from nurture.delivery.sendgrid import build_mail
+from nurture.adapters.delivery.sendgrid import build_mail
+from nurture.services.cycle import SendContext, plan_chunk, send_chunk
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -15,8 +15,8 @@ def test_a_message_that_is_not_scheduled_yet_is_sent_at_its_slot(store, rules,
                                                                   templates_dir):
     """send_chunk hands the transport `send_at` = the window opening, which build_mail turns
     into SendGrid's scheduled send (up to 72 h ahead)."""
-    from nurture.delivery.memory import MemoryTransport
-    from nurture.rendering import Renderer
+    from nurture.adapters.delivery.memory import MemoryTransport
+    from nurture.core.rendering import Renderer
 
     store.upsert_leads([{"email": "a@example.com", "source": "website", "timezone": "UTC",
                          "created_at": NOW - timedelta(days=1)}])

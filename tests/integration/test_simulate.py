@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nurture.cli import main
+from nurture.entrypoints.cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 START = "2026-11-02T08:00:00Z"

@@ -10,19 +10,19 @@ import pytest
 from sqlalchemy import event, func, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from lead_store import tables as t
-from lead_store.db import current_revision, head_revision, is_migrated, make_engine, upgrade
-from lead_store.store import LeadStore
-from nurture.cycle import SendContext, plan_chunk, run_cycle, send_chunk
-from nurture.delivery.memory import MemoryTransport
-from nurture.domain import Decision, PlannedTouch
-from nurture.imports import import_leads_csv
-from nurture.rendering import Renderer
+from nurture.adapters.delivery.memory import MemoryTransport
+from nurture.core.domain import Decision, PlannedTouch
+from nurture.core.rendering import Renderer
+from nurture.services.cycle import SendContext, plan_chunk, run_cycle, send_chunk
+from nurture.services.ingest import import_leads_csv
+from nurture.store import tables as t
+from nurture.store.db import current_revision, head_revision, is_migrated, make_engine, upgrade
+from nurture.store.store import LeadStore
 
 AS_OF = datetime(2026, 11, 2, 7, 0, tzinfo=UTC)  # a Monday, before the 09:00 send window
 CORE_TABLES = {"leads", "campaign_states", "activities", "touches", "transitions", "handoffs",
                "suppressions", "counters", "kv", "runs", "lead_events"}
-# migrations must create exactly what lead_store.tables declares
+# migrations must create exactly what nurture.store.tables declares
 EXPECTED_TABLES = set(t.metadata.tables) | {"alembic_version"}
 
 

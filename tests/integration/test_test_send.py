@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from lead_store import tables as t
-from nurture.cli import main
+from nurture.entrypoints.cli.main import main
+from nurture.store import tables as t
 
 REPO = Path(__file__).resolve().parents[2]
 

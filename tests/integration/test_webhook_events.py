@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select, text, update
 
-from lead_store import tables as t
-from lead_store.events import EventStore
+from nurture.store import tables as t
+from nurture.store.events import EventStore
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TS = int((NOW - timedelta(hours=1)).timestamp())

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from lead_store import tables as t
-from lead_store.events import EventStore
+from nurture.store import tables as t
+from nurture.store.events import EventStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,7 @@ def replay(db_url: str, cwd: Path, *extra: str) -> tuple[int, dict]:
            if not k.startswith(("NURTURE_", "PREFECT_", "SENDGRID_"))}
     env.update(NURTURE_DATABASE_URL=db_url, NURTURE_CAMPAIGNS_DIR=str(REPO / "campaigns"),
                NURTURE_TEMPLATES_DIR=str(REPO / "templates"), NURTURE_TRANSPORT="outbox")
-    p = subprocess.run([sys.executable, "-m", "nurture.cli", "webhooks", "replay", "--json",
+    p = subprocess.run([sys.executable, "-m", "nurture", "webhooks", "replay", "--json",
                         *extra], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
     assert p.stderr == "" or "Traceback" not in p.stderr, p.stderr
     return p.returncode, json.loads(p.stdout)

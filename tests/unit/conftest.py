@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nurture.config import Config, load_config
-from nurture.domain import NURTURING, SENT, ActivityFact, LeadSnapshot, TouchFact
-from nurture.rules import Rules
+from nurture.core.config import Config, load_config
+from nurture.core.domain import NURTURING, SENT, ActivityFact, LeadSnapshot, TouchFact
+from nurture.core.rules import Rules
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS_DIR = REPO_ROOT / "campaigns"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from nurture.config import Sender
-from nurture.messages import Message, to_eml
-from nurture.validation import validate
+from nurture.core.config import Sender
+from nurture.core.messages import Message, to_eml
+from nurture.services.validation import validate
 
 REPO = Path(__file__).resolve().parents[2]
 # 8 anchors of 8 aliases each: ~420 bytes that expand to 8^8 (16.7 million) values

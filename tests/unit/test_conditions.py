@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from nurture.conditions import Compiled, Facts, compile_condition
-from nurture.config import Condition
-from nurture.domain import ActivityFact
+from nurture.core.conditions import Compiled, Facts, compile_condition
+from nurture.core.config import Condition
+from nurture.core.domain import ActivityFact
 
 AS_OF = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

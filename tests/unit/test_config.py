@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nurture.config import ConfigError, Problem, load_config
-from nurture.validation import validate
+from nurture.core.config import ConfigError, Problem, load_config
+from nurture.services.validation import validate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS_DIR = REPO_ROOT / "campaigns"

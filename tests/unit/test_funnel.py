@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
-from nurture.domain import LIFECYCLE_STAGES
-from nurture.funnel import (
+from nurture.core.domain import LIFECYCLE_STAGES
+from nurture.core.funnel import (
     FunnelHandoff,
     FunnelLead,
     FunnelTransition,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nurture.cli import main
-from nurture.validation import validate
+from nurture.entrypoints.cli.main import main
+from nurture.services.validation import validate
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from nurture.config import Config
-from nurture.delivery.outbox import OutboxTransport
-from nurture.messages import build_message
-from nurture.rendering import Renderer
+from nurture.adapters.delivery.outbox import OutboxTransport
+from nurture.core.config import Config
+from nurture.core.messages import build_message
+from nurture.core.rendering import Renderer
 
 UNSUB = "https://nurture.acme.example/unsubscribe/tok"
 SEND_AT = datetime(2026, 11, 18, 14, 0, tzinfo=UTC)

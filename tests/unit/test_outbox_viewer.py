@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from nurture.delivery.outbox import OutboxTransport
-from nurture.messages import build_message
-from nurture.rendering import RenderedEmail
+from nurture.adapters.delivery.outbox import OutboxTransport
+from nurture.core.messages import build_message
+from nurture.core.rendering import RenderedEmail
 
 SEND_AT = datetime(2026, 11, 18, 14, 0, tzinfo=UTC)
 

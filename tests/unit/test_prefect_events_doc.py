@@ -13,8 +13,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_every_recorded_event_kind_is_documented():
-    import nurture.cycle as cycle
-    import nurture.sales as sales
+    import nurture.core.sales as sales
+    import nurture.services.cycle as cycle
 
     text = (DOCS / "prefect-events.md").read_text()
     documented = set(re.findall(r"^\| `nurture\.lead\.(\w+)` \|", text, re.M))

@@ -6,9 +6,9 @@ import re
 import shutil
 from pathlib import Path
 
-from nurture.config import load_config
-from nurture.preview import build_preview
-from nurture.rendering import Renderer
+from nurture.core.config import load_config
+from nurture.core.rendering import Renderer
+from nurture.views.preview import build_preview
 
 REPO = Path(__file__).resolve().parents[2]
 

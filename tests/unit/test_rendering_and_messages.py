@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from nurture.config import Campaign, Config, Step, Track
-from nurture.delivery.memory import MemoryTransport
-from nurture.delivery.outbox import OutboxTransport
-from nurture.messages import Message, build_message, to_mime
-from nurture.rendering import RenderedEmail, Renderer, RenderError, one_line, sample_lead
-from nurture.unsubscribe import BadToken, make_token, read_token, unsubscribe_url
+from nurture.adapters.delivery.memory import MemoryTransport
+from nurture.adapters.delivery.outbox import OutboxTransport
+from nurture.core.config import Campaign, Config, Step, Track
+from nurture.core.messages import Message, build_message, to_mime
+from nurture.core.rendering import RenderedEmail, Renderer, RenderError, one_line, sample_lead
+from nurture.core.unsubscribe import BadToken, make_token, read_token, unsubscribe_url
 
 UNSUB = "https://nurture.acme.example/unsubscribe/tok123"
 SEND_AT = datetime(2026, 11, 18, 14, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@ first (human headers, no empty cells), detail tables below, dry runs marked."""
 
 from __future__ import annotations
 
-from nurture.report import headline_rows, summary_markdown
+from nurture.views.summary import headline_rows, summary_markdown
 
 
 def _summary(dry_run: bool = False) -> dict:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from nurture.cli_results import parse_costs
+from nurture.entrypoints.cli.results import parse_costs
 
 HEAD = "source,utm_campaign,period_start,period_end,amount\n"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nurture.evaluation import SKIP_PAUSED, evaluate
+from nurture.core.evaluation import SKIP_PAUSED, evaluate
 
 
 def test_paused_campaign_plans_nothing(rules, make_lead, as_of):

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from nurture.sales import FeedbackRefused, LeadState, decide_feedback
+from nurture.core.sales import FeedbackRefused, LeadState, decide_feedback
 
 
 def test_the_form_lists_actions_and_describes_every_parameter_with_the_shipped_codes(rules):
     from prefect.utilities.callables import parameter_schema
 
-    from flows.sales_feedback import sales_feedback
+    from nurture.flows.sales_feedback import sales_feedback
 
     schema = parameter_schema(sales_feedback.fn).model_dump()
     props = schema["properties"]
@@ -41,7 +41,7 @@ def test_a_missing_reason_is_refused_naming_the_input_the_door_uses(rules):
 
 
 def test_names_leave_personal_data_out():
-    from flows.common import lead_ref
+    from nurture.flows.common import lead_ref
 
     assert lead_ref("Ana@Example.com ") == lead_ref("ana@example.com")
     assert "@" not in lead_ref("ana@example.com") and "ana" not in lead_ref("ana@example.com")

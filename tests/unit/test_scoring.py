@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from nurture.conditions import Facts
-from nurture.config import Scoring
-from nurture.domain import ActivityFact
-from nurture.evaluation import evaluate, lead_facts
-from nurture.scoring import ScoreTable
+from nurture.core.conditions import Facts
+from nurture.core.config import Scoring
+from nurture.core.domain import ActivityFact
+from nurture.core.evaluation import evaluate, lead_facts
+from nurture.core.scoring import ScoreTable
 
 DAY = timedelta(days=1)
 

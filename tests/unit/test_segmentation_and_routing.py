@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from nurture.conditions import Facts, compile_condition
-from nurture.config import Condition
-from nurture.domain import (
+from nurture.core.conditions import Facts, compile_condition
+from nurture.core.config import Condition
+from nurture.core.domain import (
     CUSTOMER,
     DISQUALIFIED,
     MQL,
@@ -19,10 +19,10 @@ from nurture.domain import (
     RECYCLED,
     SAL,
 )
-from nurture.evaluation import evaluate, lead_facts
-from nurture.rules import Rules
-from nurture.segmentation import buying_stage
-from nurture.selection import choose_campaign
+from nurture.core.evaluation import evaluate, lead_facts
+from nurture.core.rules import Rules
+from nurture.core.segmentation import buying_stage
+from nurture.core.selection import choose_campaign
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
@@ -171,7 +171,7 @@ def test_disqualified_and_sales_leads_are_left_alone(rules, act, make_lead, as_o
 
 def test_mql_owners_keep_config_order_for_round_robin(rules):
     # The round-robin itself happens in the lead store when handoffs are written
-    # (lead_store.store.apply_decisions); the engine hands it the owners in config order.
+    # (nurture.store.store.apply_decisions); the engine hands it the owners in config order.
     assert rules.mql_owners == ("ana@acme.example", "ben@acme.example")
 
 

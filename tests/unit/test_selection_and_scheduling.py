@@ -11,16 +11,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from nurture.domain import CANCELLED, FAILED, IN_DOUBT, PLANNED, SENDING, TouchFact
-from nurture.evaluation import evaluate, lead_facts
-from nurture.rules import CompiledTrack, Rules
-from nurture.scheduling import (
+from nurture.core.domain import CANCELLED, FAILED, IN_DOUBT, PLANNED, SENDING, TouchFact
+from nurture.core.evaluation import evaluate, lead_facts
+from nurture.core.rules import CompiledTrack, Rules
+from nurture.core.scheduling import (
     cadence_elapsed,
     last_sent_in_campaign,
     next_opening,
     sent_this_week,
 )
-from nurture.selection import next_step, pick_variant, seen_steps
+from nurture.core.selection import next_step, pick_variant, seen_steps
 
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)

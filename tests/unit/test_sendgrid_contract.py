@@ -11,10 +11,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from shared_ref import SENDGRID_REF as REF
 
-from nurture.config import Sender
-from nurture.delivery.sendgrid import build_mail
-from nurture.messages import Message
-from nurture.webhooks.sendgrid import SignatureVerifier, WebhookRejected, interpret, parse_batch
+from nurture.adapters.delivery.sendgrid import build_mail
+from nurture.adapters.sendgrid_events import (
+    SignatureVerifier,
+    WebhookRejected,
+    interpret,
+    parse_batch,
+)
+from nurture.core.config import Sender
+from nurture.core.messages import Message
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -31,10 +36,10 @@ def validator():
 def real_messages(config, templates_dir) -> list[Message]:
     """Render every step and variant of the shipped campaigns for awkward leads, the way the
     send phase does (the same render and build functions)."""
-    from lead_store.store import LEAD_COLUMNS
-    from nurture.messages import build_message
-    from nurture.rendering import Renderer
-    from nurture.unsubscribe import make_token, unsubscribe_url
+    from nurture.core.messages import build_message
+    from nurture.core.rendering import Renderer
+    from nurture.core.unsubscribe import make_token, unsubscribe_url
+    from nurture.store.store import LEAD_COLUMNS
 
     renderer = Renderer(templates_dir)
     blank = dict.fromkeys(LEAD_COLUMNS) | {"created_at": None}
@@ -182,7 +187,7 @@ def test_malformed_batches_are_refused(raw):
                                  b'[{"event": "open", "email": "a@b.example", "timestamp": '
                                  + b"[" * 900 + b"]" * 900 + b"}]"])
 def test_a_malformed_event_is_judged_alone(raw):
-    from nurture.webhooks.sendgrid import BadEvent
+    from nurture.adapters.sendgrid_events import BadEvent
 
     [event] = parse_batch(raw)
     with pytest.raises(BadEvent):

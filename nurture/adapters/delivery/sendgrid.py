@@ -1,0 +1,248 @@
+"""The `sendgrid` transport: v3 Mail Send over one pooled HTTP client.
+
+Bodies are built with the sendgrid library's `Mail` helpers (so they are what SendGrid's
+own SDK would send); the HTTP is ours because the SDK's client has no timeout and opens a
+connection per request. Each message is one request, sent with bounded concurrency.
+
+Outcomes, per SendGrid's guidance:
+- 202 -> sent; the `X-Message-Id` header is kept (every event's `sg_message_id` starts
+  with it).
+- 429, 5xx, connection failures, connect/pool timeouts -> retried with exponential backoff
+  and full jitter; still failing after the last attempt -> a retryable failure: the ledger
+  plans the touch again for a later run (`nurture.core.ledger`).
+- A read timeout (the request reached SendGrid, no answer came) is retried only when the
+  request provably did not reach the API: otherwise the outcome is *unknown*. SendGrid has no
+  idempotency key, so resending could email the lead twice; the touch is left `unknown` and
+  settled by the Event Webhook (`processed`/`delivered` carry our touch id).
+- 400/413 -> the touch fails with SendGrid's error text; never retried.
+- 401/403 -> `TransportAuthError`: the send phase stops, unsent touches stay planned.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sendgrid.helpers.mail import (
+    Category,
+    Content,
+    CustomArg,
+    From,
+    Header,
+    Mail,
+    MailSettings,
+    Personalization,
+    ReplyTo,
+    SandBoxMode,
+    Subject,
+    To,
+)
+
+from nurture.adapters.delivery.base import Delivery, TransportAuthError
+from nurture.core.messages import Message
+
+MAX_CATEGORY = 255
+
+
+def build_mail(msg: Message, sandbox: bool = False, now: datetime | None = None) -> dict:
+    """The v3 Mail Send request body for one message (custom_args on the personalization:
+    that is where per-recipient ids belong, and what the official schema types as an
+    object)."""
+    mail = Mail()
+    mail.from_email = From(msg.sender.from_email, msg.sender.from_name)
+    if msg.sender.reply_to:
+        mail.reply_to = ReplyTo(msg.sender.reply_to)
+    mail.subject = Subject(msg.subject)
+    p = Personalization()
+    p.add_to(To(msg.to_email, msg.to_name))
+    for key, value in msg.custom_args.items():
+        p.add_custom_arg(CustomArg(key, str(value)))
+    p.add_header(Header("List-Unsubscribe", f"<{msg.unsubscribe_url}>"))
+    p.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    now = now or datetime.now(UTC)
+    if msg.send_at > now + timedelta(seconds=60):
+        p.send_at = int(msg.send_at.timestamp())  # the helper wants the plain int
+    mail.add_personalization(p)
+    mail.add_content(Content("text/plain", msg.text))
+    mail.add_content(Content("text/html", msg.html))
+    for category in msg.categories[:10]:
+        mail.add_category(Category(category[:MAX_CATEGORY]))
+    if sandbox:
+        mail.mail_settings = MailSettings(sandbox_mode=SandBoxMode(True))
+    return mail.get()
+
+
+def error_text(response: httpx.Response) -> str:
+    """SendGrid's own error messages (`{"errors": [{"message", "field"}]}`), else the body."""
+    try:
+        body = response.json()
+        errors = body.get("errors") or []
+        parts = [(f"{e.get('field')}: " if e.get("field") else "") + str(e.get("message"))
+                 for e in errors if isinstance(e, dict)]
+        if parts:
+            return f"SendGrid {response.status_code}: " + "; ".join(parts)
+    except ValueError:
+        pass
+    return f"SendGrid {response.status_code}: {response.text[:500]}"
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 5           # first try + 4 retries
+    base_seconds: float = 0.5   # backoff: random(0, base * 2**n), capped
+    cap_seconds: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.cap_seconds)
+        return random.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** attempt))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        reset = response.headers.get("X-RateLimit-Reset")
+        if reset and reset.isdigit():
+            return max(0.0, int(reset) - time.time())
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+class SendGridTransport:
+    name = "sendgrid"
+
+    def __init__(self, api_key: str, host: str = "https://api.sendgrid.com",
+                 timeout_seconds: float = 10.0, concurrency: int = 8, sandbox: bool = False,
+                 retry: RetryPolicy | None = None) -> None:
+        if not api_key:
+            raise ValueError("a SendGrid API key is required")
+        self.host = host.rstrip("/")
+        self.sandbox = sandbox
+        self.retry = retry or RetryPolicy()
+        self.concurrency = max(1, concurrency)
+        self.batch_size = self.concurrency  # all of a batch is in flight at once
+        self._client = httpx.Client(
+            base_url=self.host,
+            headers={"Authorization": f"Bearer {api_key}",
+                     "Content-Type": "application/json",
+                     "User-Agent": "nurture (+https://github.com/nurture)"},
+            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
+            limits=httpx.Limits(max_connections=self.concurrency,
+                                max_keepalive_connections=self.concurrency))
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
+                                        thread_name_prefix="sendgrid")
+        self._auth_failed = threading.Event()
+        self._auth_error = ""
+
+    # -- one message -------------------------------------------------------------------
+    def _send_one(self, msg: Message) -> Delivery:
+        if self._auth_failed.is_set():
+            return Delivery(msg.touch_id, False, error="not sent: " + self._auth_error,
+                            unknown=False)
+        body = build_mail(msg, self.sandbox)
+        last_error = ""
+        wait: float | None = None
+        batch_id: str | None = None
+        if body["personalizations"][0].get("send_at"):
+            # SendGrid holds a scheduled send up to 72 h; only its batch id lets an unsubscribe
+            # that arrives meanwhile cancel it (POST /v3/user/scheduled_sends). Creating an id
+            # sends nothing, so every failure is safe to retry; without one, nothing is sent.
+            for attempt in range(self.retry.attempts):
+                if attempt:
+                    time.sleep(self.retry.delay(attempt - 1, wait))
+                    wait = None
+                try:
+                    response = self._client.post("/v3/mail/batch")
+                except httpx.TransportError as exc:
+                    last_error = f"could not reach SendGrid ({type(exc).__name__}: {exc})"
+                    continue
+                if response.status_code in (200, 201):
+                    try:
+                        batch_id = response.json()["batch_id"]
+                    except (ValueError, KeyError, TypeError):
+                        batch_id = None
+                    if isinstance(batch_id, str) and batch_id:
+                        break
+                    batch_id, last_error = None, f"SendGrid answered {response.status_code} " \
+                        "without a batch_id"
+                    continue
+                if response.status_code in (401, 403):
+                    self._auth_error = error_text(response) + " (creating a batch id for a " \
+                        "scheduled send needs the Mail Send permission)"
+                    self._auth_failed.set()
+                    return Delivery(msg.touch_id, False, error=self._auth_error)
+                last_error = error_text(response)
+                if response.status_code != 429 and response.status_code < 500:
+                    break
+                wait = _retry_after(response) if response.status_code == 429 else None
+            if batch_id is None:
+                return Delivery(msg.touch_id, False, error=f"not sent: no SendGrid batch id "
+                                f"for the scheduled send, so it could not be cancelled later "
+                                f"({last_error})")
+            body["batch_id"] = batch_id
+            last_error = ""
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                time.sleep(self.retry.delay(attempt - 1, wait))
+                wait = None
+            try:
+                response = self._client.post("/v3/mail/send", json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                last_error = f"could not reach SendGrid ({type(exc).__name__}: {exc})"
+                continue  # the request never left: safe to retry
+            except httpx.TimeoutException as exc:
+                return Delivery(msg.touch_id, False, unknown=True, batch_id=batch_id,
+                                error=f"no answer from SendGrid within the timeout "
+                                f"({type(exc).__name__}); it may have been accepted, so it "
+                                "is not resent: the Event Webhook settles it")
+            except httpx.TransportError as exc:
+                # the connection broke mid-request: SendGrid may or may not have it
+                return Delivery(msg.touch_id, False, unknown=True, batch_id=batch_id,
+                                error=f"connection to SendGrid failed mid-request "
+                                f"({type(exc).__name__}: {exc}); not resent")
+            status = response.status_code
+            if status in (200, 202):
+                return Delivery(msg.touch_id, True, response.headers.get("X-Message-Id"),
+                                batch_id=batch_id)
+            if status in (401, 403):
+                self._auth_error = error_text(response)
+                self._auth_failed.set()
+                return Delivery(msg.touch_id, False, error=self._auth_error)
+            if status == 429 or status >= 500:
+                last_error = error_text(response)
+                wait = _retry_after(response) if status == 429 else None
+                continue
+            return Delivery(msg.touch_id, False, error=error_text(response))
+        return Delivery(msg.touch_id, False, retryable=True,
+                        error=f"{last_error} (gave up after {self.retry.attempts} attempts "
+                              "in this run)")
+
+    # -- the Transport interface ----------------------------------------------------------
+    def send_many(self, messages: list[Message]) -> list[Delivery]:
+        if self._auth_failed.is_set():
+            raise TransportAuthError(self._auth_error)
+        results = list(self._pool.map(self._send_one, messages))
+        if self._auth_failed.is_set():
+            # report what did go out; the caller returns the rest to `planned`
+            raise TransportAuthError(
+                f"SendGrid refused the API key ({self._auth_error}); the send phase "
+                "stopped and unsent touches stay planned",
+                [d for d in results if d.ok or d.unknown])
+        return results
+
+    def reconcile(self, touch_ids: list[int]) -> dict[int, str | None]:
+        # SendGrid cannot be asked "did you get touch N?" (no idempotency key or lookup
+        # without the paid Email Activity API): leave them unknown for the webhook to settle.
+        return {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._client.close()

@@ -1,0 +1,260 @@
+"""SendGrid Event Webhook: signature check on the raw bytes and the meaning of each event.
+
+Pure: no database, no HTTP framework. The app verifies and parses here, the lead store
+stores and applies what `interpret` decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+# dropped reasons that mean SendGrid itself suppresses the address: mirror them
+SUPPRESSING_DROPS = {"Bounced Address": "bounce", "Spam Reporting Address": "spamreport",
+                     "Unsubscribed Address": "unsubscribe", "Invalid": "invalid"}
+
+
+class WebhookRejected(Exception):
+    """The request must be refused (`status`) and nothing stored."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SignatureVerifier:
+    """ECDSA (P-256, SHA-256) over `timestamp + raw body`, via the sendgrid library."""
+
+    def __init__(self, public_key: str, max_age_seconds: int = 600) -> None:
+        from sendgrid.helpers.eventwebhook import EventWebhook
+
+        try:
+            self._hook = EventWebhook(public_key.strip())
+        except Exception as exc:  # noqa: BLE001 - any parse failure is a config error
+            raise ValueError(f"the SendGrid webhook verification key is not a valid "
+                             f"base64 EC public key: {exc}") from exc
+        self.max_age = max_age_seconds
+
+    def verify(self, raw: bytes, signature: str | None, timestamp: str | None,
+               now: float | None = None) -> None:
+        if not signature or not timestamp:
+            raise WebhookRejected(403, f"missing {SIGNATURE_HEADER} / {TIMESTAMP_HEADER}")
+        try:
+            ts = int(timestamp)
+        except ValueError:
+            raise WebhookRejected(403, "the signature timestamp is not a number") from None
+        if abs((now or time.time()) - ts) > self.max_age:
+            raise WebhookRejected(403, f"stale signature: timestamp {ts} is more than "
+                                  f"{self.max_age} s away from now (replayed request?)")
+        try:
+            payload = raw.decode("utf-8")
+            ok = self._hook.verify_signature(payload, signature, timestamp)
+        except Exception:  # noqa: BLE001 - undecodable body or signature = not signed by us
+            ok = False
+        if not ok:
+            raise WebhookRejected(403, "the Event Webhook signature does not verify")
+
+
+# what the lead store can hold (nurture.store.tables) and what a SendGrid event can mean
+MAX_EVENT_ID, MAX_KIND, MAX_EMAIL, MAX_MESSAGE_ID, MAX_TEXT = 200, 40, 320, 200, 2000
+MAX_ID = 2**63 - 1                      # BIGINT: our touch ids never exceed it
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC).timestamp()  # older "events" are garbage
+MAX_FUTURE_SECONDS = 7 * 86400          # clock skew, not a time machine
+# SendGrid posts a batch every 30 s or at 768 KB (a few thousand events): far more is hostile
+MAX_EVENTS = 20_000
+PROPERTY_KEYS = ("campaign", "step", "url", "useragent", "reason", "type", "asm_group_id")
+
+
+class BadEvent(ValueError):
+    """One event cannot be applied: it is stored with outcome `error` and this reason."""
+
+
+def _int_or_inf(text: str) -> int | float:
+    # Python refuses to parse ints over 4300 digits (a ValueError for the whole body): such a
+    # number is out of every range we accept anyway, so it becomes an (absurd) float
+    return int(text) if len(text) <= 4000 else float(text)
+
+
+def parse_batch(raw: bytes) -> list[Any]:
+    """The body as a JSON array. Each element is judged on its own later (`interpret`): one
+    malformed event never costs the others. Only a body that is not a JSON array is refused."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, f"the body is not UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text, parse_int=_int_or_inf)
+    except RecursionError:
+        raise WebhookRejected(400, "the body is nested too deeply to be an event batch") \
+            from None
+    except ValueError as exc:
+        raise WebhookRejected(400, f"the body is not JSON ({str(exc)[:200]})") from None
+    if not isinstance(data, list):
+        raise WebhookRejected(400, "expected a JSON array of event objects")
+    if len(data) > MAX_EVENTS:
+        raise WebhookRejected(413, f"{len(data)} events in one batch; at most {MAX_EVENTS}")
+    return data
+
+
+def clean_text(value: str, limit: int = MAX_TEXT) -> str:
+    """A string any database column takes: no NUL, no lone surrogates, at most `limit`."""
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:limit]
+
+
+def clean_value(value: Any) -> Any:
+    """A scalar safe to keep in a JSON column (finite numbers, clean bounded strings);
+    containers and anything else become a short clean text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) <= 2**53 else str(value)[:40]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return clean_text(value)
+    return clean_text(f"<{type(value).__name__}>", 40)
+
+
+@dataclass(slots=True)
+class Effect:
+    """What one event means for the lead store."""
+
+    event_id: str
+    event: str
+    email: str
+    occurred_at: datetime
+    touch_id: int | None
+    message_id: str | None
+    delivery_status: str | None = None      # delivered | deferred | bounced | blocked | dropped
+    settles_sent: bool = False               # the message certainly reached SendGrid
+    went_out: bool = False                   # it certainly left SendGrid (not just accepted)
+    suppress: str | None = None              # suppression reason
+    activity: str | None = None              # activity type to record
+    is_click: bool = False                   # a click: scanner check needs delivery time
+    detail: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+def _show(value: Any) -> str:
+    """A short, safe rendering of a bad value for the error text (no deep repr)."""
+    if isinstance(value, list | dict):
+        return f"<a JSON {'array' if isinstance(value, list) else 'object'}>"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return "<a huge number>"
+    return clean_text(repr(value), 60)
+
+
+def event_key(e: Any) -> str:
+    """The event's identity for de-duplication: SendGrid's `sg_event_id` when it is a usable
+    string, else a stable digest of the event (an exact repeat is still a duplicate)."""
+    eid = e.get("sg_event_id") if isinstance(e, dict) else None
+    if isinstance(eid, str) and 0 < len(eid) <= MAX_EVENT_ID and clean_text(eid) == eid:
+        return eid
+    try:
+        canon = json.dumps(e, sort_keys=True, default=repr)
+    except (ValueError, RecursionError, TypeError):
+        canon = repr(type(e))
+    return "sha1:" + hashlib.sha1(canon.encode("utf-8", "replace")).hexdigest()
+
+
+def _timestamp(e: dict[str, Any], now: float) -> datetime:
+    ts = e.get("timestamp")
+    if ts is None:
+        return datetime.fromtimestamp(now, UTC)  # (SendGrid always sends one)
+    if isinstance(ts, str) and ts.strip().isdigit() and len(ts.strip()) <= 12:
+        ts = int(ts.strip())
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        raise BadEvent(f"timestamp {_show(ts)} is not a Unix time")
+    if not (isinstance(ts, int) or math.isfinite(ts)) or \
+            not EARLIEST <= ts <= now + MAX_FUTURE_SECONDS:
+        raise BadEvent(f"timestamp {_show(ts)} is out of range (before 2000 "
+                       "or more than 7 days ahead)")
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _touch_id(e: dict[str, Any]) -> int | None:
+    raw = e.get("touch_id")
+    if raw is None or raw == "":
+        return None
+    value = raw.strip() if isinstance(raw, str) else raw
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise BadEvent(f"touch_id {_show(raw)} is not a touch id we issue "
+                       f"(a whole number from 1 to {MAX_ID})")
+    return value
+
+
+def _text(e: dict[str, Any], key: str, limit: int) -> str | None:
+    value = e.get(key)
+    return clean_text(value, limit) if isinstance(value, str) else None
+
+
+def interpret(e: Any, now: float | None = None) -> Effect:
+    """Map one SendGrid event to its effect, or raise `BadEvent` with the reason it cannot
+    be applied. Our custom_args (touch_id, campaign, step) are top-level keys of the event."""
+    now = time.time() if now is None else now
+    if not isinstance(e, dict):
+        raise BadEvent(f"an event must be a JSON object, not {type(e).__name__}")
+    kind, email = e.get("event"), e.get("email")
+    if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND or clean_text(kind) != kind:
+        raise BadEvent(f"`event` must be a short string, got {_show(kind)}")
+    if not isinstance(email, str) or "@" not in email or len(email) > MAX_EMAIL \
+            or clean_text(email) != email:
+        raise BadEvent(f"`email` must be an email address, got {_show(email)}")
+    eid = e.get("sg_event_id")
+    if eid is not None and (not isinstance(eid, str) or not eid or len(eid) > MAX_EVENT_ID
+                            or clean_text(eid) != eid):
+        raise BadEvent(f"sg_event_id must be a string of at most {MAX_EVENT_ID} characters, "
+                       f"got {_show(eid)}")
+    mid = e.get("sg_message_id")
+    if mid is not None and not isinstance(mid, str):
+        raise BadEvent(f"sg_message_id must be a string, got {_show(mid)}")
+    mid = clean_text(mid.split(".", 1)[0], MAX_MESSAGE_ID) if mid else None
+    eff = Effect(event_key(e), kind, email.strip().lower(), _timestamp(e, now), _touch_id(e),
+                 mid or None)
+    eff.properties = {k: clean_value(e[k]) for k in PROPERTY_KEYS if k in e}
+    if kind == "processed":
+        eff.settles_sent = True
+    elif kind == "delivered":
+        eff.settles_sent, eff.went_out, eff.delivery_status = True, True, "delivered"
+    elif kind == "deferred":
+        eff.settles_sent, eff.went_out, eff.delivery_status = True, True, "deferred"
+        eff.detail = _text(e, "response", MAX_TEXT)
+    elif kind == "bounce":
+        eff.settles_sent = eff.went_out = True
+        if e.get("type") == "blocked":  # a temporary block, not a bad address
+            eff.delivery_status, eff.detail = "blocked", _text(e, "reason", MAX_TEXT)
+        else:
+            eff.delivery_status, eff.detail = "bounced", _text(e, "reason", MAX_TEXT)
+            eff.suppress = "bounce"
+    elif kind == "dropped":
+        eff.settles_sent, eff.delivery_status = True, "dropped"
+        eff.detail = _text(e, "reason", MAX_TEXT)
+        eff.suppress = SUPPRESSING_DROPS.get(eff.detail or "")
+    elif kind == "open":
+        eff.settles_sent = eff.went_out = True
+        # Apple MPP and friends pre-fetch pixels: a machine open says nothing about the lead
+        machine = e.get("sg_machine_open") in (True, 1, "true")
+        eff.activity = "email_machine_open" if machine else "email_open"
+    elif kind == "click":
+        eff.settles_sent = eff.went_out = True
+        eff.is_click, eff.activity = True, "email_click"
+    elif kind == "spamreport":
+        eff.settles_sent, eff.went_out = True, True
+        eff.suppress, eff.activity = "spamreport", "spam_report"
+    elif kind in ("unsubscribe", "group_unsubscribe"):
+        eff.settles_sent, eff.went_out = True, True
+        eff.suppress, eff.activity, eff.detail = "unsubscribe", "unsubscribe", kind
+    elif kind == "group_resubscribe":
+        eff.settles_sent = True
+        eff.detail = "group_resubscribe (recorded; suppressions are lifted by hand)"
+    return eff

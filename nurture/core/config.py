@@ -1,0 +1,524 @@
+"""The campaign config contract (campaign-format.md), validated with pydantic.
+
+`load_config(dir)` returns a `Config` or raises `ConfigError` listing every problem as
+`path:line: key.path: message`, so a marketer can fix them all in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nurture.core.yaml_lines import (
+    KeyPath,
+    YamlSyntaxError,
+    format_path,
+    line_for,
+    load_yaml_with_lines,
+)
+
+NURTURE_STAGES = ("new", "nurturing", "recycled")
+GRADES = ("A", "B", "C", "D")
+SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Condition(_Strict):
+    """One rule of the condition language; several keys in one mapping must all hold."""
+
+    field: str | None = None
+    equals: Any = None
+    in_: list[Any] | None = Field(default=None, alias="in")
+    matches: str | None = None
+    at_least: float | None = None
+    at_most: float | None = None
+    exists: bool | None = None
+    score_at_least: float | None = None
+    fit_at_least: float | None = None
+    engagement_at_least: float | None = None
+    engagement_below: float | None = None
+    grade_in: list[Literal["A", "B", "C", "D"]] | None = None
+    activity: str | None = None
+    within_days: int | None = Field(default=None, ge=1)
+    no_engagement_days: int | None = Field(default=None, ge=1)
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = Field(default=None, alias="not")
+
+    @field_validator("matches")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Condition:
+        own = self._own_keys()
+        if not own:
+            raise ValueError("empty condition: give at least one test")
+        field_tests = {"equals", "in_", "matches", "at_most", "exists"} & own
+        if self.field is not None and self.activity is not None:
+            raise ValueError("`field` and `activity` cannot be in the same condition")
+        if field_tests and self.field is None:
+            names = ", ".join(sorted(k.rstrip("_") for k in field_tests))
+            raise ValueError(f"{names} needs a `field`")
+        if self.field is not None and not (field_tests or "at_least" in own):
+            raise ValueError(
+                "`field` needs a test: equals, in, matches, at_least, at_most or exists"
+            )
+        if "at_least" in own and self.field is None and self.activity is None:
+            raise ValueError("at_least needs a `field` or an `activity`")
+        if self.within_days is not None and self.activity is None:
+            raise ValueError("within_days needs an `activity`")
+        for name in ("all", "any"):
+            value = getattr(self, name)
+            if value is not None and not value:
+                raise ValueError(f"`{name}` needs at least one condition")
+        return self
+
+    def _own_keys(self) -> set[str]:
+        return {k for k in self.model_fields_set if k not in ("points",)}
+
+
+class FitRule(Condition):
+    points: float
+
+
+class EngagementRule(_Strict):
+    points: float
+    max_per_day: int | None = Field(default=None, ge=1)
+
+
+class Scoring(_Strict):
+    fit: list[FitRule] = []
+    grades: dict[Literal["A", "B", "C"], float] = {"A": 40, "B": 25, "C": 10}
+    engagement: dict[str, EngagementRule] = {}
+    decay_half_life_days: float = Field(default=30, gt=0)
+
+    @field_validator("engagement", mode="before")
+    @classmethod
+    def _points_shorthand(cls, value: Any) -> Any:
+        # `page_view: 1` is shorthand for `page_view: {points: 1}`
+        if isinstance(value, dict):
+            return {k: ({"points": v} if isinstance(v, int | float) and not isinstance(v, bool)
+                        else v) for k, v in value.items()}
+        return value
+
+    @field_validator("grades")
+    @classmethod
+    def _grades_descend(cls, value: dict[str, float]) -> dict[str, float]:
+        missing = [g for g in ("A", "B", "C") if g not in value]
+        if missing:
+            raise ValueError(f"grades needs a minimum fit score for {', '.join(missing)}")
+        if not value["A"] > value["B"] > value["C"]:
+            raise ValueError("grade minimums must descend: A > B > C")
+        return value
+
+
+
+class BuyingStage(_Strict):
+    name: str = Field(pattern=SLUG)
+    when: Condition | None = None
+
+
+class MqlRouting(_Strict):
+    when: Condition
+    owners: list[str] = Field(min_length=1)
+    sla_hours: int = Field(gt=0)
+
+    @field_validator("owners")
+    @classmethod
+    def _owner_emails(cls, value: list[str]) -> list[str]:
+        bad = [o for o in value if not EMAIL_RE.match(o)]
+        if bad:
+            raise ValueError(f"not an email address: {', '.join(bad)}")
+        return value
+
+
+class RecycleRouting(_Strict):
+    when: Condition
+
+
+class RejectAction(_Strict):
+    """What a sales reject reason does: recycle after a wait, or disqualify."""
+
+    recycle_after_days: int | None = Field(default=None, ge=0)
+    disqualify: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value == "disqualify":
+            return {"disqualify": True}
+        if isinstance(value, str):
+            raise ValueError(f"expected `disqualify` or {{recycle_after_days: N}}, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> RejectAction:
+        if self.disqualify == (self.recycle_after_days is not None):
+            raise ValueError("expected `disqualify` or {recycle_after_days: N}")
+        return self
+
+
+class Routing(_Strict):
+    mql: MqlRouting
+    recycle: RecycleRouting | None = None
+    sales_rejected: dict[str, RejectAction] = {}
+    max_recycles: int = Field(default=3, ge=0)
+
+
+class Limits(_Strict):
+    max_touches_per_week: int = Field(default=2, ge=1)
+
+
+class Lifecycle(_Strict):
+    scoring: Scoring
+    buying_stages: list[BuyingStage] = Field(min_length=1)
+    routing: Routing
+    limits: Limits = Limits()
+    # declared vocabulary, so `nurture validate` can flag typos that would never match
+    custom_fields: list[str] = []     # lead attributes beyond the built-in columns
+    activity_types: list[str] = []    # activity types rules use besides the scored ones
+    # who `nurture test-send` may email: addresses, or `*@domain` for a whole domain
+    test_recipients: list[str] = []
+
+    @field_validator("test_recipients")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        bad = [r for r in value if not EMAIL_RE.match(r.replace("*@", "x@", 1))]
+        if bad:
+            raise ValueError(f"not an email address or *@domain: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _stages(self) -> Lifecycle:
+        names = [s.name for s in self.buying_stages]
+        if "recycled" in names:
+            raise ValueError("`recycled` is a lifecycle stage and cannot be a buying stage")
+        return self
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s.name for s in self.buying_stages]
+
+
+class Sender(_Strict):
+    from_email: str
+    from_name: str = Field(min_length=1)
+    reply_to: str | None = None
+    postal_address: str = Field(min_length=5)
+
+    @field_validator("from_email", "reply_to")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not EMAIL_RE.match(value):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+
+class Audience(_Strict):
+    lifecycle_stages: list[Literal["new", "nurturing", "recycled"]] = list(NURTURE_STAGES)
+    when: Condition | None = None
+
+
+class SendWindow(_Strict):
+    cron: str
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+
+class Variant(_Strict):
+    id: str = Field(pattern=SLUG)
+    subject: str | None = None
+    template: str | None = None
+
+
+class Step(_Strict):
+    id: str = Field(pattern=SLUG)
+    subject: str | None = None
+    template: str
+    when: Condition | None = None
+    variants: list[Variant] | None = None
+
+    @model_validator(mode="after")
+    def _subjects(self) -> Step:
+        if self.variants is not None:
+            if not self.variants:
+                raise ValueError("variants needs at least one variant")
+            ids = [v.id for v in self.variants]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"duplicate variant ids: {', '.join(ids)}")
+            if self.subject is None and any(v.subject is None for v in self.variants):
+                raise ValueError("every variant needs a subject when the step has none")
+        elif self.subject is None:
+            raise ValueError("a step needs a subject (or variants with subjects)")
+        return self
+
+
+class Track(_Strict):
+    name: str = Field(pattern=SLUG)
+    stage: str
+    cadence_days: int = Field(ge=1)
+    send_window: SendWindow | None = None
+    on_exhausted: Literal["hold", "restart"] = "hold"
+    steps: list[Step] = Field(min_length=1)
+
+
+class Campaign(_Strict):
+    name: str = Field(pattern=SLUG)
+    description: str = ""
+    priority: int = 0
+    audience: Audience = Audience()
+    sender: Sender
+    tracks: list[Track] = Field(min_length=1)
+
+    def track_for(self, stage: str) -> Track | None:
+        for track in self.tracks:
+            if track.stage == stage:
+                return track
+        return None
+
+    def step(self, step_id: str) -> tuple[Track, Step] | None:
+        for track in self.tracks:
+            for step in track.steps:
+                if step.id == step_id:
+                    return track, step
+        return None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One config problem, pointing at the file, line and key a marketer must fix."""
+
+    path: str
+    line: int
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config is invalid; `problems` lists every one found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = str(problems[0]) if problems else "invalid config"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more)
+
+    def report(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+@dataclass
+class SourceFile:
+    """A parsed file plus its line map, used to point problems at lines."""
+
+    path: Path
+    display: str
+    lines: dict[KeyPath, int]
+
+    def problem(self, key: KeyPath, message: str) -> Problem:
+        return Problem(self.display, line_for(self.lines, key), format_path(key), message)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the engine needs from `campaigns/`: lifecycle plus campaigns by priority."""
+
+    lifecycle: Lifecycle
+    campaigns: tuple[Campaign, ...]
+    directory: Path
+    sources: dict[str, SourceFile] = field(default_factory=dict, compare=False, repr=False)
+
+    def campaign(self, name: str) -> Campaign | None:
+        for c in self.campaigns:
+            if c.name == name:
+                return c
+        return None
+
+
+def _pydantic_problems(source: SourceFile, exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        # aliases are reported by their YAML name; drop pydantic's internal suffixes
+        clean: list[str | int] = [p for p in loc if p not in ("[key]",)]
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        problems.append(source.problem(tuple(clean), message))
+    # a union failing in several members reports the same place more than once
+    unique: dict[tuple[int, str, str], Problem] = {}
+    for p in problems:
+        unique.setdefault((p.line, p.key, p.message), p)
+    return list(unique.values())
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _parse(path: Path, model: type[BaseModel], problems: list[Problem]):
+    """(model or None, source or None, raw mapping or None): the raw mapping lets the
+    cross-file checks still run on a file whose schema errors kept the model from building,
+    so one `nurture validate` run reports every problem."""
+    display = _display(path)
+    try:
+        data, lines = load_yaml_with_lines(path)
+    except YamlSyntaxError as exc:
+        problems.append(Problem(display, exc.line, "(file)", exc.message))
+        return None, None, None
+    source = SourceFile(path, display, lines)
+    if not isinstance(data, dict):
+        problems.append(source.problem((), "expected a mapping of keys at the top level"))
+        return None, source, None
+    try:
+        return model.model_validate(data), source, data
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(source, exc))
+        return None, source, data
+
+
+def _items(value: Any) -> list[tuple[int, dict]]:
+    """The (index, mapping) entries of a raw YAML list, skipping malformed ones (those
+    already have schema problems)."""
+    if not isinstance(value, list):
+        return []
+    return [(i, v) for i, v in enumerate(value) if isinstance(v, dict)]
+
+
+def _lifecycle_checks(lifecycle: Lifecycle, lsource: SourceFile, problems: list[Problem]) -> None:
+    stages = lifecycle.stage_names
+    for i, stage in enumerate(lifecycle.buying_stages):
+        if stage.when is None and i != len(lifecycle.buying_stages) - 1:
+            problems.append(lsource.problem(("buying_stages", i, "name"),
+                                            f"stage {stage.name!r} has no `when`, so it is the "
+                                            "default and must be last"))
+    if lifecycle.buying_stages[-1].when is not None:
+        problems.append(lsource.problem(("buying_stages", len(stages) - 1),
+                                        "the last buying stage must be the default (no `when`)"))
+    seen_stage: set[str] = set()
+    for i, name in enumerate(stages):
+        if name in seen_stage:
+            problems.append(lsource.problem(("buying_stages", i, "name"),
+                                            f"duplicate buying stage {name!r}"))
+        seen_stage.add(name)
+
+
+def _campaign_checks(stages: list[str] | None, campaigns: list[tuple[dict, SourceFile]],
+                     problems: list[Problem]) -> None:
+    """Checks across tracks, steps and files, on the raw mappings (see `_parse`)."""
+    names: dict[str, str] = {}
+    for raw, source in campaigns:
+        name = raw.get("name")
+        if isinstance(name, str):
+            if name in names:
+                problems.append(source.problem(("name",), f"campaign name {name!r} is "
+                                               f"already used by {names[name]}"))
+            names[name] = source.display
+        step_ids: dict[str, KeyPath] = {}
+        track_names: set[str] = set()
+        track_stages: set[str] = set()
+        for ti, track in _items(raw.get("tracks")):
+            tname, stage = track.get("name"), track.get("stage")
+            if isinstance(tname, str):
+                if tname in track_names:
+                    problems.append(source.problem(("tracks", ti, "name"),
+                                                   f"duplicate track name {tname!r}"))
+                track_names.add(tname)
+            if isinstance(stage, str):
+                if stages is not None and stage not in stages and stage != "recycled":
+                    problems.append(source.problem(
+                        ("tracks", ti, "stage"),
+                        f"undefined buying stage {stage!r}; lifecycle.yaml defines "
+                        f"{', '.join(stages)} (or use `recycled`)"))
+                elif stage in track_stages:
+                    problems.append(source.problem(("tracks", ti, "stage"),
+                                                   f"another track already serves stage "
+                                                   f"{stage!r}"))
+                track_stages.add(stage)
+            for si, step in _items(track.get("steps")):
+                step_id = step.get("id")
+                if not isinstance(step_id, str):
+                    continue
+                key = ("tracks", ti, "steps", si, "id")
+                if step_id in step_ids:
+                    problems.append(source.problem(
+                        key, f"duplicate step id {step_id!r} (first at "
+                        f"{format_path(step_ids[step_id])}); step ids are unique per campaign"))
+                else:
+                    step_ids[step_id] = key
+
+
+def load_config(directory: str | Path) -> Config:
+    """Load and validate `lifecycle.yaml` and every campaign file in `directory`.
+
+    Raises `ConfigError` with every problem found (not just the first).
+    """
+    directory = Path(directory)
+    problems: list[Problem] = []
+    if not directory.is_dir():
+        raise ConfigError([Problem(str(directory), 1, "(directory)",
+                                   "campaigns directory not found")])
+    lifecycle_path = directory / "lifecycle.yaml"
+    lifecycle = lsource = None
+    if lifecycle_path.exists():
+        lifecycle, lsource, _ = _parse(lifecycle_path, Lifecycle, problems)
+    else:
+        problems.append(Problem(_display(lifecycle_path), 1, "(file)",
+                                "lifecycle.yaml is missing: it defines scoring, buying stages "
+                                "and routing"))
+    campaigns: list[tuple[Campaign, SourceFile]] = []
+    raw_campaigns: list[tuple[dict, SourceFile]] = []
+    sources: dict[str, SourceFile] = {}
+    if lsource is not None:
+        sources["lifecycle"] = lsource
+    files = sorted(p for p in directory.iterdir()
+                   if p.suffix in (".yaml", ".yml") and p.name not in ("lifecycle.yaml",))
+    for path in files:
+        campaign, source, raw = _parse(path, Campaign, problems)
+        if raw is not None and source is not None:
+            raw_campaigns.append((raw, source))
+        if campaign is not None and source is not None:
+            campaigns.append((campaign, source))
+            sources[campaign.name] = source
+    if not files:
+        problems.append(Problem(_display(directory), 1, "(directory)",
+                                "no campaign files (*.yaml besides lifecycle.yaml)"))
+    if lifecycle is not None and lsource is not None:
+        _lifecycle_checks(lifecycle, lsource, problems)
+    _campaign_checks(lifecycle.stage_names if lifecycle else None, raw_campaigns, problems)
+    if problems:
+        raise ConfigError(problems)
+    ordered = sorted((c for c, _ in campaigns), key=lambda c: (-c.priority, c.name))
+    return Config(lifecycle=lifecycle, campaigns=tuple(ordered), directory=directory,
+                  sources=sources)

@@ -1,0 +1,223 @@
+"""One lead, one moment: score, segment, route, then pick its next touch.
+
+`evaluate` is the heart of the daily cycle. It is a pure function of a `LeadSnapshot`, the
+compiled `Rules` and `as_of`, so every routing and content decision can be tested (and
+explained) without Prefect or a database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from nurture.core.conditions import Facts
+from nurture.core.domain import (
+    DISQUALIFIED,
+    FAILED,
+    MARKETING_STAGES,
+    MQL,
+    NEW,
+    NURTURING,
+    PLANNED,
+    RECYCLED,
+    SALES_STAGES,
+    SENDING,
+    Decision,
+    LeadSnapshot,
+    MqlHandoff,
+    PlannedTouch,
+    Transition,
+)
+from nurture.core.rules import Rules
+from nurture.core.scheduling import (
+    cadence_elapsed,
+    last_sent_in_campaign,
+    next_opening,
+    sent_this_week,
+)
+from nurture.core.segmentation import buying_stage
+from nurture.core.selection import (
+    choose_campaign,
+    choose_track,
+    next_step,
+    pick_variant,
+    seen_steps,
+)
+
+# Skip reasons, as they appear in run summaries.
+SKIP_DISQUALIFIED = "disqualified"
+SKIP_WITH_SALES = "with_sales"
+SKIP_MQL = "became_mql"
+SKIP_RECYCLE_WAIT = "recycle_wait"
+SKIP_NO_CAMPAIGN = "no_campaign"
+SKIP_NO_TRACK = "no_track"
+SKIP_SUPPRESSED = "suppressed"
+SKIP_PENDING = "touch_pending"
+SKIP_CADENCE = "cadence"
+SKIP_WEEKLY_CAP = "weekly_cap"
+SKIP_EXHAUSTED = "exhausted"
+SKIP_STEP_FAILED = "step_failed"  # its next step failed for good: held for a person
+SKIP_PAUSED = "campaign_paused"  # the deliverability guard (or a person) paused the campaign
+
+
+def counting_activities(lead: LeadSnapshot, as_of: datetime):
+    """Activities that count now: after the last recycle (engagement restarts) and not after
+    `as_of` (so simulations can load a future history)."""
+    since = lead.engagement_since
+    return [a for a in lead.activities
+            if a.occurred_at <= as_of and (since is None or a.occurred_at > since)]
+
+
+def lead_facts(lead: LeadSnapshot, rules: Rules, as_of: datetime) -> Facts:
+    """Score a lead: the facts every condition looks at, with fit, grade and engagement."""
+    facts = Facts(lead.fields, 0.0, 0.0, "D", counting_activities(lead, as_of), as_of,
+                  lead.stage_entered_at)
+    facts.fit = rules.scores.fit(facts)
+    facts.grade = rules.scores.grade(facts.fit)
+    facts.engagement = rules.scores.engagement(facts.activities, as_of)
+    return facts
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}".rstrip("0").rstrip(".")
+
+
+def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime,
+             paused: frozenset[str] = frozenset()) -> Decision:
+    """Decide everything about one lead for the cycle at `as_of`. Campaigns in `paused`
+    keep their leads but plan nothing for them."""
+    facts = lead_facts(lead, rules, as_of)
+    d = Decision(
+        lead_id=lead.id, fit_score=facts.fit, engagement_score=facts.engagement,
+        score=round(facts.fit + facts.engagement, 2), grade=facts.grade,
+        buying_stage=buying_stage(rules.stages, facts), lifecycle_stage=lead.lifecycle_stage,
+        stage_entered_at=lead.stage_entered_at, engagement_since=lead.engagement_since,
+        recycle_count=lead.recycle_count, recycle_until=lead.recycle_until,
+        campaign=lead.campaign, track=lead.track, track_rounds=dict(lead.track_rounds),
+        version=lead.version)
+
+    def move(to: str, reason: str, rule: str | None = None) -> None:
+        d.transitions.append(Transition(d.lifecycle_stage, to, reason, rule))
+        d.lifecycle_stage = to
+        d.stage_entered_at = as_of
+
+    def recycle(reason: str, rule: str | None, wait_days: int) -> bool:
+        """Return the lead to marketing; False when it ran out of recycles (disqualified)."""
+        if d.recycle_count >= rules.max_recycles:
+            move(DISQUALIFIED, f"{reason}; recycled {d.recycle_count} times already "
+                 f"(max_recycles {rules.max_recycles})", "routing.max_recycles")
+            d.campaign = d.track = None
+            return False
+        move(RECYCLED, reason, rule)
+        d.recycle_count += 1
+        d.engagement_since = as_of
+        d.recycle_until = as_of + timedelta(days=wait_days)
+        # engagement restarts from zero: old evidence no longer counts
+        facts.activities = []
+        facts.engagement = 0.0
+        facts.stage_entered_at = as_of
+        d.engagement_score = 0.0
+        d.score = facts.fit
+        d.buying_stage = buying_stage(rules.stages, facts)
+        return True
+
+    stage = lead.lifecycle_stage
+    if stage == DISQUALIFIED:
+        d.skip_reason = SKIP_DISQUALIFIED
+        return d
+    if stage in SALES_STAGES:
+        d.skip_reason = SKIP_WITH_SALES
+        return d
+
+    # MQL first: a lead meeting the rule leaves its tracks at once.
+    if stage in MARKETING_STAGES and rules.mql.test(facts):
+        path, words = rules.mql.explain(facts, "routing.mql.when")
+        move(MQL, f"MQL rule {path} held: {words} (score {_fmt(d.score)}, grade {d.grade})",
+             path)
+        d.handoff = MqlHandoff(path, words, as_of + timedelta(hours=rules.sla_hours))
+        d.skip_reason = SKIP_MQL
+        return d
+
+    if stage == MQL:
+        if lead.sla_due_at is None or as_of < lead.sla_due_at:
+            d.skip_reason = SKIP_WITH_SALES
+            return d
+        d.expire_handoff = True
+        if not recycle(f"sla_expired: not accepted within {rules.sla_hours} h",
+                       "routing.mql.sla_hours", 0):
+            d.skip_reason = SKIP_DISQUALIFIED
+            return d
+    elif stage == NURTURING and rules.recycle is not None and rules.recycle.test(facts):
+        path, words = rules.recycle.explain(facts, "routing.recycle.when")
+        if not recycle(f"went cold: {words}", path, 0):
+            d.skip_reason = SKIP_DISQUALIFIED
+            return d
+    elif stage == RECYCLED:
+        engaged = [a for a in facts.activities if a.points > 0]
+        if engaged:
+            first = min(engaged, key=lambda a: a.occurred_at)
+            move(NURTURING, f"re-engaged: {first.type} on {first.occurred_at:%Y-%m-%d} after "
+                 "recycling", "engagement_after_recycle")
+        elif d.recycle_until is not None and as_of < d.recycle_until:
+            d.skip_reason = SKIP_RECYCLE_WAIT
+            return d
+
+    return _plan_touch(lead, rules, as_of, facts, d, paused)
+
+
+def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
+                d: Decision, paused: frozenset[str] = frozenset()) -> Decision:
+    campaign = choose_campaign(rules.campaigns, d.lifecycle_stage, facts)
+    if campaign is None:
+        d.campaign = d.track = None
+        d.skip_reason = SKIP_NO_CAMPAIGN
+        return d
+    if campaign.name != d.campaign:
+        d.campaign, d.track, d.track_rounds = campaign.name, None, {}
+    if d.lifecycle_stage == NEW:
+        d.transitions.append(Transition(NEW, NURTURING, f"enrolled in campaign {campaign.name}",
+                                        f"{campaign.name}.audience"))
+        d.lifecycle_stage = NURTURING
+        d.stage_entered_at = as_of
+    track = choose_track(campaign, d.lifecycle_stage, d.buying_stage)
+    if track is None:
+        d.skip_reason = SKIP_NO_TRACK
+        return d
+    d.track = track.track.name
+    if campaign.name in paused:
+        d.skip_reason = SKIP_PAUSED
+        return d
+    if lead.suppressed:
+        d.skip_reason = SKIP_SUPPRESSED
+        return d
+    if any(t.status in (PLANNED, SENDING) for t in lead.touches):
+        d.skip_reason = SKIP_PENDING
+        return d
+    # Cadence is measured between actual sends: a touch that would go out at the window's
+    # next opening is due when that opening is cadence_days x 24 h after the last send, so a
+    # weekly track stays weekly even though the cycle runs before the window opens.
+    window = track.track.send_window
+    send_at = next_opening(window.cron if window else None, lead.timezone, as_of)
+    if not cadence_elapsed(last_sent_in_campaign(lead.touches, campaign.name),
+                           track.track.cadence_days, send_at):
+        d.skip_reason = SKIP_CADENCE
+        return d
+    if sent_this_week(lead.touches, as_of) >= rules.max_touches_per_week:
+        d.skip_reason = SKIP_WEEKLY_CAP
+        return d
+    round_ = d.track_rounds.get(track.track.name, 0)
+    step, round_ = next_step(track, seen_steps(lead.touches, campaign.name), round_, facts)
+    if step is None:
+        d.skip_reason = SKIP_EXHAUSTED
+        return d
+    if any(t.campaign == campaign.name and t.step == step.step.id and t.round == round_
+           and t.status == FAILED for t in lead.touches):
+        # never skip content silently: the lead waits at this step until a person releases
+        # the touch (`nurture touches release`) — listed by `nurture touches list`
+        d.skip_reason = SKIP_STEP_FAILED
+        return d
+    if round_:
+        d.track_rounds[track.track.name] = round_
+    d.touch = PlannedTouch(
+        campaign=campaign.name, track=track.track.name, step=step.step.id, round=round_,
+        variant=pick_variant(step, lead.email, campaign.name), send_at=send_at)
+    return d

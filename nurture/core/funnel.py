@@ -1,0 +1,417 @@
+"""The lead funnel report (`nurture report funnel`, and a Prefect artifact after each cycle).
+
+`compute_funnel` is a pure function of plain rows — leads, transitions, handoffs — and an
+`as_of` time, so every number in the report can be checked by hand in a unit test. The lead
+store reads the rows in bulk (`nurture.store.funnel_queries.load_funnel_rows`); nothing here
+touches a database.
+
+The report describes the funnel **as it stood at `as_of`**: leads created after it are left
+out, transitions after it are ignored (a lead's stage at `as_of` is rebuilt from its
+transitions), handoffs created after it are left out, and a handoff resolved after it counts
+as still pending. With `as_of` = now this is simply the current funnel.
+
+Definitions (the numbers marketing and sales argue about, so they are spelled out):
+
+* **Stage history of a lead.** Its transitions in time order (ties: row id, i.e. the order
+  they were written). The lead entered the first transition's `from_stage` when it was
+  created (`created_at`), and each transition's `to_stage` at the transition's `at`. A lead
+  with no transitions has been in its current `lifecycle_stage` since `stage_entered_at`.
+* **leads_by_stage** — leads per lifecycle stage at `as_of`; every stage is listed, zeros
+  included, in funnel order (`new` … `customer`, then `recycled`, `disqualified`).
+* **reached** — leads that ever entered a stage per their stage history. A lead created
+  directly in a stage has entered it. A lead is *not* assumed to have passed through the
+  stages it skipped: a `new` lead that became an MQL on its first cycle never entered
+  `nurturing`, and an MQL that sales turned straight into an opportunity never entered `sal`
+  or `sql`. The funnel counts what happened, not what the stage order implies.
+* **conversion** — for each pair of consecutive funnel stages (new→nurturing→mql→sal→sql→
+  opportunity→customer): `reached_from` = leads that ever entered `from`; `reached_to` =
+  those of them that entered `to` *after* first entering `from`; `rate` = reached_to /
+  reached_from (null when nobody reached `from`). So a rate is never above 1, and leads that
+  skipped `from` are in neither number (they still show in `reached`).
+* **median_days_in_stage** — over every *stay* in a stage (a lead recycled twice has two
+  stays in `recycled`): days from entering the stage to leaving it. Stays still open at
+  `as_of` are counted up to `as_of` (so they pull the median down while the funnel is young;
+  this keeps stages nobody has left yet — `customer`, a fresh `mql` — from showing null).
+  Null when no lead has been in the stage. Days are fractional, rounded to 2 places.
+* **mql** — over handoffs (one per MQL event; a lead that became an MQL twice has two):
+  `handed_off`, then by status at `as_of`: `accepted`, `rejected`, `expired`, `pending`;
+  `overdue` = pending handoffs whose SLA is already past at `as_of` (the next cycle expires
+  them). `acceptance_rate` = accepted / resolved (accepted + rejected + expired).
+  SLA: a handoff *is due* when it is resolved, or pending with `sla_due_at` <= `as_of`;
+  `sla_due` counts those. `accepted_within_sla` = accepted handoffs with
+  `resolved_at` < `sla_due_at` (the daily cycle treats the due instant itself as expired).
+  **sla_compliance** = accepted_within_sla / sla_due: expired handoffs, overdue pending ones,
+  late acceptances and all rejections count against it. Because a prompt *reject* is also a
+  timely answer from sales, `answered_within_sla` (accepted or rejected before `sla_due_at`)
+  and `sla_response_rate` = answered_within_sla / sla_due are reported beside it. Rates are
+  fractions (0–1, 4 places), null when the denominator is 0.
+* **rejects_by_reason** — rejected handoffs by `outcome_reason` (the `routing.sales_rejected`
+  code; a missing one shows as "(unspecified)").
+* **mqls_by_source** — handoffs by the lead's `source` (missing or empty → "(unknown)"); they
+  add up to `mql.handed_off`.
+* **recycled** — transitions into `recycled` up to `as_of` (events, not leads), by reason:
+  `sla_expired` (rule `routing.mql.sla_hours`), the sales reject code (rule
+  `routing.sales_rejected.<code>`, written for rejects and for deals lost with a code),
+  `no_engagement` (the cold-lead rule `routing.recycle.when…`), `deal_lost` (rule
+  `sales.lost`: a lost deal without a code) and `other` for anything else.
+
+All `by_reason`/`by_source` mappings are ordered by count (highest first), then name.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from nurture.core.domain import (
+    CUSTOMER,
+    LIFECYCLE_STAGES,
+    MQL,
+    NEW,
+    NURTURING,
+    OPPORTUNITY,
+    RECYCLED,
+    SAL,
+    SQL,
+)
+
+FUNNEL_STAGES = (NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER)
+FUNNEL_PAIRS = tuple(zip(FUNNEL_STAGES, FUNNEL_STAGES[1:], strict=False))
+HANDOFF_STATUSES = ("pending", "accepted", "rejected", "expired")
+RESOLVED = ("accepted", "rejected", "expired")
+UNKNOWN_SOURCE = "(unknown)"
+UNSPECIFIED_REASON = "(unspecified)"
+SLA_RULE = "routing.mql.sla_hours"
+REJECT_RULE_PREFIX = "routing.sales_rejected."
+COLD_RULE_PREFIX = "routing.recycle"
+LOST_RULE = "sales.lost"
+_DAY = 86400.0
+_ZERO = timedelta(0)
+
+
+class FunnelLead(NamedTuple):
+    id: int
+    source: str | None
+    lifecycle_stage: str
+    stage_entered_at: datetime
+    created_at: datetime
+
+
+class FunnelTransition(NamedTuple):
+    """One transitions row. `rule` and `reason` are only looked at for transitions into
+    `recycled` (the loader leaves them None on the others); `id` orders transitions written
+    at the same instant (0 keeps the given order)."""
+
+    lead_id: int
+    from_stage: str
+    to_stage: str
+    at: datetime
+    rule: str | None = None
+    reason: str | None = None
+    id: int = 0
+
+
+class FunnelHandoff(NamedTuple):
+    lead_id: int
+    status: str
+    created_at: datetime
+    sla_due_at: datetime
+    resolved_at: datetime | None = None
+    outcome_reason: str | None = None
+
+
+def recycle_reason(rule: str | None, reason: str | None) -> str:
+    """The report's reason for one transition into `recycled` (see the module docstring)."""
+    rule = rule or ""
+    if rule == SLA_RULE or (reason or "").startswith("sla_expired"):
+        return "sla_expired"
+    if rule.startswith(REJECT_RULE_PREFIX):
+        return rule[len(REJECT_RULE_PREFIX):] or "other"
+    if rule.startswith(COLD_RULE_PREFIX):
+        return "no_engagement"
+    if rule == LOST_RULE:
+        return "deal_lost"
+    return "other"
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _rate(num: int, den: int) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def _ranked(counter: Counter) -> dict[str, int]:
+    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _median_days(durations: list[timedelta] | None) -> float | None:
+    """Median in days (2 places); a negative duration (inconsistent times) counts as 0."""
+    if not durations:
+        return None
+    if min(durations) < _ZERO:
+        durations = [max(d, _ZERO) for d in durations]
+    return round(statistics.median(durations).total_seconds() / _DAY, 2)
+
+
+def _tr_key(tr: FunnelTransition) -> tuple[datetime, int]:
+    return tr.at, tr.id
+
+
+def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTransition],
+                   handoffs: Iterable[FunnelHandoff], as_of: datetime) -> dict[str, Any]:
+    """The funnel report as a JSON-ready dict (definitions: the module docstring).
+
+    Rows may be the NamedTuples above or anything with the same attributes; times must be
+    timezone-aware. One pass over each input; per-lead work is plain tuples and counters.
+    """
+    as_of = _utc(as_of)
+    history: dict[int, list[FunnelTransition]] = defaultdict(list)
+    recycled: Counter = Counter()
+    for tr in transitions:
+        # later ones too: the first one after as_of says which stage a lead was in at as_of
+        history[tr.lead_id].append(tr)
+        if tr.to_stage == RECYCLED and tr.at <= as_of:
+            recycled[recycle_reason(tr.rule, tr.reason)] += 1
+
+    # Per lead only its path (the stages it went through, in order) is counted: paths repeat
+    # a lot, so reached/converted are worked out once per distinct path afterwards. Stays are
+    # kept as timedeltas (no float conversion per stay).
+    paths: Counter[tuple[str, ...]] = Counter()
+    stays: dict[str, list[timedelta]] = defaultdict(list)
+    source_of: dict[int, str | None] = {}
+    for lead in leads:
+        if lead.created_at > as_of:
+            continue
+        source_of[lead.id] = lead.source
+        trs = history.get(lead.id)
+        if trs is None:
+            stage = lead.lifecycle_stage
+            stays[stage].append(as_of - lead.stage_entered_at)
+            paths[(stage,)] += 1
+            continue
+        if len(trs) > 1:
+            trs.sort(key=_tr_key)
+        stage, entered = trs[0].from_stage, lead.created_at
+        path = [stage]
+        for tr in trs:
+            if tr.at > as_of:
+                break
+            stays[stage].append(tr.at - entered)
+            stage, entered = tr.to_stage, tr.at
+            path.append(stage)
+        stays[stage].append(as_of - entered)
+        paths[tuple(path)] += 1
+
+    now_in: Counter = Counter()
+    reached: Counter = Counter()
+    converted: Counter = Counter()
+    for path, n in paths.items():
+        now_in[path[-1]] += n
+        first: dict[str, int] = {}
+        last: dict[str, int] = {}
+        for i, st in enumerate(path):
+            first.setdefault(st, i)
+            last[st] = i
+        for st in first:
+            reached[st] += n
+        for a, b in FUNNEL_PAIRS:
+            i = first.get(a)
+            if i is not None and last.get(b, -1) > i:
+                converted[a] += n
+    total = sum(now_in.values())
+    stages = list(LIFECYCLE_STAGES) + sorted(
+        (set(now_in) | set(stays)) - set(LIFECYCLE_STAGES))
+
+    status_count: Counter = Counter()
+    due = overdue = accepted_in_time = answered_in_time = 0
+    rejects: Counter = Counter()
+    by_source: Counter = Counter()
+    for h in handoffs:
+        if h.created_at > as_of:
+            continue
+        status, resolved_at = h.status, h.resolved_at
+        if status != "pending" and resolved_at is not None and resolved_at > as_of:
+            status, resolved_at = "pending", None
+        status_count[status] += 1
+        source = source_of.get(h.lead_id)
+        by_source[source or UNKNOWN_SOURCE] += 1
+        if status == "pending":
+            if h.sla_due_at <= as_of:
+                overdue += 1
+                due += 1
+            continue
+        due += 1
+        in_time = resolved_at is not None and resolved_at < h.sla_due_at
+        if status == "accepted":
+            accepted_in_time += in_time
+            answered_in_time += in_time
+        elif status == "rejected":
+            answered_in_time += in_time
+            rejects[h.outcome_reason or UNSPECIFIED_REASON] += 1
+
+    handed_off = sum(status_count.values())
+    resolved = sum(status_count[s] for s in RESOLVED)
+    return {
+        "as_of": as_of.isoformat(),
+        "leads_total": total,
+        "leads_by_stage": {s: now_in[s] for s in stages},
+        "reached": {s: reached[s] for s in stages},
+        "conversion": [{"from": a, "to": b, "reached_from": reached[a],
+                        "reached_to": converted[a], "rate": _rate(converted[a], reached[a])}
+                       for a, b in FUNNEL_PAIRS],
+        "median_days_in_stage": {s: _median_days(stays.get(s)) for s in stages},
+        "mql": {
+            "handed_off": handed_off,
+            **{s: status_count[s] for s in ("accepted", "rejected", "expired", "pending")},
+            "overdue": overdue,
+            "acceptance_rate": _rate(status_count["accepted"], resolved),
+            "sla_due": due,
+            "accepted_within_sla": accepted_in_time,
+            "sla_compliance": _rate(accepted_in_time, due),
+            "answered_within_sla": answered_in_time,
+            "sla_response_rate": _rate(answered_in_time, due),
+        },
+        "rejects_by_reason": _ranked(rejects),
+        "mqls_by_source": _ranked(by_source),
+        "recycled": {"count": sum(recycled.values()), "by_reason": _ranked(recycled)},
+    }
+
+
+# -- presentation -------------------------------------------------------------------------
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.1f} %"
+
+
+def _days(days: float | None) -> str:
+    return "-" if days is None else f"{days:.1f}"
+
+
+def _when(report: dict[str, Any]) -> str:
+    return report["as_of"][:16].replace("T", " ") + " UTC"
+
+
+def _headline(report: dict[str, Any]) -> str:
+    m = report["mql"]
+    return (f"{report['leads_total']:,} leads; {m['handed_off']:,} MQLs handed to sales "
+            f"(acceptance {_pct(m['acceptance_rate'])}, SLA compliance "
+            f"{_pct(m['sla_compliance'])}); {report['recycled']['count']:,} recycled.")
+
+
+def _md_table(head: list[str], rows: list[list[Any]], right: int = 1) -> list[str]:
+    """A markdown table; columns from index `right` on are right-aligned (numbers)."""
+    align = ["---" if i < right else "---:" for i in range(len(head))]
+    return (["| " + " | ".join(head) + " |", "| " + " | ".join(align) + " |"]
+            + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows] + [""])
+
+
+def _md_counts(title: str, label: str, counts: dict[str, int]) -> list[str]:
+    lines = [f"## {title}", ""]
+    if not counts:
+        return lines + ["None.", ""]
+    return lines + _md_table([label, "Count"], [[k, f"{v:,}"] for k, v in counts.items()])
+
+
+def funnel_markdown(report: dict[str, Any]) -> str:
+    """The report as narrow markdown tables (a Prefect markdown artifact read in a browser at
+    1280 px): at most five short columns each, human headers.
+
+    The conversion table says how many entered the next stage *another way* (skipping the
+    earlier stage, or created in it): a new lead that jumps straight to MQL is counted in
+    neither number of "nurturing → mql" — without that column a 0 % rate there sat beside
+    MQLs as if the funnel were broken."""
+    m = report["mql"]
+    reached = report["reached"]
+    lines = [f"# Lead funnel as of {_when(report)}", "", _headline(report), "",
+             "## Stages", ""]
+    lines += _md_table(
+        ["Stage", "Leads now", "Ever reached", "Median days in stage"],
+        [[s, f"{n:,}", f"{reached.get(s, 0):,}", _days(report["median_days_in_stage"].get(s))]
+         for s, n in report["leads_by_stage"].items()])
+    lines += ["## Conversion", ""]
+    lines += _md_table(
+        ["From → to", "Reached from", "Then reached to", "Rate", "Reached to another way"],
+        [[f"{c['from']} → {c['to']}", f"{c['reached_from']:,}", f"{c['reached_to']:,}",
+          _pct(c["rate"]), f"{reached.get(c['to'], 0) - c['reached_to']:,}"]
+         for c in report["conversion"]])
+    lines += ["Rate: of the leads that entered the first stage, the share that later entered "
+              "the second. *Reached to another way*: leads that entered the second stage "
+              "without passing through the first (e.g. new → mql on their first cycle).", ""]
+    lines += ["## MQL handoffs", ""]
+    lines += _md_table(["Handoffs", "Count"], [
+        ["Handed off", f"{m['handed_off']:,}"], ["Accepted", f"{m['accepted']:,}"],
+        ["Rejected", f"{m['rejected']:,}"], ["Expired (SLA)", f"{m['expired']:,}"],
+        ["Pending", f"{m['pending']:,}"], ["Pending and overdue", f"{m['overdue']:,}"]])
+    lines += _md_table(["Rate", "Value"], [
+        ["Acceptance rate", _pct(m["acceptance_rate"])],
+        ["SLA compliance", _pct(m["sla_compliance"])],
+        ["SLA response rate", _pct(m["sla_response_rate"])]])
+    lines += ["SLA compliance: accepted before the SLA deadline / handoffs resolved or past "
+              "their deadline; the response rate also counts timely rejects.", ""]
+    lines += _md_counts("Sales rejects by reason", "Reason", report["rejects_by_reason"])
+    lines += _md_counts("MQLs by lead source", "Source", report["mqls_by_source"])
+    lines += _md_counts("Recycled by reason", "Reason", report["recycled"]["by_reason"])
+    return "\n".join(lines)
+
+
+def print_funnel(report: dict[str, Any], console=None) -> None:
+    """The report as rich tables, readable in a 100-column terminal."""
+    from rich.columns import Columns
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    console.print(f"[bold]Lead funnel as of {_when(report)}[/bold]")
+    console.print(_headline(report))
+
+    conv = {c["from"]: c for c in report["conversion"]}
+    st = Table(title="Stages", title_justify="left")
+    st.add_column("stage")
+    st.add_column("leads now", justify="right")
+    st.add_column("ever reached", justify="right")
+    st.add_column("median days", justify="right")
+    st.add_column("→ next stage")
+    st.add_column("converted", justify="right")
+    st.add_column("rate", justify="right")
+    for s, n in report["leads_by_stage"].items():
+        c = conv.get(s)
+        nxt = [c["to"], f"{c['reached_to']:,}", _pct(c["rate"])] if c else ["", "", ""]
+        st.add_row(s, f"{n:,}", f"{report['reached'].get(s, 0):,}",
+                   _days(report["median_days_in_stage"].get(s)), *nxt,
+                   end_section=s == FUNNEL_STAGES[-1])
+    console.print(st)
+
+    m = report["mql"]
+    mt = Table(title="MQL handoffs", title_justify="left")
+    mt.add_column("handoffs")
+    mt.add_column("count", justify="right")
+    for label, key in (("handed off", "handed_off"), ("accepted", "accepted"),
+                       ("rejected", "rejected"), ("expired", "expired"),
+                       ("pending", "pending"), ("  of them overdue", "overdue")):
+        mt.add_row(label, f"{m[key]:,}")
+    mt.add_row("acceptance rate", _pct(m["acceptance_rate"]), end_section=True)
+    mt.add_row("SLA compliance", _pct(m["sla_compliance"]))
+    mt.add_row("SLA response rate", _pct(m["sla_response_rate"]))
+
+    def counts(title: str, label: str, data: dict[str, int]) -> Table:
+        t = Table(title=title, title_justify="left")
+        t.add_column(label)
+        t.add_column("count", justify="right")
+        for k, v in data.items():
+            t.add_row(escape(str(k)), f"{v:,}")
+        if not data:
+            t.add_row("[dim]none[/dim]", "")
+        return t
+
+    console.print(Columns([
+        mt,
+        counts("Sales rejects", "reason", report["rejects_by_reason"]),
+        counts("MQLs by source", "source", report["mqls_by_source"]),
+        counts("Recycled", "reason", report["recycled"]["by_reason"])]))
+    console.print("[dim]SLA compliance: accepted in time / handoffs resolved or past the "
+                  "deadline; the response rate counts timely rejects too.[/dim]")

@@ -1,1 +1,0 @@
-"""Delivery transports behind one small interface; `nurture.wiring` picks one by settings."""

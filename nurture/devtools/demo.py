@@ -1,0 +1,338 @@
+"""`nurture demo`: a fresh demo database, synthetic leads with activity histories, and
+several simulated days of the real daily flow — the quickest way to see the product work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+MARKER = ".nurture-demo"
+
+
+def _reset_dir(directory: Path) -> None:
+    if directory.exists():
+        if not (directory / MARKER).exists() and any(directory.iterdir()):
+            raise SystemExit(f"error: {directory} exists and is not a nurture demo directory; "
+                             "choose another --dir")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / MARKER).write_text("created by `nurture demo`; safe to delete\n")
+
+
+def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
+             as_json: bool = False) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from nurture.devtools.demo_data import (
+        generate_activities,
+        generate_leads,
+        write_activities_jsonl,
+        write_leads_csv,
+    )
+    from nurture.entrypoints.cli.main import CliError, _app, run_cycle_flow
+    from nurture.services.ingest import import_activities_jsonl, import_leads_csv
+    from nurture.store.db import upgrade
+
+    console = Console(stderr=as_json, highlight=False)
+    directory = directory.resolve()
+    _reset_dir(directory)
+    db_url = f"sqlite:///{directory / 'nurture.db'}"
+    os.environ["NURTURE_DATABASE_URL"] = db_url
+    os.environ["NURTURE_OUTBOX_DIR"] = str(directory / "outbox")
+    app = _app()
+    if not app.settings.campaigns_dir.is_dir():
+        raise CliError(f"campaigns directory {app.settings.campaigns_dir} not found; run the "
+                       "demo from the repository root or set NURTURE_CAMPAIGNS_DIR")
+    app.config  # noqa: B018 - validate before building anything
+    upgrade(app.engine)
+
+    # the simulation ends with today's cycle, so `nurture lead show` (as of now) lines up
+    today = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days - 1)
+    with console.status("Generating synthetic leads and activity histories…"):
+        lead_rows = list(generate_leads(leads, seed=seed, start=start))
+        write_leads_csv(directory / "leads.csv", lead_rows)
+        n_acts = write_activities_jsonl(directory / "activities.jsonl",
+                                        generate_activities(lead_rows, start, days, seed=seed))
+        lead_report = import_leads_csv(app.store, directory / "leads.csv")
+        act_report = import_activities_jsonl(app.store, directory / "activities.jsonl")
+    console.print(f"Imported [bold]{lead_report.inserted:,}[/bold] leads and "
+                  f"[bold]{act_report.inserted:,}[/bold] activities "
+                  f"(of {n_acts:,} generated, spanning 45 days before the start to day {days}).")
+
+    totals: Counter = Counter()
+    watermark = 0
+    daily: list[dict[str, Any]] = []
+    show_bar = sys.stderr.isatty() and not as_json
+    bar = Progress(TextColumn("[bold]Simulating daily cycles"), BarColumn(),
+                   MofNCompleteColumn(), TextColumn("{task.description}"),
+                   console=Console(stderr=True), transient=True, disable=not show_bar)
+    with bar:
+        task = bar.add_task("", total=days)
+        for day in range(days):
+            as_of = start + timedelta(days=day)
+            summary = run_cycle_flow(as_of, False, None)
+            watermark = simulate_engagement(app, watermark, seed)
+            sales = simulate_sales(app, min(as_of + timedelta(hours=3), datetime.now(UTC)),
+                                   seed)
+            for key in ("touches_sent", "mqls", "recycled"):
+                totals[key] += summary[key]
+            for key, n in sales.items():
+                totals[f"sales_{key}"] += n
+            daily.append({"as_of": summary["as_of"], "sent": summary["touches_sent"],
+                          "mqls": summary["mqls"], "recycled": summary["recycled"],
+                          "sales_feedback": sales})
+            bar.update(task, advance=1, description=f"{as_of:%a %d %b}: "
+                       f"{summary['touches_sent']} sent, {summary['mqls']} MQLs, "
+                       f"{summary['recycled']} recycled")
+            if not show_bar and not as_json:
+                console.print(f"  {as_of:%a %d %b}: {summary['touches_sent']:>4} sent, "
+                              f"{summary['mqls']:>2} MQLs, {summary['recycled']:>2} recycled"
+                              f" | sales: {sales['accept']:>2} accepted, {sales['reject']:>2}"
+                              f" rejected, {sales['won']} won", soft_wrap=True)
+    outcome = _outcome(app, directory, days, totals, daily)
+    if as_json:
+        print(json.dumps(outcome, default=str))
+    else:
+        _print_outcome(console, outcome)
+    return 0
+
+
+# demo engagement per sent email (seeded per touch); variant "b" of a step gets a better
+# click rate so the A/B report has something to find
+DEMO_RATES = {"bounce": 0.015, "machine_open": 0.25, "open": 0.38, "click": 0.22,
+              "click_b": 0.34, "scanner": 0.03, "unsubscribe": 0.006, "spamreport": 0.0008}
+
+
+def simulate_engagement(app, after_id: int, seed: int) -> int:
+    """What recipients did with the emails sent since touch `after_id`, as SendGrid Event
+    Webhook events (delivered/bounce, machine and human opens, scanner and human clicks,
+    unsubscribes, spam reports) applied through the real webhook path. Returns the new
+    watermark (highest touch id seen)."""
+    import json as _json
+    import random
+
+    from sqlalchemy import select
+
+    from nurture.store import tables as t
+    from nurture.store.events import EventStore
+
+    T, L = t.touches, t.leads
+    with app.engine.connect() as conn:
+        rows = conn.execute(select(T.c.id, L.c.email, T.c.campaign, T.c.step, T.c.variant,
+                                   T.c.send_at)
+                            .join(L, L.c.id == T.c.lead_id)
+                            .where(T.c.id > after_id, T.c.status == "sent")
+                            .order_by(T.c.id)).all()
+    if not rows:
+        return after_id
+    events: list[dict[str, Any]] = []
+    for tid, email, campaign, step, variant, send_at in rows:
+        r = random.Random(f"{seed}-engage-{tid}").random
+        base = {"email": email, "touch_id": str(tid), "campaign": campaign, "step": step,
+                "sg_message_id": f"demo{tid}.filter"}
+        ts = int(send_at.timestamp())
+
+        def ev(kind: str, dt: int, base=base, ts=ts, tid=tid, **kw: Any) -> None:
+            events.append({**base, "event": kind, "timestamp": ts + dt,
+                           "sg_event_id": f"demo-{tid}-{kind}-{dt}", **kw})
+
+        if r() < DEMO_RATES["bounce"]:
+            ev("bounce", 5, type="bounce", reason="550 5.1.1 mailbox unavailable")
+            continue
+        ev("delivered", 3)
+        if r() < DEMO_RATES["machine_open"]:
+            ev("open", 6, sg_machine_open=True)
+        if r() < DEMO_RATES["scanner"]:
+            ev("click", 4, url="https://acme.example/")
+        if r() < DEMO_RATES["open"]:
+            ev("open", 3600, sg_machine_open=False)
+            if r() < DEMO_RATES["click_b" if variant == "b" else "click"]:
+                ev("click", 3700, url="https://acme.example/")
+            if r() < DEMO_RATES["unsubscribe"]:
+                ev("unsubscribe", 3800)
+            elif r() < DEMO_RATES["spamreport"] * 5:
+                ev("spamreport", 3900)
+    store = EventStore(app.engine)
+    for i in range(0, len(events), 2000):
+        part = events[i:i + 2000]
+        batch = store.store_batch(_json.dumps(part), True, len(part))
+        store.apply_batch(batch, part, app.settings.scanner_click_seconds)
+    return rows[-1].id
+
+
+def simulate_sales(app, at: datetime, seed: int) -> Counter:
+    """Sales answering handoffs, through the same service as `nurture sales`: per handoff
+    (seeded) ~55 % accepted the day it arrives, ~20 % rejected with a reason code, ~25 %
+    left unanswered (the SLA expires and the lead comes back recycled); accepted leads
+    sometimes become opportunities after a few days, and some of those are won or lost."""
+    import random
+
+    from sqlalchemy import select
+
+    from nurture.core.sales import FeedbackRefused, record_feedback
+    from nurture.store import tables as t
+    from nurture.store.sales import SalesStore
+
+    store = SalesStore(app.engine)
+    done: Counter = Counter()
+    codes = sorted(app.rules.sales_rejected)
+    weights = {"not_ready": 40, "bad_timing": 25, "no_budget": 15, "bad_data": 10,
+               "competitor": 10}
+
+    def act(email: str, action: str, reason: str | None = None, note: str | None = None,
+            amount: float | None = None):
+        try:
+            record_feedback(store, app.rules, email, action, at, reason=reason, note=note,
+                            actor="demo:sales-rep", amount=amount)
+            done[action] += 1
+        except (FeedbackRefused, LookupError):
+            pass
+
+    for h in store.handoffs("pending"):
+        if h["created_at"] > at:
+            continue
+        r = random.Random(f"{seed}-handoff-{h['id']}").random()
+        if r < 0.55:
+            act(h["email"], "accept", note="call booked")
+        elif r < 0.75 and codes:
+            code = random.Random(f"{seed}-reason-{h['id']}").choices(
+                codes, [weights.get(c, 10) for c in codes])[0]
+            act(h["email"], "reject", code, note="not a fit right now")
+    L = t.leads
+    with app.engine.connect() as conn:
+        rows = conn.execute(select(L.c.id, L.c.email, L.c.lifecycle_stage,
+                                   L.c.stage_entered_at)
+                            .where(L.c.lifecycle_stage.in_(("sal", "opportunity")))).all()
+    for lead_id, email, stage, since in rows:
+        r = random.Random(f"{seed}-deal-{lead_id}-{stage}").random()
+        deal = round(random.Random(f"{seed}-amount-{lead_id}").lognormvariate(9.8, 0.6), -2)
+        if stage == "sal" and at - since >= timedelta(days=3) and r < 0.4:
+            act(email, "opportunity", amount=deal)
+        elif stage == "opportunity" and at - since >= timedelta(days=5):
+            if r < 0.5:
+                act(email, "won", amount=deal)
+            elif r < 0.8:
+                act(email, "lost", note="went quiet")
+    return done
+
+
+def _examples(app) -> dict[str, str | None]:
+    """One lead of each interesting kind, to suggest `nurture lead show` on."""
+    from sqlalchemy import func, select
+
+    from nurture.store import tables as t
+
+    out: dict[str, str | None] = {}
+    with app.engine.connect() as conn:
+        def first(stmt):
+            return conn.execute(stmt.limit(1)).scalar()
+
+        L, T = t.leads, t.touches
+        out["mql"] = first(select(L.c.email).where(L.c.lifecycle_stage == "mql")
+                           .order_by(L.c.score.desc()))
+        out["recycled"] = first(select(L.c.email).where(L.c.lifecycle_stage == "recycled"))
+        out["switched_to_evaluation"] = first(
+            select(L.c.email).join(T, T.c.lead_id == L.c.id)
+            .where(L.c.buying_stage == "evaluation", L.c.lifecycle_stage == "nurturing")
+            .group_by(L.c.email).having(func.count(func.distinct(T.c.track)) > 1))
+        out["research"] = first(
+            select(L.c.email).join(T, T.c.lead_id == L.c.id)
+            .where(L.c.buying_stage == "research", L.c.lifecycle_stage == "nurturing")
+            .group_by(L.c.email).order_by(func.count().desc()))
+    return out
+
+
+def _outcome(app, directory: Path, days: int, totals: Counter, daily: list) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from nurture.store import tables as t
+
+    with app.engine.connect() as conn:
+        buying = dict(conn.execute(select(t.leads.c.buying_stage, func.count())
+                                   .group_by(t.leads.c.buying_stage)).all())
+        steps = conn.execute(select(t.touches.c.campaign, t.touches.c.track, t.touches.c.step,
+                                    func.count()).where(t.touches.c.status == "sent")
+                             .group_by(t.touches.c.campaign, t.touches.c.track,
+                                       t.touches.c.step)
+                             .order_by(t.touches.c.campaign, t.touches.c.track,
+                                       t.touches.c.step)).all()
+        owners = dict(conn.execute(select(t.handoffs.c.owner, func.count())
+                                   .group_by(t.handoffs.c.owner)).all())
+    return {
+        "directory": str(directory),
+        "database_url": app.settings.database_url,
+        "outbox": str(directory / "outbox" / "index.html"),
+        "days": days,
+        "touches_sent": totals["touches_sent"],
+        "mqls": totals["mqls"],
+        "recycled": totals["recycled"],
+        "sales_feedback": {k[6:]: v for k, v in sorted(totals.items())
+                           if k.startswith("sales_")},
+        "lifecycle_stages": app.store.stage_counts(),
+        "buying_stages": {str(k): v for k, v in buying.items()},
+        "sent_by_step": [{"campaign": c, "track": tr, "step": s, "sent": n}
+                         for c, tr, s, n in steps],
+        "handoffs_by_owner": owners,
+        "examples": _examples(app),
+        "daily": daily,
+    }
+
+
+def _print_outcome(console, o: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    fb = o["sales_feedback"]
+    console.print(f"\n[bold green]Simulated {o['days']} days[/bold green]: "
+                  f"{o['touches_sent']:,} emails sent, {o['mqls']:,} MQLs handed to sales, "
+                  f"{o['recycled']:,} leads recycled. Simulated sales reps accepted "
+                  f"{fb.get('accept', 0)}, rejected {fb.get('reject', 0)} (with reason codes), "
+                  f"opened {fb.get('opportunity', 0)} opportunities, won {fb.get('won', 0)} "
+                  f"and lost {fb.get('lost', 0)}; unanswered MQLs expired after the SLA.\n")
+    stages = Table(title="Leads by lifecycle stage", title_justify="left", min_width=30)
+    stages.add_column("stage")
+    stages.add_column("leads", justify="right")
+    for k, v in sorted(o["lifecycle_stages"].items(), key=lambda kv: -kv[1]):
+        stages.add_row(k, f"{v:,}")
+    console.print(stages)
+    sent = Table(title="Emails sent per step", title_justify="left")
+    for col in ("campaign", "track", "step", "sent"):
+        sent.add_column(col, justify="right" if col == "sent" else "left")
+    for r in o["sent_by_step"]:
+        sent.add_row(r["campaign"], r["track"], r["step"], f"{r['sent']:,}")
+    console.print(sent)
+    if o["handoffs_by_owner"]:
+        console.print("MQL owners (round-robin): " + ", ".join(
+            f"{k} {v}" for k, v in sorted(o["handoffs_by_owner"].items())))
+    console.print(f"\nOutbox: [bold]{o['outbox']}[/bold] (open it in a browser; each "
+                  "message is a real .eml file)", soft_wrap=True)
+    console.print(f"Database: {o['database_url']}", soft_wrap=True)
+    console.print("The loop in numbers: [bold]nurture report funnel[/bold] (with the export "
+                  "below)", soft_wrap=True)
+    labels = {"mql": "an MQL", "recycled": "a recycled lead",
+              "switched_to_evaluation": "a lead that moved to evaluation content",
+              "research": "a research-stage lead"}
+    shown = [(labels[k], v) for k, v in o["examples"].items() if v]
+    if shown:
+        cmd = _command_name()
+        console.print("\n[bold]Look closer[/bold] (why each lead got what it got):")
+        console.print(f"  export NURTURE_DATABASE_URL={o['database_url']}", soft_wrap=True)
+        for label, email in shown:
+            console.print(f"  {cmd} lead show {email}   [dim]# {label}[/dim]", soft_wrap=True)
+
+
+def _command_name() -> str:
+    """How the user can type this command: `nurture` when on PATH, else the path they used."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "nurture"
+    if Path(argv0).name == "nurture" and shutil.which("nurture") == str(Path(argv0).resolve()):
+        return "nurture"
+    if Path(argv0).name == "nurture":
+        return os.path.relpath(argv0) if not argv0.startswith("..") else argv0
+    return "nurture"

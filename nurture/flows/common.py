@@ -1,0 +1,180 @@
+"""What the flows share: parsing `as_of`, run names, opening the store and config so that a
+failure explains itself in the Prefect UI, and announcing recorded lead events to Prefect."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nurture.core.domain import EVENT_NAMESPACE
+from nurture.services.ingest import parse_time
+
+# lead event N is always Prefect event uuid5(NS, N): re-emitting after a crash is a no-op
+
+
+class ConfigInvalid(ValueError):
+    """The campaigns/templates do not validate; the message lists every problem, exactly as
+    `nurture validate` prints them, so the run's state message is the whole to-do list."""
+
+
+def parse_as_of(as_of: str | datetime | None) -> datetime:
+    if as_of is None or as_of == "":
+        return datetime.now(UTC)
+    if isinstance(as_of, datetime):
+        return as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
+    return parse_time(as_of)
+
+
+def run_suffix() -> str:
+    """Four hex digits of the flow run id: runs with the same date (re-runs, simulations of
+    one day) still get distinct names."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id or uuid.uuid4()).replace("-", "")[:4]
+
+
+def dated_run_name(prefix: str, as_of: Any, dry_run: bool = False) -> str:
+    """`<prefix>-YYYY-MM-DD-HHMM[-dry-run]-<suffix>` from `as_of` (UTC; default now)."""
+    try:
+        stamp = f"{parse_as_of(as_of):%Y-%m-%d-%H%M}"
+    except (ValueError, TypeError):
+        stamp = "bad-as-of"
+    return f"{prefix}-{stamp}{'-dry-run' if dry_run else ''}-{run_suffix()}"
+
+
+def lead_ref(email: str) -> str:
+    """A stable pseudonym for a lead in run names: no personal data in names the whole
+    workspace sees, yet two runs about the same lead share it."""
+    norm = (email or "").strip().lower()
+    return "lead-" + hashlib.sha256(norm.encode()).hexdigest()[:8]
+
+
+def open_app(campaigns_dir: str | None = None, need_config: bool = True):
+    """The flow's `App`, checked before any work: the database exists and is migrated (a
+    missing SQLite file is not created empty), and the config validates — else one error
+    naming every problem, each also logged."""
+    from prefect import get_run_logger
+
+    from nurture.core.config import ConfigError
+    from nurture.settings import Settings
+    from nurture.wiring import App, NotMigrated
+
+    app = App(Settings(**({"campaigns_dir": campaigns_dir} if campaigns_dir else {})))
+    url = app.settings.database_url
+    if url.startswith("sqlite") and "///" in url:
+        path = url.split("///", 1)[1].split("?", 1)[0]
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise NotMigrated(f"the database file {Path(path).resolve()} does not exist "
+                              f"(NURTURE_DATABASE_URL={url}, working directory {Path.cwd()}); "
+                              "run `nurture db upgrade` with the same settings first")
+    app.require_schema()
+    if need_config:
+        try:
+            app.config  # noqa: B018 - validate before anything is written
+        except ConfigError as exc:
+            logger = get_run_logger()
+            for problem in exc.problems:
+                logger.error("config problem: %s", problem)
+            raise ConfigInvalid(f"{len(exc.problems)} config problem(s) in "
+                                f"{app.settings.campaigns_dir} (`nurture validate` lists the "
+                                "same):\n" + exc.report()) from None
+    return app
+
+
+def _context(engine: Any, events: list[Any]
+             ) -> tuple[dict[int, str], dict[int, dict[str, str]]]:
+    """What an event's payload may lack: the lead's campaign (sales feedback does not know
+    it) and the stages of the transition that caused it. Reads only."""
+    from sqlalchemy import select
+
+    from nurture.store import tables as t
+
+    C = t.campaign_states
+    lead_ids = sorted({ev.lead_id for ev in events})
+    with engine.connect() as conn:
+        campaigns = dict(conn.execute(select(C.c.lead_id, C.c.campaign)
+                                      .where(C.c.lead_id.in_(lead_ids))).tuples().all())
+        # a lead handed to sales on its first cycle has no campaign state: the campaign its
+        # MQL event named (whose audience it is) stands for it
+        missing = [i for i in lead_ids if i not in campaigns]
+        if missing:
+            E = t.lead_events
+            for lead_id, payload in conn.execute(
+                    select(E.c.lead_id, E.c.payload).where(E.c.lead_id.in_(missing))
+                    .order_by(E.c.id.desc())):
+                if lead_id not in campaigns and (payload or {}).get("campaign"):
+                    campaigns[lead_id] = payload["campaign"]
+        stages: dict[int, dict[str, str]] = {}
+        E, TR = t.lead_events, t.transitions
+        for ev_id, frm, to in conn.execute(
+                select(E.c.id, TR.c.from_stage, TR.c.to_stage)
+                .join(TR, TR.c.id == E.c.transition_id)
+                .where(E.c.id.in_([ev.id for ev in events]))):
+            stages[ev_id] = {"from": frm, "to": to}
+    return campaigns, stages
+
+
+def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
+    """Emit every recorded, not yet emitted lead event (this run's and any a stopped run
+    left), each under its fixed event id, then mark them. Returns what was emitted (event
+    name, lead id and payload) so a flow can list it in an artifact."""
+    from prefect.events import emit_event
+
+    from nurture.store.lead_events import LeadEventOutbox
+
+    outbox = LeadEventOutbox(app.engine)
+    emitted: list[dict[str, Any]] = []
+    while True:
+        lease.check()
+        batch = outbox.claim(lease.run_id, lease.lapse)
+        if not batch:
+            return emitted
+        campaigns, stages = _context(app.engine, batch)
+        for ev in batch:
+            p = dict(ev.payload)
+            for key, value in stages.get(ev.id, {}).items():
+                p.setdefault(key, value)
+            if not p.get("campaign"):
+                p["campaign"] = campaigns.get(ev.lead_id)
+            campaign = p.get("campaign")
+            name = f"nurture.lead.{ev.kind}"
+            emit_event(
+                event=name,
+                resource={"prefect.resource.id": f"nurture.lead.{ev.lead_id}",
+                          "prefect.resource.name": p.get("email") or f"lead {ev.lead_id}"},
+                related=[{"prefect.resource.id": f"nurture.campaign.{campaign}",
+                          "prefect.resource.role": "campaign",
+                          "prefect.resource.name": campaign}] if campaign else None,
+                payload=p, id=uuid.uuid5(EVENT_NAMESPACE, f"lead-event-{ev.id}"))
+            emitted.append({"event": name, "lead_id": ev.lead_id, **p})
+        _flush()  # handed to the server before they are marked: a crash re-emits, never loses
+        outbox.mark_emitted([ev.id for ev in batch], lease.run_id)
+
+
+def _flush() -> None:
+    from prefect.events.worker import EventsWorker
+
+    EventsWorker.instance().wait_until_empty()
+
+
+def changes_markdown(title: str, summary: str, emitted: list[dict[str, Any]]) -> str:
+    """What a run changed, for a person (a markdown artifact): one line per lead event it
+    announced — lead, campaign, from → to stage, owner or actor, the rule. A list, not a
+    table: long email addresses and rule names wrap instead of pushing columns out of a
+    1280 px window."""
+    lines = [f"# {title}", "", summary, ""]
+    if not emitted:
+        return "\n".join(lines + ["No lead changed stage.", ""])
+    for e in emitted:
+        to = e.get("to") or e["event"].rsplit(".", 1)[1]
+        who = (f"owner {e['owner']}" if e.get("owner")
+               else f"by {e['actor']}" if e.get("actor") else "")
+        lines.append(
+            f"- **#{e['lead_id']} {e.get('email') or ''}**"
+            f" ({e.get('campaign') or 'no campaign'}): {e.get('from') or '?'} → **{to}**"
+            + (f", {who}" if who else "")
+            + f"; rule `{e.get('rule') or 'none'}` (`{e['event']}`)")
+    return "\n".join(lines + [""])

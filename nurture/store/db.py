@@ -1,0 +1,115 @@
+"""Engines and migrations: a SQLite file by default, any SQLAlchemy URL for scale."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+
+# The migrations stay in the `lead_store` package (their files import `lead_store.tables`);
+# found by name so the store does not import the package that aliases it.
+MIGRATIONS_DIR = Path(importlib.util.find_spec("lead_store").origin).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine tuned for the cycle's bulk reads and writes."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+            dbapi_conn.isolation_level = None  # transactions are begun below, explicitly
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn) -> None:
+            # A writer takes SQLite's write lock when its transaction starts: a transaction
+            # that reads and then writes can never act on a snapshot another writer has
+            # changed in between (and waits on busy_timeout instead of failing).
+            write = conn.get_execution_options().get("nurture_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, future=True)
+
+
+def write_tx(engine: Engine):
+    """A write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock from the start); on
+    PostgreSQL an ordinary transaction, where writers lock rows (`FOR UPDATE`) or
+    compare-and-set."""
+    return engine.execution_options(nurture_write=True).begin()
+
+
+# PostgreSQL: deadlock detected, serialization failure; SQLite: the write lock timed out
+_TRANSIENT_SQLSTATES = {"40P01", "40001"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A conflict between concurrent writers that a retry of the whole transaction solves."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+        return True
+    return "database is locked" in str(orig or "")
+
+
+def retrying(fn, attempts: int = 5):
+    """Run `fn` (one whole transaction) again when concurrent writers collided (a deadlock
+    PostgreSQL broke, a busy SQLite): with every writer taking its rows in id order this is
+    rare, but several machines at once must never fail a run over it."""
+    import random
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except DBAPIError as exc:
+            if attempt == attempts - 1 or not is_transient(exc):
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply Alembic migrations up to `revision` (idempotent)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
+
+
+def is_migrated(engine: Engine) -> bool:
+    if not inspect(engine).has_table("alembic_version"):
+        return False
+    return current_revision(engine) == head_revision()

@@ -1,0 +1,267 @@
+"""The send ledger in SQL: claims, results, take-overs and in-doubt settlement.
+
+Every write here is a compare-and-set on the touch's status (and, for a `sending` touch, the
+run that owns it), so the state machine in `nurture.core.ledger` holds whatever runs at once: a
+touch is claimed by one run, and only that run — while it still holds its lease — records its
+outcome. Claims are taken a transport batch at a time, so a crash leaves at most one batch
+`sending`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, case, func, or_, select, update
+
+from nurture.core.domain import (
+    CANCELLED,
+    FAILED,
+    IN_DOUBT,
+    MARKETING_STAGES,
+    PLANNED,
+    SENDING,
+    SENT,
+    TouchStatus,
+)
+from nurture.core.ledger import TouchResult, decide_takeover
+from nurture.store import tables as t
+from nurture.store.db import retrying, write_tx
+from nurture.store.rows import IN_BATCH, chunks, lead_fields
+from nurture.store.runs import RunInfo, RunStore
+from nurture.store.tables import UTCDateTime
+
+
+@dataclass(slots=True)
+class OutgoingTouch:
+    """A claimed touch with what rendering needs."""
+
+    touch_id: int
+    lead_id: int
+    email: str
+    fields: dict[str, Any]
+    campaign: str
+    track: str
+    step: str
+    round: int
+    variant: str | None
+    send_at: datetime
+    attempt: int = 1
+
+
+@dataclass(slots=True)
+class Takeover:
+    settled: int = 0
+    owners_alive: dict[int, RunInfo] | None = None  # run id -> run, still holding touches
+    touches_held: int = 0
+
+
+class Ledger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.runs = RunStore(engine)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    # -- claim ----------------------------------------------------------------------------
+    def claim(self, lo: int, hi: int, send_before: datetime, now: datetime, run_id: int,
+              limit: int) -> list[OutgoingTouch]:
+        return retrying(lambda: self._claim(lo, hi, send_before, now, run_id, limit))
+
+    def _claim(self, lo: int, hi: int, send_before: datetime, now: datetime, run_id: int,
+               limit: int) -> list[OutgoingTouch]:
+        """Claim up to `limit` planned touches of leads in [lo, hi] that are due (and past
+        any retry backoff) for `run_id`. Touches of leads that left marketing or were
+        suppressed since planning are cancelled instead: nothing unwanted is sent."""
+        T, L, S = t.touches, t.leads, t.suppressions
+        q = (select(T.c.id, T.c.lead_id, T.c.campaign, T.c.track, T.c.step, T.c.round,
+                    T.c.variant, T.c.send_at, L, S.c.email.label("suppressed"))
+             .join(L, L.c.id == T.c.lead_id)
+             .outerjoin(S, S.c.email == L.c.email)
+             .where(T.c.lead_id.between(lo, hi), T.c.status == PLANNED,
+                    T.c.send_at <= send_before,
+                    or_(T.c.retry_at.is_(None), T.c.retry_at <= now),
+                    # a paused campaign's touches stay planned until it is resumed
+                    T.c.campaign.not_in(select(t.campaign_status.c.campaign)
+                                        .where(t.campaign_status.c.status == "paused")))
+             .order_by(T.c.id).limit(limit))
+        if self.is_postgres:
+            q = q.with_for_update(of=T, skip_locked=True)
+        stamp = datetime.now(UTC)
+        with write_tx(self.engine) as conn:
+            rows = conn.execute(q).all()
+            unwanted = [r.id for r in rows
+                        if r.suppressed is not None or r.lifecycle_stage not in MARKETING_STAGES]
+            keep = [r for r in rows
+                    if r.suppressed is None and r.lifecycle_stage in MARKETING_STAGES]
+            for part in chunks(unwanted, IN_BATCH):
+                conn.execute(update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
+                             .values(status=CANCELLED, updated_at=stamp, run_id=None,
+                                     error="lead left marketing or was suppressed"))
+            # only rows this statement moved from planned are ours (compare-and-set)
+            claimed: dict[int, int] = {}
+            for part in chunks([r.id for r in keep], IN_BATCH):
+                claimed.update(conn.execute(
+                    update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
+                    .values(status=SENDING, run_id=run_id, claimed_at=stamp, updated_at=stamp,
+                            attempts=T.c.attempts + 1)
+                    .returning(T.c.id, T.c.attempts)).all())
+        return [OutgoingTouch(r.id, r.lead_id, r.email, lead_fields(r), r.campaign, r.track,
+                              r.step, r.round, r.variant, r.send_at, claimed[r.id])
+                for r in keep if r.id in claimed]
+
+    # -- results --------------------------------------------------------------------------
+    def record(self, results: Iterable[TouchResult], run_id: int | None) -> int:
+        """Write outcomes of touches `run_id` holds (`None`: touches of runs that stopped,
+        see `take_over`). Returns how many writes were refused because the run no longer
+        holds the touch."""
+        rows = [_as_row(r) for r in results]
+        if not rows:
+            return 0
+        T = t.touches
+        now = datetime.now(UTC)
+        owner = T.c.run_id == bindparam("b_run")
+        stmt = (update(T).where(T.c.id == bindparam("b_id"), T.c.status == SENDING, owner)
+                .values(status=bindparam("b_status"),
+                        sent_at=func.coalesce(bindparam("b_sent_at", type_=UTCDateTime()),
+                                              T.c.sent_at),
+                        provider_message_id=func.coalesce(bindparam("b_mid"),
+                                                          T.c.provider_message_id),
+                        provider_batch_id=func.coalesce(bindparam("b_batch"),
+                                                        T.c.provider_batch_id),
+                        subject=func.coalesce(bindparam("b_subject"), T.c.subject),
+                        transport=func.coalesce(bindparam("b_transport"), T.c.transport),
+                        error=bindparam("b_error"), retry_at=bindparam("b_retry_at"),
+                        attempts=T.c.attempts - bindparam("b_give_back"),
+                        run_id=case((bindparam("b_status") == PLANNED, None),
+                                    else_=T.c.run_id),
+                        updated_at=now)
+                .execution_options(preserve_rowcount=True))
+        for r in rows:
+            r.setdefault("b_run", run_id)
+
+        def write() -> int:
+            with write_tx(self.engine) as conn:
+                res = conn.execute(stmt, rows)
+                return res.rowcount if res.rowcount is not None and res.rowcount >= 0 \
+                    else len(rows)
+
+        return len(rows) - retrying(write)
+
+    # -- runs that stopped ----------------------------------------------------------------
+    def take_over(self, lo: int, hi: int, lapse: timedelta, reconcile, transport: str,
+                  me: int) -> Takeover:
+        """Settle touches left `sending` by runs whose heartbeat stopped: exactly when the
+        transport can tell (outbox), else `in_doubt`; a provider event already received
+        settles them as sent. Touches held by live runs are reported, not touched."""
+        T = t.touches
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(T.c.id, T.c.run_id, T.c.last_event_at,
+                                       T.c.provider_message_id)
+                                .where(T.c.lead_id.between(lo, hi), T.c.status == SENDING,
+                                       or_(T.c.run_id.is_(None), T.c.run_id != me))).all()
+        out = Takeover(owners_alive={})
+        if not rows:
+            return out
+        owners = {r.run_id for r in rows if r.run_id is not None}
+        dead = self.runs.take_over(owners, lapse)
+        alive = owners - dead
+        if alive:
+            out.owners_alive = self.runs.runs(alive)
+            out.touches_held = sum(1 for r in rows if r.run_id in alive)
+        orphans = [r for r in rows if r.run_id is None or r.run_id in dead]
+        if not orphans:
+            return out
+        now = datetime.now(UTC)
+        evidenced = {r.id: r.provider_message_id or "" for r in orphans
+                     if r.last_event_at is not None}
+        unknown_ids = [r.id for r in orphans if r.id not in evidenced]
+        known = dict(reconcile(unknown_ids)) if unknown_ids else {}
+        known.update(evidenced)
+        results = []
+        for r in orphans:
+            res = _as_row(decide_takeover(r.id, known, now, transport))
+            res["b_run"] = -1 if r.run_id is None else r.run_id  # -1: a claim without a run
+            results.append(res)
+        T2 = t.touches
+        with write_tx(self.engine) as conn:
+            stmt = (update(T2).where(T2.c.id == bindparam("b_id"), T2.c.status == SENDING,
+                                     func.coalesce(T2.c.run_id, -1) == bindparam("b_run"))
+                    .values(status=bindparam("b_status"),
+                            sent_at=func.coalesce(T2.c.sent_at,
+                                            bindparam("b_sent_at", type_=UTCDateTime())),
+                            provider_message_id=func.coalesce(T2.c.provider_message_id,
+                                                              bindparam("b_mid")),
+                            error=bindparam("b_error"),
+                            attempts=T2.c.attempts - bindparam("b_give_back"),
+                            run_id=case((bindparam("b_status") == PLANNED, None),
+                                        else_=T2.c.run_id),
+                            updated_at=now)
+                    .execution_options(preserve_rowcount=True))
+            res = conn.execute(stmt, results)
+            out.settled = res.rowcount if res.rowcount and res.rowcount > 0 else 0
+        return out
+
+    def release_in_doubt(self, lo: int, hi: int, quiet_since: datetime) -> int:
+        """In-doubt touches with no provider event, in doubt since before `quiet_since`,
+        go back to `planned` (the signed webhook would have settled them had they gone
+        out). Compare-and-set: an event that lands first wins."""
+        T = t.touches
+        with write_tx(self.engine) as conn:
+            res = conn.execute(
+                update(T).where(T.c.lead_id.between(lo, hi), T.c.status == IN_DOUBT,
+                                T.c.last_event_at.is_(None), T.c.delivery_status.is_(None),
+                                T.c.updated_at < quiet_since)
+                .values(status=PLANNED, run_id=None, retry_at=None, updated_at=datetime.now(UTC),
+                        error="was in doubt with no provider event within the settle window; "
+                              "sent again")
+                .execution_options(preserve_rowcount=True))
+            return max(res.rowcount or 0, 0)
+
+    # -- people ---------------------------------------------------------------------------
+    def with_status(self, statuses: Iterable[str], limit: int = 10_000) -> list[dict[str, Any]]:
+        T, L = t.touches, t.leads
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                select(T.c.id, L.c.email, T.c.campaign, T.c.track, T.c.step, T.c.round,
+                       T.c.variant, T.c.status, T.c.attempts, T.c.send_at, T.c.updated_at,
+                       T.c.retry_at, T.c.provider_message_id, T.c.error)
+                .join(L, L.c.id == T.c.lead_id)
+                .where(T.c.status.in_([TouchStatus(s) for s in statuses]))
+                .order_by(T.c.id).limit(limit))]
+
+    def release(self, touch_ids: list[int], from_statuses: Iterable[str], actor: str
+                ) -> list[int]:
+        """A person puts chosen in-doubt or failed touches back to `planned` (attempts
+        reset). Returns the ids released; others were not in those statuses."""
+        T = t.touches
+        allowed = [TouchStatus(s) for s in from_statuses if TouchStatus(s) in (IN_DOUBT, FAILED)]
+        out: list[int] = []
+        with write_tx(self.engine) as conn:
+            for part in chunks(sorted(set(touch_ids)), IN_BATCH):
+                out += conn.execute(
+                    update(T).where(T.c.id.in_(part), T.c.status.in_(allowed))
+                    .values(status=PLANNED, attempts=0, retry_at=None, run_id=None,
+                            updated_at=datetime.now(UTC), error=f"released by {actor}")
+                    .returning(T.c.id)).scalars().all()
+        return sorted(out)
+
+    def counts(self) -> dict[str, int]:
+        T = t.touches
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(T.c.status, func.count()).group_by(T.c.status))
+                        .all())
+
+
+def _as_row(r: TouchResult) -> dict[str, Any]:
+    return {"b_id": r.touch_id, "b_status": str(r.status), "b_sent_at": r.sent_at,
+            "b_mid": r.provider_message_id, "b_batch": r.provider_batch_id,
+            "b_subject": r.subject, "b_transport": r.transport, "b_error": r.error,
+            "b_retry_at": r.retry_at, "b_give_back": 1 if r.give_back_attempt else 0}
+
+
+__all__ = ["Ledger", "OutgoingTouch", "Takeover", "SENT", "CANCELLED"]

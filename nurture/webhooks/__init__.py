@@ -1,1 +1,0 @@
-"""Inbound provider webhooks: one module per provider (see `sendgrid`)."""
