@@ -6,8 +6,8 @@
    its own process) by the engine's `sendgrid` transport (pooled connections, bounded
    concurrency) and by one-by-one `SendGridAPIClient.send` calls (the SDK's own way: a new
    connection per request). The fake answers after `--latency-ms` (default 30, a typical
-   round trip to the real API) and validates every body against SendGrid's official schema
-   unless `--no-validate`.
+   round trip to the real API) and validates every body against nurture's own Mail Send
+   schema (or `$NURTURE_FAKE_SENDGRID_SCHEMA`) unless `--no-validate`.
 2. Event Webhook batches (signed, 1000 events each, SendGrid's maximum batch shape) posted to
    the nurture app served by uvicorn on loopback, against a fresh SQLite database with the
    touches they refer to: events ingested per second (verify, store raw, dedupe, apply).
@@ -77,7 +77,7 @@ def bench_send(messages, validate: bool, concurrency: int, latency_ms: float = 0
     key = "SG.bench-key"
     cmd = [sys.executable, "-m", "nurture", "fake-sendgrid", "--port", str(port),
            "--api-key", key, "--latency-ms", str(latency_ms)] + (
-               [] if validate else ["--no-schema"])  # the fake finds the shared schema
+               [] if validate else ["--no-schema"])  # the fake's default schema
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=ROOT)
     url = f"http://127.0.0.1:{port}"

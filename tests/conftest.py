@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-from shared_ref import SHARED  # noqa: E402,F401 - re-exported for tests
 
 PG_URL = os.environ.get("NURTURE_TEST_POSTGRES_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -1,8 +1,11 @@
 """A fake SendGrid on loopback, for tests and local development (`nurture fake-sendgrid`).
 
 It speaks the real wire protocol, so the engine is tested over real HTTP and not by patching
-the SDK: `POST /v3/mail/send` checks the bearer key and validates the body against SendGrid's
-official OpenAPI schema (400 with SendGrid-style `errors` when it does not), answers 202 with
+the SDK: `POST /v3/mail/send` checks the bearer key and validates the body against nurture's
+own JSON Schema of the fields it sends (`sendgrid_mail_send.schema.json` beside this module,
+derived from SendGrid's official OpenAPI description; `schema_path`, `--schema` or
+`NURTURE_FAKE_SENDGRID_SCHEMA` select another, such as the official `tsg_mail_v3.json`)
+(400 with SendGrid-style `errors` when it does not), answers 202 with
 an `X-Message-Id` and records the message. Faults can be queued (429, 5xx, 400, slow answers
 that trip the client's timeout), and it can post ECDSA-signed Event Webhook batches, shaped
 like SendGrid's, for the messages it accepted.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import random
 import secrets
 import threading
@@ -37,37 +41,39 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-SCHEMA_IN_SHARED = Path("reference") / "sendgrid" / "tsg_mail_v3.json"
-
-
-def default_schema_path() -> Path:
-    """SendGrid's schema lives in the shared reference beside the repository (never copied
-    in): `NURTURE_SENDGRID_SCHEMA` if set, else `../shared/...` from the repository."""
-    import os
-
-    if os.environ.get("NURTURE_SENDGRID_SCHEMA"):
-        return Path(os.environ["NURTURE_SENDGRID_SCHEMA"])
-    for root in (Path(__file__).resolve().parents[2] / "shared", Path.cwd().parent / "shared",
-                 Path("/work/shared")):
-        if (root / SCHEMA_IN_SHARED).is_file():
-            return root / SCHEMA_IN_SHARED
-    return Path(__file__).resolve().parents[2] / "shared" / SCHEMA_IN_SHARED
+OWN_SCHEMA = Path(__file__).with_name("sendgrid_mail_send.schema.json")
+"""The project's own JSON Schema of the Mail Send fields nurture sends (package data)."""
+SCHEMA_ENV = "NURTURE_FAKE_SENDGRID_SCHEMA"
 SCHEMA_REF = "#/components/requestBodies/PostMailSend/content/application~1json/schema"
 EVENT_KINDS = ("processed", "delivered", "deferred", "open", "machine_open", "click",
                "scanner_click", "bounce", "blocked", "dropped", "spamreport", "unsubscribe",
                "group_unsubscribe")
 
 
+def default_schema_path() -> Path:
+    """The schema the fake validates against when none is passed: `NURTURE_FAKE_SENDGRID_SCHEMA`
+    if set (e.g. SendGrid's official `tsg_mail_v3.json`), else the project's own schema, which
+    ships with the package so a plain clone or install needs nothing beside it."""
+    configured = os.environ.get(SCHEMA_ENV)
+    return Path(configured) if configured else OWN_SCHEMA
+
+
 def load_validator(schema_path: Path | None):
-    """A Draft 2020-12 validator for the Mail Send request body (the official schema)."""
+    """A Draft 2020-12 validator for the Mail Send request body. `schema_path` is either a
+    plain JSON Schema (the project's own) or SendGrid's official OpenAPI document, recognised
+    by its `openapi` key, whose `PostMailSend` request schema is then used."""
+    # deferred: jsonschema is a dev extra, needed only when the fake validates
     from jsonschema import Draft202012Validator
 
     path = Path(schema_path or default_schema_path())
     if not path.is_file():
-        raise FileNotFoundError(f"SendGrid's OpenAPI schema not found at {path}; pass "
-                                "--schema PATH (tsg_mail_v3.json from twilio/sendgrid-oai)")
+        raise FileNotFoundError(f"SendGrid mail-send schema not found at {path}; pass --schema "
+                                "PATH (a JSON Schema, or tsg_mail_v3.json from "
+                                "twilio/sendgrid-oai), or omit it to use nurture's own")
     doc = json.loads(path.read_text(encoding="utf-8"))
-    return Draft202012Validator(doc | {"$ref": SCHEMA_REF})
+    if "openapi" in doc:
+        doc = doc | {"$ref": SCHEMA_REF}
+    return Draft202012Validator(doc)
 
 
 def _sg_error(message: str, field_: str | None = None) -> dict:

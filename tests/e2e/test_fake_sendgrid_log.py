@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 
 import httpx
-from shared_ref import SENDGRID_REF
 
+from nurture.devtools.fake_sendgrid import OWN_SCHEMA as SCHEMA
 from nurture.devtools.fake_sendgrid import FakeSendGrid
-
-SCHEMA = SENDGRID_REF / "tsg_mail_v3.json"
 
 
 def _mail(touch_id: int, to: str) -> dict:

@@ -695,16 +695,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     fk = sub.add_parser("fake-sendgrid", help="run a fake SendGrid API on loopback",
                         description="For local development: speaks POST /v3/mail/send, "
-                                    "validates bodies against SendGrid's official schema, "
+                                    "validates bodies against nurture's own schema of "
+                                    "the Mail Send fields it sends (or --schema), "
                                     "answers 202 with X-Message-Id and posts signed Event "
                                     "Webhook batches on request.")
     fk.add_argument("--host", default="127.0.0.1")
     fk.add_argument("--port", type=int, default=3030, help="port (default 3030)")
     fk.add_argument("--api-key", default="SG.fake-local-key", help="the key it accepts")
-    fk.add_argument("--schema", help="path to tsg_mail_v3.json (default: the shared "
-                                     "reference beside the repository)")
+    fk.add_argument("--schema", help="validate against this schema instead: a JSON Schema "
+                                     "or SendGrid's official tsg_mail_v3.json (default: "
+                                     "$NURTURE_FAKE_SENDGRID_SCHEMA, else nurture's own)")
     fk.add_argument("--no-schema", action="store_true",
-                    help="skip schema validation (when the schema file is not at hand)")
+                    help="skip schema validation")
     fk.add_argument("--latency-ms", type=float, default=0.0,
                     help="delay every answer, like a real API across the internet")
     fk.add_argument("--log", metavar="FILE",
