@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Column
 
+from nurture.core.domain import STANDARD_ACTIVITY_TYPES
 from nurture.core.sales import ACTIONS
 from nurture.services.ingest import parse_time
 from nurture.store.limits import string_problem, time_problem
@@ -86,7 +87,8 @@ class SalesFeedback(BaseModel):
     Fields are checked in this order; the first problem is the answer."""
 
     action: Literal[ACTIONS]  # type: ignore[valid-type]
-    email: Annotated[str, _text("email", LEADS.c.email, required=True)]
+    email: Annotated[str, _text("email", LEADS.c.email, required=True),
+                     Field(json_schema_extra={"format": "email"})]
     reason: Annotated[str | None, _text("reason", HANDOFFS.c.outcome_reason)] = None
     note: Annotated[str | None, _text("note", TRANSITIONS.c.note)] = None
     actor: Annotated[str | None, _text("actor", TRANSITIONS.c.actor)] = None
@@ -112,9 +114,11 @@ class Activity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str | int = Field(description="the sender's event id: a resent event is a duplicate")
-    email: str
-    type: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$",
-                      description="a standard or configured activity type")
+    email: str = Field(json_schema_extra={"format": "email"})
+    type: str = Field(description="a standard activity type, or one the lifecycle scores or "
+                      "declares (lower_snake_case)", json_schema_extra={"anyOf": [
+                          {"enum": sorted(STANDARD_ACTIVITY_TYPES)},
+                          {"pattern": r"^[a-z][a-z0-9_]{0,63}$"}]})
     occurred_at: datetime
     properties: dict[str, Any] | None = None
 

@@ -35,7 +35,8 @@ def valid_token(token: str, c: ContainerDep) -> dict[str, Any]:
         raise WebhookRejected(400, str(exc)) from None
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, responses={
+    400: {"description": "the link is not valid (an HTML page)", "content": {"text/html": {}}}})
 def unsubscribe_page(token: str, c: ContainerDep) -> HTMLResponse:
     # GET never unsubscribes: mail scanners follow links; a person presses the button
     try:
