@@ -96,9 +96,7 @@ def create_app(app: App | None = None) -> FastAPI:
     api = FastAPI(title="nurture", version="1", docs_url="/docs", redoc_url=None)
     api.state.nurture = app
 
-    from nurture.store.events import EventStore
-
-    events = EventStore(app.engine)
+    events = app.webhook_events
 
     @api.exception_handler(WebhookRejected)
     async def _rejected(request: Request, exc: WebhookRejected) -> JSONResponse:

@@ -1,0 +1,342 @@
+"""What a provider event (SendGrid Event Webhook) means for a touch and its lead: pure
+decisions, no database.
+
+The adapter (`nurture.adapters.sendgrid_events`) turns raw JSON into `ProviderEvent`s; the
+store loads the state they need (`TouchState`, `LeadRef`), `decide` says what follows as one
+frozen `EngagementDecision`, and the store writes it in one transaction. Why here: which
+delivery status wins, what is a link scanner's click and when an in-doubt touch counts as
+sent are rules of the engine, and they must not hide inside SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from nurture.core.domain import FAILED, IN_DOUBT
+
+ACTOR = "sendgrid:event-webhook"
+MAX_EMAIL, MAX_TEXT = 320, 2000  # what the lead store's columns hold
+MAX_ATTEMPTS = 5                 # applications of one event/batch before it is left listed
+SETTLEABLE = (IN_DOUBT, FAILED)  # a touch we were unsure of, that the provider did have
+
+
+class CancelFailed(Exception):
+    """The provider did not confirm a scheduled-send cancellation (retried later)."""
+
+
+class EventKind(StrEnum):
+    """The SendGrid event types the engine acts on (others are kept, `ignored`)."""
+
+    PROCESSED = "processed"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCE = "bounce"
+    DROPPED = "dropped"
+    OPEN = "open"
+    CLICK = "click"
+    SPAMREPORT = "spamreport"
+    UNSUBSCRIBE = "unsubscribe"
+    GROUP_UNSUBSCRIBE = "group_unsubscribe"
+    GROUP_RESUBSCRIBE = "group_resubscribe"
+
+
+KNOWN_EVENTS = frozenset(EventKind)
+
+
+class DeliveryStatus(StrEnum):
+    """A touch's delivery state as the provider reports it (`touches.delivery_status`)."""
+
+    DEFERRED = "deferred"
+    BLOCKED = "blocked"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    DROPPED = "dropped"
+
+
+class EventOutcome(StrEnum):
+    """`provider_events.outcome`: an event is applied only by the writer that moves it out
+    of `pending`/`error` (compare-and-set)."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    UNMATCHED = "unmatched"
+    IGNORED = "ignored"
+    ERROR = "error"
+
+
+# a later, stronger delivery state wins over an earlier, weaker one; equal rank: the later
+DELIVERY_RANK: dict[str, int] = {
+    DeliveryStatus.DEFERRED: 1, DeliveryStatus.BLOCKED: 2, DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.BOUNCED: 4, DeliveryStatus.DROPPED: 4}
+FAILING = (DeliveryStatus.BOUNCED, DeliveryStatus.DROPPED, DeliveryStatus.BLOCKED)
+SCANNER_CLICK = "email_scanner_click"
+
+
+@dataclass(slots=True)
+class ProviderEvent:
+    """One parsed provider event and what it says (filled by the adapter's parser)."""
+
+    event_id: str
+    event: str
+    email: str
+    occurred_at: datetime
+    touch_id: int | None
+    message_id: str | None
+    delivery_status: str | None = None      # a DeliveryStatus
+    settles_sent: bool = False               # the message certainly reached the provider
+    went_out: bool = False                   # it certainly left the provider (not just accepted)
+    suppress: str | None = None              # suppression reason
+    activity: str | None = None              # activity type to record
+    is_click: bool = False                   # a click: scanner check needs delivery time
+    detail: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, frozen=True)
+class Parsed:
+    """One raw event of a batch, parsed: a `ProviderEvent` or the reason it is bad."""
+
+    index: int
+    key: str
+    effect: ProviderEvent | None
+    error: str | None
+    raw_kind: str = "?"
+    raw_email: str = ""
+
+
+@dataclass(slots=True, frozen=True)
+class TouchState:
+    """What the decision needs of a touch an event is about."""
+
+    id: int
+    lead_id: int
+    sent_at: datetime | None
+    delivered_at: datetime | None
+
+
+@dataclass(slots=True, frozen=True)
+class LeadRef:
+    id: int
+    email: str
+
+
+@dataclass(slots=True, frozen=True)
+class TouchChange:
+    """One touch's change from its events (the store applies it compare-and-set)."""
+
+    touch_id: int
+    settle_at: datetime | None = None        # in doubt / failed -> sent, sent_at if unset
+    went_out: str | None = None              # event kind proving a cancelled send went out
+    message_id: str | None = None
+    delivery_status: str | None = None       # the strongest of the events (ties: the later)
+    error: str | None = None                 # with a failing delivery status
+    delivered_at: datetime | None = None
+    last_event_at: datetime | None = None
+
+    @property
+    def late_send_note(self) -> str | None:
+        """The error text of a cancelled scheduled send that went out after all."""
+        return (f"sent after all: SendGrid reported {self.went_out} for this cancelled "
+                "scheduled send") if self.went_out else None
+
+
+@dataclass(slots=True, frozen=True)
+class Suppression:
+    email: str
+    reason: str
+    detail: str
+    created_at: datetime
+    lead_id: int | None          # the lead to audit (a transition) when the row is new
+    audit_reason: str
+    rule: str
+    at: datetime
+
+
+@dataclass(slots=True, frozen=True)
+class ActivityRecord:
+    external_id: str
+    lead_id: int
+    type: str
+    occurred_at: datetime
+    properties: dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class EngagementDecision:
+    """Everything a set of claimed events changes; written in one transaction."""
+
+    touches: tuple[TouchChange, ...] = ()
+    suppressions: tuple[Suppression, ...] = ()
+    activities: tuple[ActivityRecord, ...] = ()
+    recheck: frozenset[int] = frozenset()    # leads to re-evaluate (version bumped)
+    unmatched: int = 0
+    scanner_clicks: int = 0
+
+
+def clean_text(value: str, limit: int = MAX_TEXT) -> str:
+    """A string any database column takes: no NUL, no lone surrogates, at most `limit`."""
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:limit]
+
+
+def rank(status: str | None) -> int:
+    return DELIVERY_RANK.get(status or "", 0)
+
+
+def outranks(new: str | None, current: str | None) -> bool:
+    """Does a later `new` delivery status replace `current`? Never a downgrade."""
+    return new is not None and rank(new) >= rank(current)
+
+
+def is_scanner_click(clicked_at: datetime, delivered_at: datetime | None,
+                     sent_at: datetime | None, seconds: float) -> bool:
+    """A click this soon after delivery (else sending) is a link scanner, not the lead."""
+    ref = delivered_at or sent_at
+    return ref is not None and clicked_at - ref <= timedelta(seconds=seconds)
+
+
+def can_settle(status: str) -> bool:
+    """In doubt / failed touches become sent when an event proves the provider had them."""
+    return status in SETTLEABLE
+
+
+def outcome_for(e: ProviderEvent, matched: bool) -> EventOutcome:
+    """How a claimed event is recorded: unmatched (no touch, no lead), applied or ignored."""
+    if not matched:
+        return EventOutcome.UNMATCHED
+    return EventOutcome.APPLIED if e.event in KNOWN_EVENTS else EventOutcome.IGNORED
+
+
+def activity_id(provider: str, event_id: str) -> str:
+    """Unique like the event id itself: a long id is digested, never cut (cut ids collide)."""
+    ext = f"{provider}:{event_id}"
+    if len(ext) <= 200:
+        return ext
+    return f"{provider}:sha1:" + hashlib.sha1(event_id.encode()).hexdigest()
+
+
+def _failure_text(e: ProviderEvent) -> str | None:
+    if e.delivery_status in FAILING:
+        return clean_text(f"{e.delivery_status}: {e.detail or ''}".strip())
+    return None
+
+
+def fold_touch(touch_id: int, events: Iterable[ProviderEvent]) -> TouchChange:
+    """One touch's change from its events, taken in time order."""
+    settle = went_out = mid = ds = err = da = le = None
+    for e in sorted(events, key=lambda e: e.occurred_at):
+        if e.settles_sent and settle is None:
+            settle = e.occurred_at
+        if e.went_out and went_out is None:
+            went_out = e.event
+        mid = mid or e.message_id
+        if e.delivery_status and outranks(e.delivery_status, ds):
+            ds, err = e.delivery_status, _failure_text(e)
+        if e.event == EventKind.DELIVERED and da is None:
+            da = e.occurred_at
+        if le is None or e.occurred_at > le:
+            le = e.occurred_at
+    return TouchChange(touch_id, settle, went_out, mid, ds, err, da, le)
+
+
+def _suppression(e: ProviderEvent, lead: LeadRef | None, now: datetime) -> Suppression:
+    reason = e.suppress or ""
+    return Suppression(
+        e.email, reason, e.detail or e.event, now, lead.id if lead else None, clean_text(
+            f"email suppressed ({reason}): SendGrid reported {e.event}"
+        + (f" — {e.detail}" if e.detail else "") + "; no more marketing email"),
+        f"suppression.{reason}", e.occurred_at)
+
+
+def decide(events: Sequence[ProviderEvent], touches: Mapping[int, TouchState],
+           lead_for: Callable[[ProviderEvent], LeadRef | None], scanner_seconds: float,
+           now: datetime, provider: str = "sendgrid") -> EngagementDecision:
+    """What claimed events change: touch delivery state (by precedence), settling, late
+    sends, suppressions (first event per address), activities (a click soon after delivery
+    is a scanner's) and which leads to re-evaluate."""
+    fresh = sorted(events, key=lambda e: e.occurred_at)
+    by_touch: dict[int, list[ProviderEvent]] = {}
+    delivered_now: dict[int, datetime] = {}
+    for e in fresh:
+        if e.touch_id is not None:
+            by_touch.setdefault(e.touch_id, []).append(e)
+            if e.event == EventKind.DELIVERED:
+                delivered_now.setdefault(e.touch_id, e.occurred_at)
+    suppressions: dict[str, Suppression] = {}
+    activities: list[ActivityRecord] = []
+    recheck: set[int] = set()
+    unmatched = scanner = 0
+    for e in fresh:
+        lead = lead_for(e)
+        if lead is None and e.touch_id is None:
+            unmatched += 1
+        if e.suppress and e.email not in suppressions:
+            suppressions[e.email] = _suppression(e, lead, now)
+        if lead is None:
+            continue
+        if e.suppress:
+            recheck.add(lead.id)
+        if e.activity:
+            kind = e.activity
+            if e.is_click and e.touch_id is not None:
+                row = touches[e.touch_id]
+                if is_scanner_click(e.occurred_at, delivered_now.get(e.touch_id)
+                                    or row.delivered_at, row.sent_at, scanner_seconds):
+                    kind, scanner = SCANNER_CLICK, scanner + 1
+            props = dict(e.properties)
+            if e.touch_id is not None:
+                props["touch_id"] = e.touch_id
+            activities.append(ActivityRecord(activity_id(provider, e.event_id), lead.id, kind,
+                                             e.occurred_at, props))
+            recheck.add(lead.id)
+    return EngagementDecision(
+        tuple(fold_touch(tid, evs) for tid, evs in by_touch.items()),
+        tuple(suppressions.values()), tuple(activities), frozenset(recheck), unmatched,
+        scanner)
+
+
+@dataclass
+class ApplyReport:
+    """What applying a batch did (the webhook's answer, `nurture webhooks replay`)."""
+
+    events: int = 0
+    new: int = 0
+    duplicates: int = 0
+    unmatched: int = 0
+    errors: int = 0
+    settled: int = 0
+    suppressed: int = 0
+    activities: int = 0
+    scanner_clicks: int = 0
+    suppressed_emails: list[str] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if k != "suppressed_emails"}
+
+    def merge(self, other: ApplyReport) -> None:
+        for k, v in other.__dict__.items():
+            if k == "suppressed_emails":
+                self.suppressed_emails += v
+            elif k != "events":
+                setattr(self, k, getattr(self, k) + v)
+
+
+@dataclass
+class PendingReport:
+    """What `apply_pending` did."""
+
+    batches: int = 0            # unapplied batches taken up
+    events_applied: int = 0     # pending/error events applied now
+    events_failed: int = 0      # ... that failed again (attempts counted)
+    given_up: int = 0           # events and batches left listed after MAX_ATTEMPTS
+    settled: int = 0            # in-doubt/failed touches an earlier event proved sent
+    cancelled: int = 0          # scheduled sends cancelled at the provider
+    cancel_failed: int = 0      # cancellations that failed (retried next time)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
