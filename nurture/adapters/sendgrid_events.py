@@ -15,7 +15,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from nurture.core.engagement import MAX_EMAIL, MAX_TEXT, Parsed, ProviderEvent, clean_text
+from nurture.core.engagement import (
+    MAX_EMAIL,
+    MAX_TEXT,
+    Parsed,
+    ProviderEvent,
+    clean_text,
+    meaning_of,
+)
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -179,10 +186,8 @@ def _text(e: dict[str, Any], key: str, limit: int) -> str | None:
     return clean_text(value, limit) if isinstance(value, str) else None
 
 
-def interpret(e: Any, now: float | None = None) -> ProviderEvent:
-    """Map one SendGrid event to its effect, or raise `BadEvent` with the reason it cannot
-    be applied. Our custom_args (touch_id, campaign, step) are top-level keys of the event."""
-    now = time.time() if now is None else now
+def _identity(e: Any) -> tuple[str, str, str | None]:
+    """(event kind, email, message id) of an event, or `BadEvent` with the reason."""
     if not isinstance(e, dict):
         raise BadEvent(f"an event must be a JSON object, not {type(e).__name__}")
     kind, email = e.get("event"), e.get("email")
@@ -199,46 +204,31 @@ def interpret(e: Any, now: float | None = None) -> ProviderEvent:
     mid = e.get("sg_message_id")
     if mid is not None and not isinstance(mid, str):
         raise BadEvent(f"sg_message_id must be a string, got {_show(mid)}")
-    mid = clean_text(mid.split(".", 1)[0], MAX_MESSAGE_ID) if mid else None
-    eff = ProviderEvent(event_key(e), kind, email.strip().lower(), _timestamp(e, now), _touch_id(e),
-                 mid or None)
-    eff.properties = {k: clean_value(e[k]) for k in PROPERTY_KEYS if k in e}
-    if kind == "processed":
-        eff.settles_sent = True
-    elif kind == "delivered":
-        eff.settles_sent, eff.went_out, eff.delivery_status = True, True, "delivered"
-    elif kind == "deferred":
-        eff.settles_sent, eff.went_out, eff.delivery_status = True, True, "deferred"
-        eff.detail = _text(e, "response", MAX_TEXT)
-    elif kind == "bounce":
-        eff.settles_sent = eff.went_out = True
-        if e.get("type") == "blocked":  # a temporary block, not a bad address
-            eff.delivery_status, eff.detail = "blocked", _text(e, "reason", MAX_TEXT)
-        else:
-            eff.delivery_status, eff.detail = "bounced", _text(e, "reason", MAX_TEXT)
-            eff.suppress = "bounce"
-    elif kind == "dropped":
-        eff.settles_sent, eff.delivery_status = True, "dropped"
-        eff.detail = _text(e, "reason", MAX_TEXT)
-        eff.suppress = SUPPRESSING_DROPS.get(eff.detail or "")
-    elif kind == "open":
-        eff.settles_sent = eff.went_out = True
-        # Apple MPP and friends pre-fetch pixels: a machine open says nothing about the lead
-        machine = e.get("sg_machine_open") in (True, 1, "true")
-        eff.activity = "email_machine_open" if machine else "email_open"
-    elif kind == "click":
-        eff.settles_sent = eff.went_out = True
-        eff.is_click, eff.activity = True, "email_click"
-    elif kind == "spamreport":
-        eff.settles_sent, eff.went_out = True, True
-        eff.suppress, eff.activity = "spamreport", "spam_report"
-    elif kind in ("unsubscribe", "group_unsubscribe"):
-        eff.settles_sent, eff.went_out = True, True
-        eff.suppress, eff.activity, eff.detail = "unsubscribe", "unsubscribe", kind
-    elif kind == "group_resubscribe":
-        eff.settles_sent = True
-        eff.detail = "group_resubscribe (recorded; suppressions are lifted by hand)"
-    return eff
+    return kind, email, clean_text(mid.split(".", 1)[0], MAX_MESSAGE_ID) if mid else None
+
+
+# where an event kind keeps its detail: a key of the event, or a fixed text
+DETAIL_KEYS = {"deferred": "response", "bounce": "reason", "dropped": "reason"}
+FIXED_DETAIL = {"unsubscribe": "unsubscribe", "group_unsubscribe": "group_unsubscribe",
+                "group_resubscribe": "group_resubscribe (recorded; suppressions are lifted "
+                                     "by hand)"}
+
+
+def interpret(e: Any, now: float | None = None) -> ProviderEvent:
+    """Parse one SendGrid event (its meaning: `nurture.core.engagement.meaning_of`), or raise
+    `BadEvent` with the reason it cannot be applied. Our custom_args (touch_id, campaign,
+    step) are top-level keys of the event."""
+    now = time.time() if now is None else now
+    kind, email, mid = _identity(e)
+    key = DETAIL_KEYS.get(kind)
+    detail = _text(e, key, MAX_TEXT) if key else FIXED_DETAIL.get(kind)
+    m = meaning_of(kind, blocked=e.get("type") == "blocked",
+                   machine_open=e.get("sg_machine_open") in (True, 1, "true"),
+                   suppress=SUPPRESSING_DROPS.get(detail or ""))
+    return ProviderEvent(
+        event_key(e), kind, email.strip().lower(), _timestamp(e, now), _touch_id(e),
+        mid or None, m.delivery_status, m.settles_sent, m.went_out, m.suppress, m.activity,
+        m.is_click, detail, {k: clean_value(e[k]) for k in PROPERTY_KEYS if k in e})
 
 
 def parse_events(raw_events: Sequence[Any], now: float | None = None) -> list[Parsed]:

@@ -77,6 +77,53 @@ FAILING = (DeliveryStatus.BOUNCED, DeliveryStatus.DROPPED, DeliveryStatus.BLOCKE
 SCANNER_CLICK = "email_scanner_click"
 
 
+@dataclass(slots=True, frozen=True)
+class Meaning:
+    """What an event kind says about the message and the person."""
+
+    settles_sent: bool = False               # the message certainly reached the provider
+    went_out: bool = False                   # it certainly left the provider (not just accepted)
+    delivery_status: str | None = None       # a DeliveryStatus
+    suppress: str | None = None              # suppression reason
+    activity: str | None = None              # activity type to record
+    is_click: bool = False
+
+
+_SETTLES, _WENT = Meaning(True), Meaning(True, True)
+MEANINGS: dict[str, Meaning] = {
+    EventKind.PROCESSED: _SETTLES,
+    EventKind.DELIVERED: Meaning(True, True, DeliveryStatus.DELIVERED),
+    EventKind.DEFERRED: Meaning(True, True, DeliveryStatus.DEFERRED),
+    EventKind.BOUNCE: Meaning(True, True, DeliveryStatus.BOUNCED, suppress="bounce"),
+    EventKind.DROPPED: Meaning(True, False, DeliveryStatus.DROPPED),  # suppress: by reason
+    EventKind.OPEN: Meaning(True, True, activity="email_open"),
+    EventKind.CLICK: Meaning(True, True, activity="email_click", is_click=True),
+    EventKind.SPAMREPORT: Meaning(True, True, suppress="spamreport", activity="spam_report"),
+    EventKind.UNSUBSCRIBE: Meaning(True, True, suppress="unsubscribe", activity="unsubscribe"),
+    EventKind.GROUP_UNSUBSCRIBE: Meaning(True, True, suppress="unsubscribe",
+                                         activity="unsubscribe"),
+    EventKind.GROUP_RESUBSCRIBE: _SETTLES,   # recorded; suppressions are lifted by hand
+}
+# a temporary block is not a bad address; Apple MPP and friends pre-fetch pixels, so a
+# machine open says nothing about the lead
+BLOCKED_BOUNCE = Meaning(True, True, DeliveryStatus.BLOCKED)
+MACHINE_OPEN = Meaning(True, True, activity="email_machine_open")
+
+
+def meaning_of(kind: str, blocked: bool = False, machine_open: bool = False,
+               suppress: str | None = None) -> Meaning:
+    """An event kind's meaning; `blocked` bounces and machine opens are their own kind of
+    event, and a drop suppresses only for the reasons the provider itself suppresses."""
+    if kind == EventKind.BOUNCE and blocked:
+        return BLOCKED_BOUNCE
+    if kind == EventKind.OPEN and machine_open:
+        return MACHINE_OPEN
+    m = MEANINGS.get(kind, Meaning())
+    if kind == EventKind.DROPPED:
+        m = Meaning(m.settles_sent, m.went_out, m.delivery_status, suppress)
+    return m
+
+
 @dataclass(slots=True)
 class ProviderEvent:
     """One parsed provider event and what it says (filled by the adapter's parser)."""
@@ -252,6 +299,34 @@ def _suppression(e: ProviderEvent, lead: LeadRef | None, now: datetime) -> Suppr
         f"suppression.{reason}", e.occurred_at)
 
 
+def _activity(e: ProviderEvent, lead: LeadRef, touches: Mapping[int, TouchState],
+              delivered_now: Mapping[int, datetime], scanner_seconds: float,
+              provider: str) -> ActivityRecord:
+    """The activity an event records; a click soon after delivery is a scanner's."""
+    kind, props = e.activity or "", dict(e.properties)
+    if e.touch_id is not None:
+        props["touch_id"] = e.touch_id
+        row = touches[e.touch_id]
+        if e.is_click and is_scanner_click(e.occurred_at, delivered_now.get(e.touch_id)
+                                           or row.delivered_at, row.sent_at, scanner_seconds):
+            kind = SCANNER_CLICK
+    return ActivityRecord(activity_id(provider, e.event_id), lead.id, kind, e.occurred_at,
+                          props)
+
+
+def _by_touch(events: Sequence[ProviderEvent]) -> tuple[dict[int, list[ProviderEvent]],
+                                                        dict[int, datetime]]:
+    """Events grouped by touch, and each touch's first delivery among them."""
+    by_touch: dict[int, list[ProviderEvent]] = {}
+    delivered: dict[int, datetime] = {}
+    for e in events:
+        if e.touch_id is not None:
+            by_touch.setdefault(e.touch_id, []).append(e)
+            if e.event == EventKind.DELIVERED:
+                delivered.setdefault(e.touch_id, e.occurred_at)
+    return by_touch, delivered
+
+
 def decide(events: Sequence[ProviderEvent], touches: Mapping[int, TouchState],
            lead_for: Callable[[ProviderEvent], LeadRef | None], scanner_seconds: float,
            now: datetime, provider: str = "sendgrid") -> EngagementDecision:
@@ -259,44 +334,26 @@ def decide(events: Sequence[ProviderEvent], touches: Mapping[int, TouchState],
     sends, suppressions (first event per address), activities (a click soon after delivery
     is a scanner's) and which leads to re-evaluate."""
     fresh = sorted(events, key=lambda e: e.occurred_at)
-    by_touch: dict[int, list[ProviderEvent]] = {}
-    delivered_now: dict[int, datetime] = {}
-    for e in fresh:
-        if e.touch_id is not None:
-            by_touch.setdefault(e.touch_id, []).append(e)
-            if e.event == EventKind.DELIVERED:
-                delivered_now.setdefault(e.touch_id, e.occurred_at)
+    by_touch, delivered_now = _by_touch(fresh)
     suppressions: dict[str, Suppression] = {}
     activities: list[ActivityRecord] = []
     recheck: set[int] = set()
-    unmatched = scanner = 0
+    unmatched = 0
     for e in fresh:
         lead = lead_for(e)
         if lead is None and e.touch_id is None:
             unmatched += 1
         if e.suppress and e.email not in suppressions:
             suppressions[e.email] = _suppression(e, lead, now)
-        if lead is None:
-            continue
-        if e.suppress:
-            recheck.add(lead.id)
-        if e.activity:
-            kind = e.activity
-            if e.is_click and e.touch_id is not None:
-                row = touches[e.touch_id]
-                if is_scanner_click(e.occurred_at, delivered_now.get(e.touch_id)
-                                    or row.delivered_at, row.sent_at, scanner_seconds):
-                    kind, scanner = SCANNER_CLICK, scanner + 1
-            props = dict(e.properties)
-            if e.touch_id is not None:
-                props["touch_id"] = e.touch_id
-            activities.append(ActivityRecord(activity_id(provider, e.event_id), lead.id, kind,
-                                             e.occurred_at, props))
+        if lead is not None and e.activity:
+            activities.append(_activity(e, lead, touches, delivered_now, scanner_seconds,
+                                        provider))
+        if lead is not None and (e.activity or e.suppress):
             recheck.add(lead.id)
     return EngagementDecision(
         tuple(fold_touch(tid, evs) for tid, evs in by_touch.items()),
         tuple(suppressions.values()), tuple(activities), frozenset(recheck), unmatched,
-        scanner)
+        sum(a.type == SCANNER_CLICK for a in activities))
 
 
 @dataclass

@@ -12,6 +12,7 @@ from nurture.adapters.sendgrid_events import interpret
 from nurture.core.domain import CANCELLED, FAILED, IN_DOUBT, PLANNED, SENDING, SENT
 from nurture.core.engagement import (
     DELIVERY_RANK,
+    MEANINGS,
     SCANNER_CLICK,
     DeliveryStatus,
     EventKind,
@@ -24,6 +25,7 @@ from nurture.core.engagement import (
     decide,
     fold_touch,
     is_scanner_click,
+    meaning_of,
     outcome_for,
     outranks,
     rank,
@@ -190,3 +192,14 @@ def test_activity_ids_stay_unique_for_long_event_ids():
     assert activity_id("sendgrid", "e1") == "sendgrid:e1"
     assert activity_id("sendgrid", a) != activity_id("sendgrid", b)
     assert len(activity_id("sendgrid", a)) <= 200
+
+
+def test_every_event_kind_has_a_meaning_and_the_special_cases_are_their_own():
+    assert set(MEANINGS) == set(EventKind)
+    assert meaning_of("bounce", blocked=True).suppress is None
+    assert meaning_of("bounce").suppress == "bounce"
+    assert meaning_of("open", machine_open=True).activity == "email_machine_open"
+    assert meaning_of("dropped").suppress is None
+    assert meaning_of("dropped", suppress="bounce").suppress == "bounce"
+    assert meaning_of("processed").went_out is False
+    assert meaning_of("machine_learning") == meaning_of("nothing")
