@@ -18,6 +18,7 @@ from typing import Any
 from nurture.core.engagement import (
     MAX_EMAIL,
     MAX_TEXT,
+    EventKind,
     Parsed,
     ProviderEvent,
     clean_text,
@@ -208,10 +209,12 @@ def _identity(e: Any) -> tuple[str, str, str | None]:
 
 
 # where an event kind keeps its detail: a key of the event, or a fixed text
-DETAIL_KEYS = {"deferred": "response", "bounce": "reason", "dropped": "reason"}
-FIXED_DETAIL = {"unsubscribe": "unsubscribe", "group_unsubscribe": "group_unsubscribe",
-                "group_resubscribe": "group_resubscribe (recorded; suppressions are lifted "
-                                     "by hand)"}
+DETAIL_KEYS = {EventKind.DEFERRED: "response", EventKind.BOUNCE: "reason",
+               EventKind.DROPPED: "reason"}
+FIXED_DETAIL = {EventKind.UNSUBSCRIBE: "unsubscribe",
+                EventKind.GROUP_UNSUBSCRIBE: "group_unsubscribe",
+                EventKind.GROUP_RESUBSCRIBE: "group_resubscribe (recorded; suppressions are "
+                                             "lifted by hand)"}
 
 
 def interpret(e: Any, now: float | None = None) -> ProviderEvent:
