@@ -1,7 +1,7 @@
-"""SendGrid Event Webhook: signature check on the raw bytes and the meaning of each event.
+"""SendGrid Event Webhook: signature check on the raw bytes and parsing of each event.
 
 Pure: no database, no HTTP framework. The app verifies and parses here; what a parsed
-event (`nurture.core.engagement.ProviderEvent`) changes is decided by
+event (`nurture.core.provider_events.ProviderEvent`) changes is decided by
 `nurture.core.engagement` and written by `nurture.store.events`.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from nurture.core.engagement import (
+from nurture.core.provider_events import (
     MAX_EMAIL,
     MAX_TEXT,
     EventKind,
@@ -218,7 +218,7 @@ FIXED_DETAIL = {EventKind.UNSUBSCRIBE: "unsubscribe",
 
 
 def interpret(e: Any, now: float | None = None) -> ProviderEvent:
-    """Parse one SendGrid event (its meaning: `nurture.core.engagement.meaning_of`), or raise
+    """Parse one SendGrid event (its meaning: `nurture.core.provider_events.meaning_of`), or raise
     `BadEvent` with the reason it cannot be applied. Our custom_args (touch_id, campaign,
     step) are top-level keys of the event."""
     now = time.time() if now is None else now

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from nurture.core.engagement import (
+from nurture.core.provider_events import (
     MAX_ATTEMPTS,
     ApplyReport,
     CancelFailed,

@@ -21,14 +21,16 @@ from nurture.core.engagement import (
     ACTOR,
     DELIVERY_RANK,
     SETTLEABLE,
-    ApplyReport,
     EngagementDecision,
     LeadRef,
-    ProviderEvent,
     TouchChange,
     TouchState,
     decide,
     outcome_for,
+)
+from nurture.core.provider_events import (
+    ApplyReport,
+    ProviderEvent,
 )
 from nurture.store import tables as t
 from nurture.store.rows import IN_BATCH, chunks, insert_ignore

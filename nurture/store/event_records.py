@@ -14,10 +14,12 @@ from sqlalchemy import func, literal, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from nurture.core.engagement import (
+    LeadRef,
+)
+from nurture.core.provider_events import (
     MAX_ATTEMPTS,
     ApplyReport,
     EventOutcome,
-    LeadRef,
     Parsed,
     clean_text,
 )

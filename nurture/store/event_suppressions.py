@@ -12,7 +12,13 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Engine
 
 from nurture.core.domain import CANCELLED, SENT
-from nurture.core.engagement import MAX_EMAIL, SETTLEABLE, clean_text
+from nurture.core.engagement import (
+    SETTLEABLE,
+)
+from nurture.core.provider_events import (
+    MAX_EMAIL,
+    clean_text,
+)
 from nurture.store import tables as t
 from nurture.store.db import write_tx
 from nurture.store.rows import IN_BATCH, chunks, insert_ignore

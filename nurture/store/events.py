@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection, Engine
 
-from nurture.core.engagement import (
+from nurture.core.provider_events import (
     ApplyReport,
     CancelFailed,
     Parsed,

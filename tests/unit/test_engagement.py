@@ -12,23 +12,25 @@ from nurture.adapters.sendgrid_events import interpret
 from nurture.core.domain import CANCELLED, FAILED, IN_DOUBT, PLANNED, SENDING, SENT
 from nurture.core.engagement import (
     DELIVERY_RANK,
-    MEANINGS,
     SCANNER_CLICK,
-    DeliveryStatus,
-    EventKind,
-    EventOutcome,
     LeadRef,
-    ProviderEvent,
     TouchState,
     activity_id,
     can_settle,
     decide,
     fold_touch,
     is_scanner_click,
-    meaning_of,
     outcome_for,
     outranks,
     rank,
+)
+from nurture.core.provider_events import (
+    MEANINGS,
+    DeliveryStatus,
+    EventKind,
+    EventOutcome,
+    ProviderEvent,
+    meaning_of,
 )
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
