@@ -60,6 +60,15 @@ def sendgrid_api_key(settings: Settings) -> str:
     return str(value)
 
 
+def webhook_events(engine):
+    """Provider-event orchestration over the store and the SendGrid parser (its ports)."""
+    from nurture.adapters.sendgrid_events import SendGridEventParser
+    from nurture.services.events import WebhookEvents
+    from nurture.store.events import EventStore
+
+    return WebhookEvents(EventStore(engine), SendGridEventParser())
+
+
 @dataclass
 class App:
     """Lazily built dependencies for one command or flow run."""
@@ -77,6 +86,10 @@ class App:
         from nurture.store.store import LeadStore
 
         return LeadStore(self.engine)
+
+    @cached_property
+    def webhook_events(self):
+        return webhook_events(self.engine)
 
     def require_schema(self) -> None:
         from nurture.store.db import is_migrated

@@ -1,7 +1,8 @@
-"""SendGrid Event Webhook: signature check on the raw bytes and the meaning of each event.
+"""SendGrid Event Webhook: signature check on the raw bytes and parsing of each event.
 
-Pure: no database, no HTTP framework. The app verifies and parses here, the lead store
-stores and applies what `interpret` decides.
+Pure: no database, no HTTP framework. The app verifies and parses here; what a parsed
+event (`nurture.core.provider_events.ProviderEvent`) changes is decided by
+`nurture.core.engagement` and written by `nurture.store.events`.
 """
 
 from __future__ import annotations
@@ -10,9 +11,19 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from nurture.core.provider_events import (
+    MAX_EMAIL,
+    MAX_TEXT,
+    EventKind,
+    Parsed,
+    ProviderEvent,
+    clean_text,
+    meaning_of,
+)
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -64,7 +75,7 @@ class SignatureVerifier:
 
 
 # what the lead store can hold (nurture.store.tables) and what a SendGrid event can mean
-MAX_EVENT_ID, MAX_KIND, MAX_EMAIL, MAX_MESSAGE_ID, MAX_TEXT = 200, 40, 320, 200, 2000
+MAX_EVENT_ID, MAX_KIND, MAX_MESSAGE_ID = 200, 40, 200
 MAX_ID = 2**63 - 1                      # BIGINT: our touch ids never exceed it
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC).timestamp()  # older "events" are garbage
 MAX_FUTURE_SECONDS = 7 * 86400          # clock skew, not a time machine
@@ -104,11 +115,6 @@ def parse_batch(raw: bytes) -> list[Any]:
     return data
 
 
-def clean_text(value: str, limit: int = MAX_TEXT) -> str:
-    """A string any database column takes: no NUL, no lone surrogates, at most `limit`."""
-    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:limit]
-
-
 def clean_value(value: Any) -> Any:
     """A scalar safe to keep in a JSON column (finite numbers, clean bounded strings);
     containers and anything else become a short clean text."""
@@ -123,24 +129,7 @@ def clean_value(value: Any) -> Any:
     return clean_text(f"<{type(value).__name__}>", 40)
 
 
-@dataclass(slots=True)
-class Effect:
-    """What one event means for the lead store."""
-
-    event_id: str
-    event: str
-    email: str
-    occurred_at: datetime
-    touch_id: int | None
-    message_id: str | None
-    delivery_status: str | None = None      # delivered | deferred | bounced | blocked | dropped
-    settles_sent: bool = False               # the message certainly reached SendGrid
-    went_out: bool = False                   # it certainly left SendGrid (not just accepted)
-    suppress: str | None = None              # suppression reason
-    activity: str | None = None              # activity type to record
-    is_click: bool = False                   # a click: scanner check needs delivery time
-    detail: str | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
+Effect = ProviderEvent  # the name older code used
 
 
 def _show(value: Any) -> str:
@@ -198,10 +187,8 @@ def _text(e: dict[str, Any], key: str, limit: int) -> str | None:
     return clean_text(value, limit) if isinstance(value, str) else None
 
 
-def interpret(e: Any, now: float | None = None) -> Effect:
-    """Map one SendGrid event to its effect, or raise `BadEvent` with the reason it cannot
-    be applied. Our custom_args (touch_id, campaign, step) are top-level keys of the event."""
-    now = time.time() if now is None else now
+def _identity(e: Any) -> tuple[str, str, str | None]:
+    """(event kind, email, message id) of an event, or `BadEvent` with the reason."""
     if not isinstance(e, dict):
         raise BadEvent(f"an event must be a JSON object, not {type(e).__name__}")
     kind, email = e.get("event"), e.get("email")
@@ -218,43 +205,68 @@ def interpret(e: Any, now: float | None = None) -> Effect:
     mid = e.get("sg_message_id")
     if mid is not None and not isinstance(mid, str):
         raise BadEvent(f"sg_message_id must be a string, got {_show(mid)}")
-    mid = clean_text(mid.split(".", 1)[0], MAX_MESSAGE_ID) if mid else None
-    eff = Effect(event_key(e), kind, email.strip().lower(), _timestamp(e, now), _touch_id(e),
-                 mid or None)
-    eff.properties = {k: clean_value(e[k]) for k in PROPERTY_KEYS if k in e}
-    if kind == "processed":
-        eff.settles_sent = True
-    elif kind == "delivered":
-        eff.settles_sent, eff.went_out, eff.delivery_status = True, True, "delivered"
-    elif kind == "deferred":
-        eff.settles_sent, eff.went_out, eff.delivery_status = True, True, "deferred"
-        eff.detail = _text(e, "response", MAX_TEXT)
-    elif kind == "bounce":
-        eff.settles_sent = eff.went_out = True
-        if e.get("type") == "blocked":  # a temporary block, not a bad address
-            eff.delivery_status, eff.detail = "blocked", _text(e, "reason", MAX_TEXT)
-        else:
-            eff.delivery_status, eff.detail = "bounced", _text(e, "reason", MAX_TEXT)
-            eff.suppress = "bounce"
-    elif kind == "dropped":
-        eff.settles_sent, eff.delivery_status = True, "dropped"
-        eff.detail = _text(e, "reason", MAX_TEXT)
-        eff.suppress = SUPPRESSING_DROPS.get(eff.detail or "")
-    elif kind == "open":
-        eff.settles_sent = eff.went_out = True
-        # Apple MPP and friends pre-fetch pixels: a machine open says nothing about the lead
-        machine = e.get("sg_machine_open") in (True, 1, "true")
-        eff.activity = "email_machine_open" if machine else "email_open"
-    elif kind == "click":
-        eff.settles_sent = eff.went_out = True
-        eff.is_click, eff.activity = True, "email_click"
-    elif kind == "spamreport":
-        eff.settles_sent, eff.went_out = True, True
-        eff.suppress, eff.activity = "spamreport", "spam_report"
-    elif kind in ("unsubscribe", "group_unsubscribe"):
-        eff.settles_sent, eff.went_out = True, True
-        eff.suppress, eff.activity, eff.detail = "unsubscribe", "unsubscribe", kind
-    elif kind == "group_resubscribe":
-        eff.settles_sent = True
-        eff.detail = "group_resubscribe (recorded; suppressions are lifted by hand)"
-    return eff
+    return kind, email, clean_text(mid.split(".", 1)[0], MAX_MESSAGE_ID) if mid else None
+
+
+# where an event kind keeps its detail: a key of the event, or a fixed text
+DETAIL_KEYS = {EventKind.DEFERRED: "response", EventKind.BOUNCE: "reason",
+               EventKind.DROPPED: "reason"}
+FIXED_DETAIL = {EventKind.UNSUBSCRIBE: "unsubscribe",
+                EventKind.GROUP_UNSUBSCRIBE: "group_unsubscribe",
+                EventKind.GROUP_RESUBSCRIBE: "group_resubscribe (recorded; suppressions are "
+                                             "lifted by hand)"}
+
+
+def interpret(e: Any, now: float | None = None) -> ProviderEvent:
+    """Parse one SendGrid event (its meaning: `nurture.core.provider_events.meaning_of`), or raise
+    `BadEvent` with the reason it cannot be applied. Our custom_args (touch_id, campaign,
+    step) are top-level keys of the event."""
+    now = time.time() if now is None else now
+    kind, email, mid = _identity(e)
+    key = DETAIL_KEYS.get(kind)
+    detail = _text(e, key, MAX_TEXT) if key else FIXED_DETAIL.get(kind)
+    m = meaning_of(kind, blocked=e.get("type") == "blocked",
+                   machine_open=e.get("sg_machine_open") in (True, 1, "true"),
+                   suppress=SUPPRESSING_DROPS.get(detail or ""))
+    return ProviderEvent(
+        event_key(e), kind, email.strip().lower(), _timestamp(e, now), _touch_id(e),
+        mid or None, m.delivery_status, m.settles_sent, m.went_out, m.suppress, m.activity,
+        m.is_click, detail, {k: clean_value(e[k]) for k in PROPERTY_KEYS if k in e})
+
+
+def parse_events(raw_events: Sequence[Any], now: float | None = None) -> list[Parsed]:
+    """Interpret each raw event on its own; a bad one becomes an error, never an exception."""
+    out = []
+    for i, e in enumerate(raw_events):
+        try:
+            eff = interpret(e, now)
+            out.append(Parsed(i, eff.event_id, eff, None))
+        except Exception as exc:  # noqa: BLE001 - BadEvent, or anything odd: kept as an error
+            if not isinstance(exc, BadEvent):
+                exc = BadEvent(f"could not be read ({type(exc).__name__})")
+            kind = e.get("event") if isinstance(e, dict) else None
+            email = e.get("email") if isinstance(e, dict) else None
+            out.append(Parsed(i, event_key(e), None, f"invalid event: {exc}",
+                              clean_text(kind, MAX_KIND) if isinstance(kind, str) else "?",
+                              clean_text(email, MAX_EMAIL).strip().lower()
+                              if isinstance(email, str) else ""))
+    return out
+
+
+def parse_stored(body: str) -> list[Any]:
+    """A stored batch body (as `store_batch` kept it) back to its events; ValueError when it
+    can never be read."""
+    try:
+        return parse_batch(body.encode("utf-8", "surrogatepass"))
+    except WebhookRejected as exc:
+        raise ValueError(str(exc)) from None
+
+
+class SendGridEventParser:
+    """The parser port of `nurture.services.events` (`EventParser`) for SendGrid."""
+
+    def parse_events(self, raw_events: Sequence[Any]) -> list[Parsed]:
+        return parse_events(raw_events)
+
+    def parse_stored(self, body: str) -> list[Any]:
+        return parse_stored(body)

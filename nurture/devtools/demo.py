@@ -122,7 +122,6 @@ def simulate_engagement(app, after_id: int, seed: int) -> int:
     from sqlalchemy import select
 
     from nurture.store import tables as t
-    from nurture.store.events import EventStore
 
     T, L = t.touches, t.leads
     with app.engine.connect() as conn:
@@ -160,7 +159,7 @@ def simulate_engagement(app, after_id: int, seed: int) -> int:
                 ev("unsubscribe", 3800)
             elif r() < DEMO_RATES["spamreport"] * 5:
                 ev("spamreport", 3900)
-    store = EventStore(app.engine)
+    store = app.webhook_events
     for i in range(0, len(events), 2000):
         part = events[i:i + 2000]
         batch = store.store_batch(_json.dumps(part), True, len(part))

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event, func, select, text, update
 
+from nurture.services.events import WebhookEvents
 from nurture.store import tables as t
-from nurture.store.events import EventStore
+from nurture.wiring import webhook_events
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TS = int((NOW - timedelta(hours=1)).timestamp())
@@ -45,7 +46,7 @@ def ev(kind: str, email: str, tid: int | None = None, eid: str | None = None, ts
     return e | extra
 
 
-def post(events: EventStore, batch: list, bulk: bool = True):
+def post(events: WebhookEvents, batch: list, bulk: bool = True):
     """Store and apply a batch; unless told otherwise, it must go the bulk way (one
     transaction), not the event-by-event fallback."""
     batch_id = events.store_batch(json.dumps(batch), False, len(batch))
@@ -87,7 +88,7 @@ BAD = [
 
 
 def test_bad_events_are_kept_with_their_reason_and_the_rest_applies(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     tid = touch(store, "ana@example.com")
     lead(store, "bo@example.com")
     good = [ev("delivered", "ana@example.com", tid), ev("bounce", "bo@example.com",
@@ -140,7 +141,7 @@ def boom(store):
 
 
 def test_an_event_that_fails_to_apply_is_kept_and_retried_by_later_runs(store, boom):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     tid = touch(store, "ana@example.com")
     lead(store, "boom@example.com")
     batch = [ev("delivered", "ana@example.com", tid),
@@ -172,7 +173,7 @@ def test_an_event_that_fails_to_apply_is_kept_and_retried_by_later_runs(store, b
 
 
 def test_a_stored_batch_never_applied_is_applied_once_by_later_runs(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     tid = touch(store, "ana@example.com")
     batch = [ev("open", "ana@example.com", tid), ev("click", "ana@example.com", tid,
                                                     url="https://x.example")]
@@ -193,7 +194,7 @@ def test_a_stored_batch_never_applied_is_applied_once_by_later_runs(store):
 def test_a_batch_that_keeps_failing_is_given_up_after_the_limit(store):
     """Attempts are counted before each try: even a batch that killed the process every
     time (nothing recorded afterwards) stops being retried, and stays listed."""
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     batch_id = events.store_batch("[]", True, 0)  # attempt 1 (the webhook's), then kill -9
     B = t.webhook_batches
     for n in (2, 3):
@@ -212,7 +213,7 @@ def test_processed_during_result_recording_never_undoes_sent(store):
     IMMEDIATE), so nothing can land inside the event application's transaction."""
     if store.engine.dialect.name == "sqlite":
         pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE): no interleaving possible")
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     tid = touch(store, "ana@example.com", status="sending")
     engine = store.engine
     fired = []
@@ -237,7 +238,7 @@ def test_processed_during_result_recording_never_undoes_sent(store):
 
 
 def test_events_while_sending_keep_delivery_and_leave_status_to_the_run(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     tid = touch(store, "ana@example.com", status="sending")
     rep = post(events, [ev("processed", "ana@example.com", tid),
                         ev("delivered", "ana@example.com", tid)])
@@ -253,7 +254,7 @@ def test_events_while_sending_keep_delivery_and_leave_status_to_the_run(store):
 
 
 def test_an_event_seen_while_sending_settles_the_touch_if_its_run_died(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     tid = touch(store, "ana@example.com", status="sending")
     post(events, [ev("processed", "ana@example.com", tid)])
     with store.engine.begin() as conn:  # the run was kill -9'd; a newer run takes over
@@ -266,7 +267,7 @@ def test_an_event_seen_while_sending_settles_the_touch_if_its_run_died(store):
 
 
 def test_in_doubt_and_failed_touches_are_settled_sent_but_sent_never_changes(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     doubt = touch(store, "ana@example.com", status="in_doubt", error="no answer")
     failed = touch(store, "bo@example.com", status="failed", error="gave up")
     planned = touch(store, "cy@example.com", status="planned")
@@ -282,7 +283,7 @@ def test_in_doubt_and_failed_touches_are_settled_sent_but_sent_never_changes(sto
 
 
 def test_out_of_order_delivered_then_deferred_keeps_delivered(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     tid = touch(store, "ana@example.com")
     post(events, [ev("delivered", "ana@example.com", tid, ts=TS + 60)])
     post(events, [ev("deferred", "ana@example.com", tid, ts=TS, response="421 later")])
@@ -299,7 +300,7 @@ def test_out_of_order_delivered_then_deferred_keeps_delivered(store):
 def test_delivered_and_open_applied_at_once_never_lose_delivered(store):
     """Two connections apply a `delivered` and an `open` batch for the same touch at the
     same moment (both past their reads before either writes), many times."""
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     engine = store.engine
     tids = [touch(store, f"p{i}@example.com") for i in range(15)]
     for tid in tids:
@@ -333,7 +334,7 @@ def test_delivered_and_open_applied_at_once_never_lose_delivered(store):
 
 
 def test_every_lead_write_bumps_the_version(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     tid = touch(store, "ana@example.com")
     lead(store, "bo@example.com")
 
@@ -350,7 +351,7 @@ def test_every_lead_write_bumps_the_version(store):
 
 
 def test_concurrent_unsubscribes_audit_once(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     lead(store, "ana@example.com")
     results = []
     threads = [threading.Thread(target=lambda: results.append(
@@ -364,7 +365,7 @@ def test_concurrent_unsubscribes_audit_once(store):
 
 
 def test_scheduled_sends_to_suppressed_addresses_are_listed_and_cancelled_by_cas(store):
-    events = EventStore(store.engine)
+    events = webhook_events(store.engine)
     later = NOW + timedelta(hours=5)
     scheduled = touch(store, "ana@example.com", provider_batch_id="B1")
     other = touch(store, "bo@example.com", provider_batch_id="B2")

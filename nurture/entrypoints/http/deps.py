@@ -19,10 +19,10 @@ from nurture.adapters.sendgrid_events import (
     SignatureVerifier,
     WebhookRejected,
 )
-from nurture.services.events import cancel_scheduled_sends
+from nurture.services.events import WebhookEvents, cancel_scheduled_sends
 from nurture.services.ingest import loads_json
 from nurture.settings import Settings
-from nurture.store.events import EventStore
+from nurture.services.events import WebhookEvents
 from nurture.wiring import App
 
 
@@ -33,7 +33,7 @@ class Container:
     app: App
     settings: Settings
     verifier: SignatureVerifier | None
-    events: EventStore
+    events: WebhookEvents
 
     @classmethod
     def build(cls, app: App) -> Container:
@@ -41,7 +41,7 @@ class Container:
         verifier = (SignatureVerifier(settings.sendgrid_webhook_public_key,
                                       settings.webhook_max_age_seconds)
                     if settings.sendgrid_webhook_public_key else None)
-        return cls(app, settings, verifier, EventStore(app.engine))
+        return cls(app, settings, verifier, app.webhook_events)
 
 
 def container(request: Request) -> Container:

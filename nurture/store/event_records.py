@@ -1,0 +1,175 @@
+"""Provider events, recorded: the raw webhook batch (kept before anything else happens) and
+one `provider_events` row per event, unique per provider + event id, with attempts counted.
+
+Part of `EventStore` (see `nurture.store.events`); nothing here decides what an event means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, literal, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from nurture.core.engagement import (
+    LeadRef,
+)
+from nurture.core.provider_events import (
+    MAX_ATTEMPTS,
+    ApplyReport,
+    EventOutcome,
+    Parsed,
+    clean_text,
+)
+from nurture.store import tables as t
+from nurture.store.db import write_tx
+from nurture.store.rows import IN_BATCH, chunks, insert_ignore
+
+PENDING, ERROR = EventOutcome.PENDING, EventOutcome.ERROR
+UNAPPLIED = (PENDING, ERROR)
+
+
+class BatchRecords:
+    """Raw batches and event rows: store, list, count attempts, give up, report failures."""
+
+    engine: Engine
+    provider: str
+
+    # -- the raw batch -------------------------------------------------------------------
+    def store_batch(self, body: str, signed: bool, n_events: int) -> int:
+        """Keep the raw body before anything else happens (its own transaction). It counts
+        as the first attempt: attempts are counted before trying, so a batch that kills
+        the process every time is still given up after the limit."""
+        with write_tx(self.engine) as conn:
+            return conn.execute(t.webhook_batches.insert().values(
+                provider=self.provider, received_at=datetime.now(UTC), body=body,
+                signed=signed, events=n_events, attempts=1
+            ).returning(t.webhook_batches.c.id)).scalar_one()
+
+    def mark_failed(self, batch_id: int, error: str) -> None:
+        """The batch could not even be recorded event by event: say why (retried later)."""
+        B = t.webhook_batches
+        with write_tx(self.engine) as conn:
+            conn.execute(update(B).where(B.c.id == batch_id, B.c.applied_at.is_(None))
+                         .values(error=clean_text(error, 2000)))
+
+    def unapplied_batches(self, max_attempts: int = MAX_ATTEMPTS) -> list[tuple[int, str]]:
+        B = t.webhook_batches
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(
+                select(B.c.id, B.c.body).where(B.c.applied_at.is_(None),
+                                               B.c.attempts < max_attempts)
+                .order_by(B.c.id))]
+
+    def count_batch_attempt(self, batch_id: int) -> None:
+        """One more attempt, counted before trying (see `store_batch`)."""
+        B = t.webhook_batches
+        with write_tx(self.engine) as conn:
+            conn.execute(update(B).where(B.c.id == batch_id, B.c.applied_at.is_(None))
+                         .values(attempts=B.c.attempts + 1))
+
+    def give_up_batch(self, batch_id: int, max_attempts: int, why: str) -> None:
+        """A batch that can never apply (an unreadable body): listed, not retried."""
+        B = t.webhook_batches
+        with write_tx(self.engine) as conn:
+            conn.execute(update(B).where(B.c.id == batch_id).values(
+                attempts=max_attempts, error=clean_text(why, 2000)))
+
+    def batch_body(self, batch_id: int) -> str | None:
+        B = t.webhook_batches
+        with self.engine.connect() as conn:
+            return conn.execute(select(B.c.body).where(B.c.id == batch_id)).scalar()
+
+    def finish_batch(self, conn: Connection, batch_id: int, rep: ApplyReport,
+                     note: str | None, now: datetime) -> None:
+        B = t.webhook_batches
+        error = note or (f"{rep.errors} event(s) could not be applied: see provider_events "
+                         "(outcome 'error')" if rep.errors else None)
+        conn.execute(update(B).where(B.c.id == batch_id).values(
+            applied_at=now, new_events=rep.new,
+            error=clean_text(error, 2000) if error else None))
+
+    # -- event rows ------------------------------------------------------------------------
+    def event_rows(self, batch_id: int, parsed: Sequence[Parsed], now: datetime,
+                   lead_of: dict[str, LeadRef | None] | None = None) -> list[dict]:
+        """Rows for `provider_events`: a bad event as `error` with its reason, a good one
+        `pending` (with its touch and lead when already resolved: `lead_of` by event id)."""
+        rows = []
+        for p in parsed:
+            e = p.effect
+            if e is None:
+                rows.append({"provider": self.provider, "event_id": p.key,
+                             "batch_id": batch_id, "event": p.raw_kind or "?",
+                             "email": p.raw_email, "touch_id": None, "lead_id": None,
+                             "occurred_at": now, "outcome": ERROR, "error": p.error,
+                             "attempts": 1, "payload": {"i": p.index}})
+                continue
+            lead = lead_of.get(e.event_id) if lead_of is not None else None
+            rows.append({"provider": self.provider, "event_id": e.event_id,
+                         "batch_id": batch_id, "event": e.event, "email": e.email,
+                         "touch_id": e.touch_id if lead_of is not None else None,
+                         "lead_id": lead.id if lead is not None else None,
+                         "occurred_at": e.occurred_at, "outcome": PENDING, "error": None,
+                         "attempts": 0, "payload": {"i": p.index, "properties": e.properties,
+                                                    "detail": e.detail}})
+        return rows
+
+    def insert_event_rows(self, conn: Connection, rows: list[dict]) -> None:
+        if rows:  # executemany: "insertmanyvalues" batches on PostgreSQL, no compile per row
+            conn.execute(insert_ignore(self.engine, t.provider_events), rows)
+
+    def rows_of_batch(self, conn: Connection, batch_id: int, keys: Iterable[str],
+                      outcomes: Sequence[str] = (PENDING,)) -> dict[str, tuple[int, int]]:
+        """event id -> (row id, attempts) of this batch's rows still in `outcomes`."""
+        PE, out = t.provider_events, {}
+        for part in chunks(sorted(set(keys)), IN_BATCH):
+            for r in conn.execute(select(PE.c.event_id, PE.c.id, PE.c.attempts).where(
+                    PE.c.provider == self.provider, PE.c.batch_id == batch_id,
+                    PE.c.event_id.in_(part), PE.c.outcome.in_(outcomes))):
+                out[r.event_id] = (r.id, r.attempts)
+        return out
+
+    def unapplied_events(self, max_attempts: int, limit: int) -> list[Any]:
+        """Rows still `pending`/`error` with attempts left (id, batch_id, payload, outcome)."""
+        PE = t.provider_events
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(PE.c.id, PE.c.batch_id, PE.c.payload, PE.c.outcome)
+                .where(PE.c.provider == self.provider, PE.c.outcome.in_(UNAPPLIED),
+                       PE.c.attempts < max_attempts).order_by(PE.c.id).limit(limit)).all()
+
+    def fail_event(self, row_id: int, expected: Sequence[str], why: str,
+                   give_up: int | None = None) -> None:
+        """Keep an event as `error` with its reason, one more attempt counted (or given up)."""
+        PE = t.provider_events
+        with write_tx(self.engine) as conn:
+            conn.execute(update(PE).where(PE.c.id == row_id, PE.c.outcome.in_(expected))
+                         .values(outcome=ERROR, error=clean_text(why, 2000),
+                                 attempts=(literal(give_up) if give_up is not None
+                                           else PE.c.attempts + 1)))
+
+    def given_up(self, max_attempts: int) -> int:
+        """Events and batches left listed after `max_attempts`."""
+        PE, B = t.provider_events, t.webhook_batches
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(PE).where(
+                PE.c.outcome.in_(UNAPPLIED), PE.c.attempts >= max_attempts)
+            ).scalar_one() + conn.execute(select(func.count()).select_from(B).where(
+                B.c.applied_at.is_(None), B.c.attempts >= max_attempts)).scalar_one()
+
+    def failures(self, max_attempts: int = MAX_ATTEMPTS, limit: int = 100) -> dict[str, Any]:
+        """Events and batches still not applied (listed by `nurture webhooks replay --json`)."""
+        PE, B = t.provider_events, t.webhook_batches
+        with self.engine.connect() as conn:
+            events = [dict(r._mapping) for r in conn.execute(
+                select(PE.c.id, PE.c.event_id, PE.c.batch_id, PE.c.event, PE.c.outcome,
+                       PE.c.attempts, PE.c.error)
+                .where(PE.c.outcome.in_(UNAPPLIED)).order_by(PE.c.id).limit(limit))]
+            batches = [dict(r._mapping) for r in conn.execute(
+                select(B.c.id, B.c.attempts, B.c.error).where(B.c.applied_at.is_(None))
+                .order_by(B.c.id).limit(limit))]
+        for item in events + batches:
+            item["given_up"] = item["attempts"] >= max_attempts
+        return {"events": events, "batches": batches}
