@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 from sqlalchemy import func, select
 
 from nurture.core.sales import FeedbackRefused, record_feedback
@@ -125,8 +124,10 @@ def _simulate_days(app: App, run_cycle: RunCycle, console: Console, days: int, s
 
 
 def run_demo(directory: Path, make_app: Callable[[], App], run_cycle: RunCycle,
-             leads: int = 2000, days: int = 14, seed: int = 7, as_json: bool = False) -> int:
-    """Build the demo in `directory` (recreated) and print the outcome; exit status 0.
+             leads: int = 2000, days: int = 14, seed: int = 7,
+             as_json: bool = False) -> dict[str, Any]:
+    """Build the demo in `directory` (recreated) and return its outcome; progress goes to
+    the terminal (stderr when `as_json`), the outcome is the caller's to print.
 
     `make_app` builds the app container from the environment (set here to the demo's
     database and outbox); `run_cycle` runs one daily cycle."""
@@ -138,12 +139,7 @@ def run_demo(directory: Path, make_app: Callable[[], App], run_cycle: RunCycle,
     start = today - timedelta(days=days - 1)
     _seed_store(app, directory, console, leads, days, seed, start)
     totals, daily = _simulate_days(app, run_cycle, console, days, seed, start, as_json)
-    outcome = _outcome(app, directory, days, totals, daily)
-    if as_json:
-        print(json.dumps(outcome, default=str))
-    else:
-        _print_outcome(console, outcome)
-    return 0
+    return _outcome(app, directory, days, totals, daily)
 
 
 # demo engagement per sent email (seeded per touch); variant "b" of a step gets a better
@@ -308,53 +304,3 @@ def _outcome(app, directory: Path, days: int, totals: Counter, daily: list) -> d
         "examples": _examples(app),
         "daily": daily,
     }
-
-
-def _print_outcome(console, o: dict[str, Any]) -> None:
-    fb = o["sales_feedback"]
-    console.print(f"\n[bold green]Simulated {o['days']} days[/bold green]: "
-                  f"{o['touches_sent']:,} emails sent, {o['mqls']:,} MQLs handed to sales, "
-                  f"{o['recycled']:,} leads recycled. Simulated sales reps accepted "
-                  f"{fb.get('accept', 0)}, rejected {fb.get('reject', 0)} (with reason codes), "
-                  f"opened {fb.get('opportunity', 0)} opportunities, won {fb.get('won', 0)} "
-                  f"and lost {fb.get('lost', 0)}; unanswered MQLs expired after the SLA.\n")
-    stages = Table(title="Leads by lifecycle stage", title_justify="left", min_width=30)
-    stages.add_column("stage")
-    stages.add_column("leads", justify="right")
-    for k, v in sorted(o["lifecycle_stages"].items(), key=lambda kv: -kv[1]):
-        stages.add_row(k, f"{v:,}")
-    console.print(stages)
-    sent = Table(title="Emails sent per step", title_justify="left")
-    for col in ("campaign", "track", "step", "sent"):
-        sent.add_column(col, justify="right" if col == "sent" else "left")
-    for r in o["sent_by_step"]:
-        sent.add_row(r["campaign"], r["track"], r["step"], f"{r['sent']:,}")
-    console.print(sent)
-    if o["handoffs_by_owner"]:
-        console.print("MQL owners (round-robin): " + ", ".join(
-            f"{k} {v}" for k, v in sorted(o["handoffs_by_owner"].items())))
-    console.print(f"\nOutbox: [bold]{o['outbox']}[/bold] (open it in a browser; each "
-                  "message is a real .eml file)", soft_wrap=True)
-    console.print(f"Database: {o['database_url']}", soft_wrap=True)
-    console.print("The loop in numbers: [bold]nurture report funnel[/bold] (with the export "
-                  "below)", soft_wrap=True)
-    labels = {"mql": "an MQL", "recycled": "a recycled lead",
-              "switched_to_evaluation": "a lead that moved to evaluation content",
-              "research": "a research-stage lead"}
-    shown = [(labels[k], v) for k, v in o["examples"].items() if v]
-    if shown:
-        cmd = _command_name()
-        console.print("\n[bold]Look closer[/bold] (why each lead got what it got):")
-        console.print(f"  export NURTURE_DATABASE_URL={o['database_url']}", soft_wrap=True)
-        for label, email in shown:
-            console.print(f"  {cmd} lead show {email}   [dim]# {label}[/dim]", soft_wrap=True)
-
-
-def _command_name() -> str:
-    """How the user can type this command: `nurture` when on PATH, else the path they used."""
-    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "nurture"
-    if Path(argv0).name == "nurture" and shutil.which("nurture") == str(Path(argv0).resolve()):
-        return "nurture"
-    if Path(argv0).name == "nurture":
-        return os.path.relpath(argv0) if not argv0.startswith("..") else argv0
-    return "nurture"
