@@ -1,12 +1,17 @@
-"""Rich tables for the terminal: the funnel, one lead and a cycle summary. The engine
-builds plain dicts (nurture.core.funnel, nurture.services.lead_view, nurture.views.summary);
-only the CLI draws them, so core and services need no terminal library.
+"""Rich tables for the terminal: the funnel, one lead, a cycle summary and the demo's
+outcome. The engine builds plain dicts (nurture.core.funnel, nurture.services.lead_view,
+nurture.views.summary, nurture.devtools.demo); only the CLI draws them, so core and
+services need no terminal library.
 
 Command modules import this module inside their command functions: rich costs ~30 ms to
 import, which `nurture --help` should not pay."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
 from rich.columns import Columns
@@ -176,3 +181,55 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         table.add_row(*[escape(str(v)) for v in r.values()], end_section=i == len(rows) - 2,
                       style="bold" if r["campaign"] == "TOTAL" else None)
     console.print(table)
+
+
+# -- nurture demo -------------------------------------------------------------------------
+def print_demo_outcome(console: Console, o: dict[str, Any]) -> None:
+    """What the demo did, and which commands show more."""
+    fb = o["sales_feedback"]
+    console.print(f"\n[bold green]Simulated {o['days']} days[/bold green]: "
+                  f"{o['touches_sent']:,} emails sent, {o['mqls']:,} MQLs handed to sales, "
+                  f"{o['recycled']:,} leads recycled. Simulated sales reps accepted "
+                  f"{fb.get('accept', 0)}, rejected {fb.get('reject', 0)} (with reason codes), "
+                  f"opened {fb.get('opportunity', 0)} opportunities, won {fb.get('won', 0)} "
+                  f"and lost {fb.get('lost', 0)}; unanswered MQLs expired after the SLA.\n")
+    stages = Table(title="Leads by lifecycle stage", title_justify="left", min_width=30)
+    stages.add_column("stage")
+    stages.add_column("leads", justify="right")
+    for k, v in sorted(o["lifecycle_stages"].items(), key=lambda kv: -kv[1]):
+        stages.add_row(k, f"{v:,}")
+    console.print(stages)
+    sent = Table(title="Emails sent per step", title_justify="left")
+    for col in ("campaign", "track", "step", "sent"):
+        sent.add_column(col, justify="right" if col == "sent" else "left")
+    for r in o["sent_by_step"]:
+        sent.add_row(r["campaign"], r["track"], r["step"], f"{r['sent']:,}")
+    console.print(sent)
+    if o["handoffs_by_owner"]:
+        console.print("MQL owners (round-robin): " + ", ".join(
+            f"{k} {v}" for k, v in sorted(o["handoffs_by_owner"].items())))
+    console.print(f"\nOutbox: [bold]{o['outbox']}[/bold] (open it in a browser; each "
+                  "message is a real .eml file)", soft_wrap=True)
+    console.print(f"Database: {o['database_url']}", soft_wrap=True)
+    console.print("The loop in numbers: [bold]nurture report funnel[/bold] (with the export "
+                  "below)", soft_wrap=True)
+    labels = {"mql": "an MQL", "recycled": "a recycled lead",
+              "switched_to_evaluation": "a lead that moved to evaluation content",
+              "research": "a research-stage lead"}
+    shown = [(labels[k], v) for k, v in o["examples"].items() if v]
+    if shown:
+        cmd = _command_name()
+        console.print("\n[bold]Look closer[/bold] (why each lead got what it got):")
+        console.print(f"  export NURTURE_DATABASE_URL={o['database_url']}", soft_wrap=True)
+        for label, email in shown:
+            console.print(f"  {cmd} lead show {email}   [dim]# {label}[/dim]", soft_wrap=True)
+
+
+def _command_name() -> str:
+    """How the user can type this command: `nurture` when on PATH, else the path they used."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "nurture"
+    if Path(argv0).name == "nurture" and shutil.which("nurture") == str(Path(argv0).resolve()):
+        return "nurture"
+    if Path(argv0).name == "nurture":
+        return os.path.relpath(argv0) if not argv0.startswith("..") else argv0
+    return "nurture"
