@@ -387,7 +387,7 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _parse(path: Path, model: type[BaseModel], problems: list[Problem]):
+def parse_file(path: Path, model: type[BaseModel], problems: list[Problem]):
     """(model or None, source or None, raw mapping or None): the raw mapping lets the
     cross-file checks still run on a file whose schema errors kept the model from building,
     so one `nurture validate` run reports every problem."""
@@ -436,7 +436,7 @@ def _lifecycle_checks(lifecycle: Lifecycle, lsource: SourceFile, problems: list[
 
 def _campaign_checks(stages: list[str] | None, campaigns: list[tuple[dict, SourceFile]],
                      problems: list[Problem]) -> None:
-    """Checks across tracks, steps and files, on the raw mappings (see `_parse`)."""
+    """Checks across tracks, steps and files, on the raw mappings (see `parse_file`)."""
     names: dict[str, str] = {}
     for raw, source in campaigns:
         name = raw.get("name")
@@ -492,7 +492,7 @@ def load_config(directory: str | Path) -> Config:
     lifecycle_path = directory / "lifecycle.yaml"
     lifecycle = lsource = None
     if lifecycle_path.exists():
-        lifecycle, lsource, _ = _parse(lifecycle_path, Lifecycle, problems)
+        lifecycle, lsource, _ = parse_file(lifecycle_path, Lifecycle, problems)
     else:
         problems.append(Problem(_display(lifecycle_path), 1, "(file)",
                                 "lifecycle.yaml is missing: it defines scoring, buying stages "
@@ -505,7 +505,7 @@ def load_config(directory: str | Path) -> Config:
     files = sorted(p for p in directory.iterdir()
                    if p.suffix in (".yaml", ".yml") and p.name not in ("lifecycle.yaml",))
     for path in files:
-        campaign, source, raw = _parse(path, Campaign, problems)
+        campaign, source, raw = parse_file(path, Campaign, problems)
         if raw is not None and source is not None:
             raw_campaigns.append((raw, source))
         if campaign is not None and source is not None:

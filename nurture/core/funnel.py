@@ -283,23 +283,23 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
 
 
 # -- presentation -------------------------------------------------------------------------
-def _pct(rate: float | None) -> str:
+def format_pct(rate: float | None) -> str:
     return "-" if rate is None else f"{rate * 100:.1f} %"
 
 
-def _days(days: float | None) -> str:
+def format_days(days: float | None) -> str:
     return "-" if days is None else f"{days:.1f}"
 
 
-def _when(report: dict[str, Any]) -> str:
+def report_time(report: dict[str, Any]) -> str:
     return report["as_of"][:16].replace("T", " ") + " UTC"
 
 
-def _headline(report: dict[str, Any]) -> str:
+def headline(report: dict[str, Any]) -> str:
     m = report["mql"]
     return (f"{report['leads_total']:,} leads; {m['handed_off']:,} MQLs handed to sales "
-            f"(acceptance {_pct(m['acceptance_rate'])}, SLA compliance "
-            f"{_pct(m['sla_compliance'])}); {report['recycled']['count']:,} recycled.")
+            f"(acceptance {format_pct(m['acceptance_rate'])}, SLA compliance "
+            f"{format_pct(m['sla_compliance'])}); {report['recycled']['count']:,} recycled.")
 
 
 def _md_table(head: list[str], rows: list[list[Any]], right: int = 1) -> list[str]:
@@ -326,17 +326,17 @@ def funnel_markdown(report: dict[str, Any]) -> str:
     MQLs as if the funnel were broken."""
     m = report["mql"]
     reached = report["reached"]
-    lines = [f"# Lead funnel as of {_when(report)}", "", _headline(report), "",
+    lines = [f"# Lead funnel as of {report_time(report)}", "", headline(report), "",
              "## Stages", ""]
     lines += _md_table(
         ["Stage", "Leads now", "Ever reached", "Median days in stage"],
-        [[s, f"{n:,}", f"{reached.get(s, 0):,}", _days(report["median_days_in_stage"].get(s))]
+        [[s, f"{n:,}", f"{reached.get(s, 0):,}", format_days(report["median_days_in_stage"].get(s))]
          for s, n in report["leads_by_stage"].items()])
     lines += ["## Conversion", ""]
     lines += _md_table(
         ["From → to", "Reached from", "Then reached to", "Rate", "Reached to another way"],
         [[f"{c['from']} → {c['to']}", f"{c['reached_from']:,}", f"{c['reached_to']:,}",
-          _pct(c["rate"]), f"{reached.get(c['to'], 0) - c['reached_to']:,}"]
+          format_pct(c["rate"]), f"{reached.get(c['to'], 0) - c['reached_to']:,}"]
          for c in report["conversion"]])
     lines += ["Rate: of the leads that entered the first stage, the share that later entered "
               "the second. *Reached to another way*: leads that entered the second stage "
@@ -347,71 +347,12 @@ def funnel_markdown(report: dict[str, Any]) -> str:
         ["Rejected", f"{m['rejected']:,}"], ["Expired (SLA)", f"{m['expired']:,}"],
         ["Pending", f"{m['pending']:,}"], ["Pending and overdue", f"{m['overdue']:,}"]])
     lines += _md_table(["Rate", "Value"], [
-        ["Acceptance rate", _pct(m["acceptance_rate"])],
-        ["SLA compliance", _pct(m["sla_compliance"])],
-        ["SLA response rate", _pct(m["sla_response_rate"])]])
+        ["Acceptance rate", format_pct(m["acceptance_rate"])],
+        ["SLA compliance", format_pct(m["sla_compliance"])],
+        ["SLA response rate", format_pct(m["sla_response_rate"])]])
     lines += ["SLA compliance: accepted before the SLA deadline / handoffs resolved or past "
               "their deadline; the response rate also counts timely rejects.", ""]
     lines += _md_counts("Sales rejects by reason", "Reason", report["rejects_by_reason"])
     lines += _md_counts("MQLs by lead source", "Source", report["mqls_by_source"])
     lines += _md_counts("Recycled by reason", "Reason", report["recycled"]["by_reason"])
     return "\n".join(lines)
-
-
-def print_funnel(report: dict[str, Any], console=None) -> None:
-    """The report as rich tables, readable in a 100-column terminal."""
-    from rich.columns import Columns
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = console or Console()
-    console.print(f"[bold]Lead funnel as of {_when(report)}[/bold]")
-    console.print(_headline(report))
-
-    conv = {c["from"]: c for c in report["conversion"]}
-    st = Table(title="Stages", title_justify="left")
-    st.add_column("stage")
-    st.add_column("leads now", justify="right")
-    st.add_column("ever reached", justify="right")
-    st.add_column("median days", justify="right")
-    st.add_column("→ next stage")
-    st.add_column("converted", justify="right")
-    st.add_column("rate", justify="right")
-    for s, n in report["leads_by_stage"].items():
-        c = conv.get(s)
-        nxt = [c["to"], f"{c['reached_to']:,}", _pct(c["rate"])] if c else ["", "", ""]
-        st.add_row(s, f"{n:,}", f"{report['reached'].get(s, 0):,}",
-                   _days(report["median_days_in_stage"].get(s)), *nxt,
-                   end_section=s == FUNNEL_STAGES[-1])
-    console.print(st)
-
-    m = report["mql"]
-    mt = Table(title="MQL handoffs", title_justify="left")
-    mt.add_column("handoffs")
-    mt.add_column("count", justify="right")
-    for label, key in (("handed off", "handed_off"), ("accepted", "accepted"),
-                       ("rejected", "rejected"), ("expired", "expired"),
-                       ("pending", "pending"), ("  of them overdue", "overdue")):
-        mt.add_row(label, f"{m[key]:,}")
-    mt.add_row("acceptance rate", _pct(m["acceptance_rate"]), end_section=True)
-    mt.add_row("SLA compliance", _pct(m["sla_compliance"]))
-    mt.add_row("SLA response rate", _pct(m["sla_response_rate"]))
-
-    def counts(title: str, label: str, data: dict[str, int]) -> Table:
-        t = Table(title=title, title_justify="left")
-        t.add_column(label)
-        t.add_column("count", justify="right")
-        for k, v in data.items():
-            t.add_row(escape(str(k)), f"{v:,}")
-        if not data:
-            t.add_row("[dim]none[/dim]", "")
-        return t
-
-    console.print(Columns([
-        mt,
-        counts("Sales rejects", "reason", report["rejects_by_reason"]),
-        counts("MQLs by source", "source", report["mqls_by_source"]),
-        counts("Recycled", "reason", report["recycled"]["by_reason"])]))
-    console.print("[dim]SLA compliance: accepted in time / handoffs resolved or past the "
-                  "deadline; the response rate counts timely rejects too.[/dim]")

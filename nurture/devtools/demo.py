@@ -1,18 +1,50 @@
 """`nurture demo`: a fresh demo database, synthetic leads with activity histories, and
-several simulated days of the real daily flow — the quickest way to see the product work."""
+several simulated days of the real daily flow — the quickest way to see the product work.
+
+The CLI hands in how to build the app container and how to run one daily cycle
+(`run_demo(..., make_app=..., run_cycle=...)`), so this module needs nothing from the
+command line's internals."""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import sys
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from sqlalchemy import func, select
+
+from nurture.core.sales import FeedbackRefused, record_feedback
+from nurture.devtools.demo_data import (
+    generate_activities,
+    generate_leads,
+    write_activities_jsonl,
+    write_leads_csv,
+)
+from nurture.services.ingest import import_activities_jsonl, import_leads_csv
+from nurture.store import tables as t
+from nurture.store.db import upgrade
+from nurture.store.sales import SalesStore
+
+if TYPE_CHECKING:
+    from nurture.wiring import App
 
 MARKER = ".nurture-demo"
+
+# one daily cycle: (as_of, dry_run, chunk_size) -> the run's summary
+RunCycle = Callable[[datetime | None, bool, int | None], dict[str, Any]]
+
+
+class DemoError(Exception):
+    """The demo cannot start (e.g. no campaigns directory): one sentence for the user."""
 
 
 def _reset_dir(directory: Path) -> None:
@@ -25,37 +57,23 @@ def _reset_dir(directory: Path) -> None:
     (directory / MARKER).write_text("created by `nurture demo`; safe to delete\n")
 
 
-def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
-             as_json: bool = False) -> int:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from nurture.devtools.demo_data import (
-        generate_activities,
-        generate_leads,
-        write_activities_jsonl,
-        write_leads_csv,
-    )
-    from nurture.entrypoints.cli.main import CliError, _app, run_cycle_flow
-    from nurture.services.ingest import import_activities_jsonl, import_leads_csv
-    from nurture.store.db import upgrade
-
-    console = Console(stderr=as_json, highlight=False)
-    directory = directory.resolve()
+def _fresh_app(directory: Path, make_app: Callable[[], App]) -> App:
+    """The app on a new SQLite database and outbox inside `directory`, migrated."""
     _reset_dir(directory)
-    db_url = f"sqlite:///{directory / 'nurture.db'}"
-    os.environ["NURTURE_DATABASE_URL"] = db_url
+    os.environ["NURTURE_DATABASE_URL"] = f"sqlite:///{directory / 'nurture.db'}"
     os.environ["NURTURE_OUTBOX_DIR"] = str(directory / "outbox")
-    app = _app()
+    app = make_app()
     if not app.settings.campaigns_dir.is_dir():
-        raise CliError(f"campaigns directory {app.settings.campaigns_dir} not found; run the "
-                       "demo from the repository root or set NURTURE_CAMPAIGNS_DIR")
+        raise DemoError(f"campaigns directory {app.settings.campaigns_dir} not found; run the "
+                        "demo from the repository root or set NURTURE_CAMPAIGNS_DIR")
     app.config  # noqa: B018 - validate before building anything
     upgrade(app.engine)
+    return app
 
-    # the simulation ends with today's cycle, so `nurture lead show` (as of now) lines up
-    today = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=days - 1)
+
+def _seed_store(app: App, directory: Path, console: Console, leads: int, days: int,
+                seed: int, start: datetime) -> None:
+    """Synthetic leads and activity histories, written as files and imported."""
     with console.status("Generating synthetic leads and activity histories…"):
         lead_rows = list(generate_leads(leads, seed=seed, start=start))
         write_leads_csv(directory / "leads.csv", lead_rows)
@@ -67,6 +85,10 @@ def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
                   f"[bold]{act_report.inserted:,}[/bold] activities "
                   f"(of {n_acts:,} generated, spanning 45 days before the start to day {days}).")
 
+
+def _simulate_days(app: App, run_cycle: RunCycle, console: Console, days: int, seed: int,
+                   start: datetime, as_json: bool) -> tuple[Counter, list[dict[str, Any]]]:
+    """One real daily cycle per day, then simulated engagement and sales feedback."""
     totals: Counter = Counter()
     watermark = 0
     daily: list[dict[str, Any]] = []
@@ -78,7 +100,7 @@ def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
         task = bar.add_task("", total=days)
         for day in range(days):
             as_of = start + timedelta(days=day)
-            summary = run_cycle_flow(as_of, False, None)
+            summary = run_cycle(as_of, False, None)
             watermark = simulate_engagement(app, watermark, seed)
             sales = simulate_sales(app, min(as_of + timedelta(hours=3), datetime.now(UTC)),
                                    seed)
@@ -97,12 +119,26 @@ def run_demo(directory: Path, leads: int = 2000, days: int = 14, seed: int = 7,
                               f"{summary['mqls']:>2} MQLs, {summary['recycled']:>2} recycled"
                               f" | sales: {sales['accept']:>2} accepted, {sales['reject']:>2}"
                               f" rejected, {sales['won']} won", soft_wrap=True)
-    outcome = _outcome(app, directory, days, totals, daily)
-    if as_json:
-        print(json.dumps(outcome, default=str))
-    else:
-        _print_outcome(console, outcome)
-    return 0
+    return totals, daily
+
+
+def run_demo(directory: Path, make_app: Callable[[], App], run_cycle: RunCycle,
+             leads: int = 2000, days: int = 14, seed: int = 7,
+             as_json: bool = False) -> dict[str, Any]:
+    """Build the demo in `directory` (recreated) and return its outcome; progress goes to
+    the terminal (stderr when `as_json`), the outcome is the caller's to print.
+
+    `make_app` builds the app container from the environment (set here to the demo's
+    database and outbox); `run_cycle` runs one daily cycle."""
+    console = Console(stderr=as_json, highlight=False)
+    directory = directory.resolve()
+    app = _fresh_app(directory, make_app)
+    # the simulation ends with today's cycle, so `nurture lead show` (as of now) lines up
+    today = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days - 1)
+    _seed_store(app, directory, console, leads, days, seed, start)
+    totals, daily = _simulate_days(app, run_cycle, console, days, seed, start, as_json)
+    return _outcome(app, directory, days, totals, daily)
 
 
 # demo engagement per sent email (seeded per touch); variant "b" of a step gets a better
@@ -111,27 +147,9 @@ DEMO_RATES = {"bounce": 0.015, "machine_open": 0.25, "open": 0.38, "click": 0.22
               "click_b": 0.34, "scanner": 0.03, "unsubscribe": 0.006, "spamreport": 0.0008}
 
 
-def simulate_engagement(app, after_id: int, seed: int) -> int:
-    """What recipients did with the emails sent since touch `after_id`, as SendGrid Event
-    Webhook events (delivered/bounce, machine and human opens, scanner and human clicks,
-    unsubscribes, spam reports) applied through the real webhook path. Returns the new
-    watermark (highest touch id seen)."""
-    import json as _json
-    import random
-
-    from sqlalchemy import select
-
-    from nurture.store import tables as t
-
-    T, L = t.touches, t.leads
-    with app.engine.connect() as conn:
-        rows = conn.execute(select(T.c.id, L.c.email, T.c.campaign, T.c.step, T.c.variant,
-                                   T.c.send_at)
-                            .join(L, L.c.id == T.c.lead_id)
-                            .where(T.c.id > after_id, T.c.status == "sent")
-                            .order_by(T.c.id)).all()
-    if not rows:
-        return after_id
+def _engagement_events(rows, seed: int) -> list[dict[str, Any]]:
+    """Seeded SendGrid events for sent touches (id, email, campaign, step, variant,
+    send_at)."""
     events: list[dict[str, Any]] = []
     for tid, email, campaign, step, variant, send_at in rows:
         r = random.Random(f"{seed}-engage-{tid}").random
@@ -159,27 +177,37 @@ def simulate_engagement(app, after_id: int, seed: int) -> int:
                 ev("unsubscribe", 3800)
             elif r() < DEMO_RATES["spamreport"] * 5:
                 ev("spamreport", 3900)
+    return events
+
+
+def simulate_engagement(app: App, after_id: int, seed: int) -> int:
+    """What recipients did with the emails sent since touch `after_id`, as SendGrid Event
+    Webhook events (delivered/bounce, machine and human opens, scanner and human clicks,
+    unsubscribes, spam reports) applied through the real webhook path. Returns the new
+    watermark (highest touch id seen)."""
+    T, L = t.touches, t.leads
+    with app.engine.connect() as conn:
+        rows = conn.execute(select(T.c.id, L.c.email, T.c.campaign, T.c.step, T.c.variant,
+                                   T.c.send_at)
+                            .join(L, L.c.id == T.c.lead_id)
+                            .where(T.c.id > after_id, T.c.status == "sent")
+                            .order_by(T.c.id)).all()
+    if not rows:
+        return after_id
+    events = _engagement_events(rows, seed)
     store = app.webhook_events
     for i in range(0, len(events), 2000):
         part = events[i:i + 2000]
-        batch = store.store_batch(_json.dumps(part), True, len(part))
+        batch = store.store_batch(json.dumps(part), True, len(part))
         store.apply_batch(batch, part, app.settings.scanner_click_seconds)
     return rows[-1].id
 
 
-def simulate_sales(app, at: datetime, seed: int) -> Counter:
+def simulate_sales(app: App, at: datetime, seed: int) -> Counter:
     """Sales answering handoffs, through the same service as `nurture sales`: per handoff
     (seeded) ~55 % accepted the day it arrives, ~20 % rejected with a reason code, ~25 %
     left unanswered (the SLA expires and the lead comes back recycled); accepted leads
     sometimes become opportunities after a few days, and some of those are won or lost."""
-    import random
-
-    from sqlalchemy import select
-
-    from nurture.core.sales import FeedbackRefused, record_feedback
-    from nurture.store import tables as t
-    from nurture.store.sales import SalesStore
-
     store = SalesStore(app.engine)
     done: Counter = Counter()
     codes = sorted(app.rules.sales_rejected)
@@ -225,10 +253,6 @@ def simulate_sales(app, at: datetime, seed: int) -> Counter:
 
 def _examples(app) -> dict[str, str | None]:
     """One lead of each interesting kind, to suggest `nurture lead show` on."""
-    from sqlalchemy import func, select
-
-    from nurture.store import tables as t
-
     out: dict[str, str | None] = {}
     with app.engine.connect() as conn:
         def first(stmt):
@@ -250,10 +274,6 @@ def _examples(app) -> dict[str, str | None]:
 
 
 def _outcome(app, directory: Path, days: int, totals: Counter, daily: list) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
-    from nurture.store import tables as t
-
     with app.engine.connect() as conn:
         buying = dict(conn.execute(select(t.leads.c.buying_stage, func.count())
                                    .group_by(t.leads.c.buying_stage)).all())
@@ -283,55 +303,3 @@ def _outcome(app, directory: Path, days: int, totals: Counter, daily: list) -> d
         "examples": _examples(app),
         "daily": daily,
     }
-
-
-def _print_outcome(console, o: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    fb = o["sales_feedback"]
-    console.print(f"\n[bold green]Simulated {o['days']} days[/bold green]: "
-                  f"{o['touches_sent']:,} emails sent, {o['mqls']:,} MQLs handed to sales, "
-                  f"{o['recycled']:,} leads recycled. Simulated sales reps accepted "
-                  f"{fb.get('accept', 0)}, rejected {fb.get('reject', 0)} (with reason codes), "
-                  f"opened {fb.get('opportunity', 0)} opportunities, won {fb.get('won', 0)} "
-                  f"and lost {fb.get('lost', 0)}; unanswered MQLs expired after the SLA.\n")
-    stages = Table(title="Leads by lifecycle stage", title_justify="left", min_width=30)
-    stages.add_column("stage")
-    stages.add_column("leads", justify="right")
-    for k, v in sorted(o["lifecycle_stages"].items(), key=lambda kv: -kv[1]):
-        stages.add_row(k, f"{v:,}")
-    console.print(stages)
-    sent = Table(title="Emails sent per step", title_justify="left")
-    for col in ("campaign", "track", "step", "sent"):
-        sent.add_column(col, justify="right" if col == "sent" else "left")
-    for r in o["sent_by_step"]:
-        sent.add_row(r["campaign"], r["track"], r["step"], f"{r['sent']:,}")
-    console.print(sent)
-    if o["handoffs_by_owner"]:
-        console.print("MQL owners (round-robin): " + ", ".join(
-            f"{k} {v}" for k, v in sorted(o["handoffs_by_owner"].items())))
-    console.print(f"\nOutbox: [bold]{o['outbox']}[/bold] (open it in a browser; each "
-                  "message is a real .eml file)", soft_wrap=True)
-    console.print(f"Database: {o['database_url']}", soft_wrap=True)
-    console.print("The loop in numbers: [bold]nurture report funnel[/bold] (with the export "
-                  "below)", soft_wrap=True)
-    labels = {"mql": "an MQL", "recycled": "a recycled lead",
-              "switched_to_evaluation": "a lead that moved to evaluation content",
-              "research": "a research-stage lead"}
-    shown = [(labels[k], v) for k, v in o["examples"].items() if v]
-    if shown:
-        cmd = _command_name()
-        console.print("\n[bold]Look closer[/bold] (why each lead got what it got):")
-        console.print(f"  export NURTURE_DATABASE_URL={o['database_url']}", soft_wrap=True)
-        for label, email in shown:
-            console.print(f"  {cmd} lead show {email}   [dim]# {label}[/dim]", soft_wrap=True)
-
-
-def _command_name() -> str:
-    """How the user can type this command: `nurture` when on PATH, else the path they used."""
-    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "nurture"
-    if Path(argv0).name == "nurture" and shutil.which("nurture") == str(Path(argv0).resolve()):
-        return "nurture"
-    if Path(argv0).name == "nurture":
-        return os.path.relpath(argv0) if not argv0.startswith("..") else argv0
-    return "nurture"

@@ -23,7 +23,7 @@ from nurture.core.config import (
     Lifecycle,
     Problem,
     SourceFile,
-    _parse,
+    parse_file,
 )
 from nurture.core.domain import LEAD_FIELDS, STANDARD_ACTIVITY_TYPES
 from nurture.core.personas import persona_leads, with_custom_fields
@@ -55,11 +55,11 @@ def parse_partial(directory: Path) -> Parsed:
     ignored: list[Problem] = []
     lpath = Path(directory) / "lifecycle.yaml"
     if lpath.exists():
-        out.lifecycle, out.lsource, _ = _parse(lpath, Lifecycle, ignored)
+        out.lifecycle, out.lsource, _ = parse_file(lpath, Lifecycle, ignored)
     if Path(directory).is_dir():
         for path in sorted(Path(directory).iterdir()):
             if path.suffix in (".yaml", ".yml") and path.name != "lifecycle.yaml":
-                campaign, source, _ = _parse(path, Campaign, ignored)
+                campaign, source, _ = parse_file(path, Campaign, ignored)
                 if campaign is not None and source is not None:
                     out.campaigns.append((campaign, source))
     out.campaigns.sort(key=lambda cs: (-cs[0].priority, cs[0].name))

@@ -1,5 +1,6 @@
 """Run summaries as tables: a narrow headline table and markdown for Prefect artifacts (read
-in a browser at 1280 px), and rich for terminals."""
+in a browser at 1280 px). The terminal table itself is drawn by the CLI
+(nurture/entrypoints/cli/tables.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def _stages(stages: dict[str, int]) -> str:
 
 
 def summary_table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per campaign plus a total, every column — the terminal table (`print_summary`)."""
+    """One row per campaign plus a total, every column: the terminal table (drawn by the
+    CLI's `print_summary`)."""
     rows = []
     for name, c in summary["campaigns"].items():
         rows.append({"campaign": name, "scored": c["scored"],
@@ -100,25 +102,3 @@ def summary_markdown(summary: dict[str, Any]) -> str:
               "again by a later run. In doubt: the provider may have it; its events settle "
               "it (`nurture touches list`).", ""]
     return "\n".join(lines)
-
-
-def print_summary(summary: dict[str, Any], console=None) -> None:
-    """A readable table on the terminal."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = console or Console()
-    title = f"Nurture cycle as of {summary['as_of'][:16].replace('T', ' ')} UTC"
-    if summary["dry_run"]:
-        title += " (dry run: nothing written or sent)"
-    table = Table(title=title, title_justify="left")
-    for col, just in (("campaign", "left"), ("scored", "right"), ("by buying stage", "left"),
-                      ("due", "right"), ("sent", "right"), ("failed", "right"),
-                      ("skipped", "left"), ("MQLs", "right"), ("recycled", "right")):
-        table.add_column(col, justify=just)
-    rows = summary_table_rows(summary)
-    for i, r in enumerate(rows):
-        table.add_row(*[escape(str(v)) for v in r.values()], end_section=i == len(rows) - 2,
-                      style="bold" if r["campaign"] == "TOTAL" else None)
-    console.print(table)

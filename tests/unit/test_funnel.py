@@ -16,9 +16,9 @@ from nurture.core.funnel import (
     FunnelTransition,
     compute_funnel,
     funnel_markdown,
-    print_funnel,
     recycle_reason,
 )
+from nurture.entrypoints.cli.tables import print_funnel
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 AS_OF = T0 + timedelta(days=30)

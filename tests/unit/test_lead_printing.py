@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from nurture.services.lead_view import print_lead
+from nurture.entrypoints.cli.tables import print_lead
 
 
 def test_brackets_in_rules_and_lead_data_are_printed_literally():

@@ -1,11 +1,13 @@
-"""`nurture report …`: reports over the lead store. `add_commands(sub)` adds them to the
-`nurture` parser (main.py). The helpers of main.py are imported when a command runs,
-so cli.py may import this module at its top."""
+"""`nurture report …`: reports over the lead store. `add_commands(sub)` adds `report`
+with `funnel` here and the results reports of results.py."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+
+from nurture.entrypoints.cli.common import EXIT_OK, build_app, console, parse_as_of, print_json
+from nurture.entrypoints.cli.results import add_report_commands
 
 FUNNEL_HELP = """\
 The lead funnel as it stood at --as-of (default now): leads per lifecycle stage, how many
@@ -18,18 +20,19 @@ or past their deadline."""
 
 
 def cmd_report_funnel(args: argparse.Namespace) -> int:
-    from nurture.core.funnel import compute_funnel, print_funnel
-    from nurture.entrypoints.cli.main import EXIT_OK, _app, _console, _parse_as_of, _print_json
+    # deferred: the queries import SQLAlchemy, the tables rich (`nurture --help` stays fast)
+    from nurture.core.funnel import compute_funnel
+    from nurture.entrypoints.cli.tables import print_funnel
     from nurture.store.funnel_queries import load_funnel_rows
 
-    as_of = _parse_as_of(args.as_of) or datetime.now(UTC)
-    app = _app()
+    as_of = parse_as_of(args.as_of) or datetime.now(UTC)
+    app = build_app()
     app.require_schema()
     report = compute_funnel(*load_funnel_rows(app.engine), as_of)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
-        print_funnel(report, _console())
+        print_funnel(report, console())
     return EXIT_OK
 
 
@@ -45,6 +48,4 @@ def add_commands(sub) -> None:
                                    "(default now; a date means its midnight UTC)")
     f.add_argument("--json", action="store_true", help="print the report as one JSON object")
     f.set_defaults(func=cmd_report_funnel)
-    from nurture.entrypoints.cli.results import add_report_commands
-
     add_report_commands(repsub)

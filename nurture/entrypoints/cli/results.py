@@ -1,6 +1,5 @@
-"""`nurture report steps|ab|sources|attribution|deliverability|html`, `nurture campaign
-list|pause|resume` and `nurture costs import`. Helpers of main.py are imported when a
-command runs (cli.py imports this module)."""
+"""`nurture report steps|ab|sources|attribution|deliverability|html` (added to `report` by
+reports.py) and `nurture costs import` (the spend the ROI figures divide by)."""
 
 from __future__ import annotations
 
@@ -11,6 +10,15 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from nurture.entrypoints.cli.common import (
+    EXIT_OK,
+    CliError,
+    build_app,
+    console,
+    parse_as_of,
+    print_json,
+)
 
 REPORTS = {
     "steps": "per campaign × track × step × variant: sent, delivered, unique human opens and "
@@ -28,17 +36,16 @@ REPORTS = {
 
 
 def _window(args: argparse.Namespace):
-    from nurture.entrypoints.cli.main import CliError, _parse_as_of
-    from nurture.services.results import Window
+    from nurture.services.results import Window  # deferred: SQLAlchemy (--help)
 
-    start, end = _parse_as_of(args.date_from), _parse_as_of(args.date_to)
+    start, end = parse_as_of(args.date_from), parse_as_of(args.date_to)
     if start and end and start >= end:
         raise CliError("--from must be before --to")
     return Window(start, end, args.campaign)
 
 
 def build_report(app, name: str, args: argparse.Namespace) -> dict[str, Any]:
-    from nurture.services.results import build
+    from nurture.services.results import build  # deferred: SQLAlchemy (--help)
 
     return build(app.engine, name, _window(args), credit_days=args.credit_days,
                  metric=getattr(args, "metric", "click"), by=getattr(args, "by", "source"),
@@ -100,7 +107,8 @@ DISPLAY = {
 
 
 def print_report(rep: dict[str, Any], console) -> None:
-    from rich.table import Table
+    """The report as rich tables with the definitions of its figures."""
+    from rich.table import Table  # deferred: rich costs ~30 ms of `nurture --help`
 
     f = {k: v for k, v in rep["filters"].items() if v is not None}
     console.print(f"[bold]report {rep['report']}[/bold]  "
@@ -140,25 +148,22 @@ def write_csv(rep: dict[str, Any], out) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from nurture.entrypoints.cli.main import EXIT_OK, _app, _console, _print_json
-
-    app = _app()
+    app = build_app()
     app.require_schema()
     rep = build_report(app, args.report_command, args)
     if args.json:
-        _print_json(rep)
+        print_json(rep)
     elif args.csv:
         write_csv(rep, sys.stdout)
     else:
-        print_report(rep, _console())
+        print_report(rep, console())
     return EXIT_OK
 
 
 def cmd_report_html(args: argparse.Namespace) -> int:
-    from nurture.entrypoints.cli.main import EXIT_OK, _app
-    from nurture.views.results_html import render_html
+    from nurture.views.results_html import render_html  # deferred: the engine (--help)
 
-    app = _app()
+    app = build_app()
     app.require_schema()
     reps = {name: build_report(app, name, args) for name in REPORTS}
     reps["cohorts"] = build_report(app, "sources", argparse.Namespace(
@@ -210,43 +215,6 @@ def add_report_commands(repsub) -> None:
     h.set_defaults(func=cmd_report_html)
 
 
-# -- campaign status ------------------------------------------------------------------------
-def cmd_campaign(args: argparse.Namespace) -> int:
-    from nurture.entrypoints.cli.main import EXIT_FAIL, EXIT_OK, CliError, _app, _print_json
-    from nurture.store.pauses import CampaignStatus
-
-    app = _app()
-    app.require_schema()
-    status = CampaignStatus(app.engine)
-    known = {c.campaign.name for c in app.rules.campaigns}
-    action = args.campaign_command
-    if action == "list":
-        rows = {r["campaign"]: r for r in status.list()}
-        out = [{"campaign": n, "status": rows.get(n, {}).get("status", "active"),
-                "reason": rows.get(n, {}).get("reason"),
-                "paused_at": rows.get(n, {}).get("paused_at"),
-                "resumed_at": rows.get(n, {}).get("resumed_at")}
-               for n in sorted(known | set(rows))]
-        if args.json:
-            _print_json(out)
-        else:
-            for r in out:
-                print(f"{r['campaign']}: {r['status']}"
-                      + (f" since {r['paused_at']:%Y-%m-%d %H:%M} — {r['reason']}"
-                         if r["status"] == "paused" and r["paused_at"] else ""))
-        return EXIT_OK
-    if args.name not in known and args.name not in {r["campaign"] for r in status.list()}:
-        raise CliError(f"unknown campaign {args.name!r}; known: {', '.join(sorted(known))}")
-    if action == "pause":
-        n = status.pause(args.name, args.reason or "paused by hand", f"user:{args.actor}")
-        print(f"{args.name}: " + ("paused." if n else "was already paused."))
-        return EXIT_OK if n else EXIT_FAIL
-    ok = status.resume(args.name, f"user:{args.actor}")
-    print(f"{args.name}: " + ("resumed; the guard judges it on sends from now on."
-                              if ok else "was not paused."))
-    return EXIT_OK if ok else EXIT_FAIL
-
-
 # -- costs ----------------------------------------------------------------------------------
 COST_COLUMNS = ("source", "utm_campaign", "period_start", "period_end", "amount")
 
@@ -254,7 +222,7 @@ COST_COLUMNS = ("source", "utm_campaign", "period_start", "period_end", "amount"
 def parse_costs(text: str) -> list[dict[str, Any]]:
     """Rows of a costs CSV (source, utm_campaign, period_start, period_end, amount
     [, currency]); raises ValueError naming the line for anything it cannot read."""
-    from nurture.services.ingest import parse_time
+    from nurture.services.ingest import parse_time  # deferred: SQLAlchemy (--help)
 
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in COST_COLUMNS if c not in (reader.fieldnames or [])]
@@ -284,12 +252,12 @@ def parse_costs(text: str) -> list[dict[str, Any]]:
 
 
 def cmd_costs_import(args: argparse.Namespace) -> int:
-    from nurture.entrypoints.cli.main import EXIT_OK, CliError, _app
+    # deferred: the store imports SQLAlchemy (`nurture --help` stays fast)
     from nurture.store import tables as t
     from nurture.store.db import write_tx
     from nurture.store.rows import upsert
 
-    app = _app()
+    app = build_app()
     app.require_schema()
     try:
         with open(args.file, encoding="utf-8") as fh:
@@ -311,22 +279,7 @@ def cmd_costs_import(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    """`campaign` and `costs` (top level)."""
-    import os as _os
-
-    cp = sub.add_parser("campaign", help="campaign status: list, pause, resume")
-    cpsub = cp.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
-    ls = cpsub.add_parser("list", help="every campaign and whether it is paused")
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=cmd_campaign)
-    for action, text in (("pause", "pause a campaign: nothing more is planned or sent"),
-                         ("resume", "resume a paused campaign")):
-        sp = cpsub.add_parser(action, help=text, description=text)
-        sp.add_argument("name")
-        if action == "pause":
-            sp.add_argument("--reason")
-        sp.add_argument("--actor", default=_os.environ.get("USER", "ops"))
-        sp.set_defaults(func=cmd_campaign)
+    """`costs import` (top level)."""
     co = sub.add_parser("costs", help="marketing costs per source / UTM campaign and period")
     cosub = co.add_subparsers(dest="costs_command", metavar="ACTION", required=True)
     ci = cosub.add_parser("import", help="import a costs CSV: source, utm_campaign, "

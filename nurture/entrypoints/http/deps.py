@@ -22,7 +22,6 @@ from nurture.adapters.sendgrid_events import (
 from nurture.services.events import WebhookEvents, cancel_scheduled_sends
 from nurture.services.ingest import loads_json
 from nurture.settings import Settings
-from nurture.services.events import WebhookEvents
 from nurture.wiring import App
 
 
