@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Any
 
 from nurture.adapters.delivery.base import Transport
 from nurture.core.config import Config
@@ -152,3 +153,36 @@ def deliver_handoffs(app: App, now: datetime | None = None) -> dict[str, int] | 
         return deliver_pending(SalesStore(app.engine), app.settings.handoff_webhook_url,
                                app.settings.handoff_webhook_secret or app.secret,
                                now or datetime.now(UTC), lease.run_id)
+
+
+def make_canceller(settings: Settings):
+    """A scheduled-send canceller when SendGrid is configured (scheduled sends exist only
+    there), else None."""
+    from nurture.adapters.sendgrid_scheduled import ScheduledSendCanceller
+
+    if settings.transport != "sendgrid" and not settings.sendgrid_api_key:
+        return None
+    try:
+        key = sendgrid_api_key(settings)
+    except MissingSecret:
+        return None
+    return ScheduledSendCanceller(key, settings.sendgrid_host,
+                                  min(settings.sendgrid_timeout_seconds, 10.0))
+
+
+def cancel_scheduled_sends(app: App, emails: list[str] | None = None,
+                           now: datetime | None = None) -> dict[str, Any]:
+    """`nurture.services.events.cancel_scheduled_sends` with this app's store and SendGrid."""
+    from nurture.services import events
+
+    return events.cancel_scheduled_sends(app.webhook_events,
+                                         lambda: make_canceller(app.settings), emails, now)
+
+
+def retry_provider_events(app: App, max_attempts: int | None = None) -> dict[str, Any]:
+    """`nurture.services.events.retry_provider_events` with this app's store and SendGrid."""
+    from nurture.services import events
+
+    return events.retry_provider_events(app.webhook_events,
+                                        lambda: make_canceller(app.settings),
+                                        app.settings.scanner_click_seconds, max_attempts)

@@ -34,9 +34,8 @@ from nurture.services.cycle import (
     summarise,
 )
 from nurture.services.deliverability import guard
-from nurture.services.events import retry_provider_events
 from nurture.views.summary import headline_rows, summary_markdown
-from nurture.wiring import App, deliver_handoffs
+from nurture.wiring import App, deliver_handoffs, retry_provider_events
 
 SUMMARY_KEY = "nurture-cycle-summary"
 REPORT_KEY = "nurture-cycle-report"

@@ -24,8 +24,7 @@ from nurture.flows.common import (
 )
 from nurture.flows.daily_cycle import deliver_handoffs_task
 from nurture.services.cycle import ChunkResult, plan_chunk
-from nurture.services.events import retry_provider_events
-from nurture.wiring import App
+from nurture.wiring import App, retry_provider_events
 
 CHANGES_KEY = "instant-routing-changes"
 

@@ -121,7 +121,7 @@ def test_one_click_unsubscribe_cancels_a_scheduled_send(world):
 
 
 def test_a_webhook_spam_report_cancels_and_a_failed_cancel_is_retried(world):
-    from nurture.services.events import retry_provider_events
+    from nurture.wiring import retry_provider_events
 
     app, fake, server = world
     bo = schedule(app, fake, "bo@example.com", hours=70)

@@ -9,8 +9,8 @@ from nurture.entrypoints.cli.common import EXIT_FAIL, EXIT_OK, build_app, print_
 
 def cmd_webhooks_replay(args: argparse.Namespace) -> int:
     # deferred: the event store imports SQLAlchemy (`nurture --help` stays fast)
-    from nurture.services.events import retry_provider_events
     from nurture.store.events import MAX_ATTEMPTS, EventStore
+    from nurture.wiring import retry_provider_events
 
     app = build_app()
     app.require_schema()

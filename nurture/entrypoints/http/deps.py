@@ -19,10 +19,10 @@ from nurture.adapters.sendgrid_events import (
     SignatureVerifier,
     WebhookRejected,
 )
-from nurture.services.events import WebhookEvents, cancel_scheduled_sends
+from nurture.services.events import WebhookEvents
 from nurture.services.ingest import loads_json
 from nurture.settings import Settings
-from nurture.wiring import App
+from nurture.wiring import App, cancel_scheduled_sends
 
 
 @dataclass(frozen=True)
