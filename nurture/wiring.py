@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from typing import Any
 
-from nurture.adapters.delivery.base import Transport
 from nurture.core.config import Config
 from nurture.core.ledger import RetryPolicy
 from nurture.core.rendering import Renderer
 from nurture.core.rules import Rules
 from nurture.services.cycle import SendContext
+from nurture.services.deliverability import guard
+from nurture.services.ports import Transport
 from nurture.services.validation import load_valid_config
 from nurture.settings import Settings
 
@@ -139,3 +141,11 @@ def deliver_handoffs(app: App, now: datetime | None = None) -> dict[str, int] | 
         return deliver_pending(SalesStore(app.engine), app.settings.handoff_webhook_url,
                                app.settings.handoff_webhook_secret or app.secret,
                                now or datetime.now(UTC), lease.run_id)
+
+
+def deliverability_guard(engine, as_of: datetime | None = None, emit: bool = True
+                         ) -> list[dict[str, Any]]:
+    """The deliverability guard over the SQL store on `engine` (pauses made now)."""
+    from nurture.store.store import LeadStore
+
+    return guard(LeadStore(engine), as_of, emit)
