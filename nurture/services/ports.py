@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from nurture.core.domain import Decision, LeadEvent, LeadSnapshot
@@ -117,12 +118,22 @@ class Transport(Protocol):
 
 
 # -- runs ------------------------------------------------------------------------------------
+class RunStatus(StrEnum):
+    """A registered run: running until it finishes or fails, or `lost` once a newer run
+    took over its work after its heartbeat stopped."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    LOST = "lost"
+
+
 class RunRegistry(Protocol):
     """Who is working and whether they still are (heartbeats); fencing by status."""
 
     def register(self, kind: str, as_of: datetime | None = None) -> int: ...
     def beat(self, run_id: int) -> bool: ...
-    def finish(self, run_id: int, status: str = "finished", detail: str | None = None
+    def finish(self, run_id: int, status: str = RunStatus.FINISHED, detail: str | None = None
                ) -> None: ...
 
 

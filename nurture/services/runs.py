@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from nurture.services.ports import RunRegistry
+from nurture.services.ports import RunRegistry, RunStatus
 
 
 class RunFenced(Exception):
@@ -59,7 +59,7 @@ class Lease:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self.run_id is not None and not self.lost:
-            status = "finished" if exc is None else "failed"
+            status = RunStatus.FINISHED if exc is None else RunStatus.FAILED
             detail = None if exc is None else f"{type(exc).__name__}: {exc}"
             self.registry.finish(self.run_id, status, detail)
 

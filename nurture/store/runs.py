@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, or_, select, update
 
-from nurture.services.ports import RunInfo
+from nurture.services.ports import RunInfo, RunStatus
 from nurture.store import tables as t
 from nurture.store.db import write_tx
 
-RUNNING, FINISHED, FAILED, LOST = "running", "finished", "failed", "lost"
+RUNNING, FINISHED, FAILED, LOST = (RunStatus.RUNNING, RunStatus.FINISHED, RunStatus.FAILED,
+                                   RunStatus.LOST)
 
 
 class RunStore:
