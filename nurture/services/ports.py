@@ -209,6 +209,15 @@ class CycleStore(Protocol):
                             ) -> list[dict[str, Any]]: ...
 
 
+class SalesFeedbackStore(Protocol):
+    """Sales feedback on one lead (accept, reject, won, ...): the lead is locked from the
+    read to the write, `decide` (pure, `nurture.core.sales`) judges, the outcome is written;
+    returns the lead id and the outcome. Implemented by `nurture.store.sales.SalesStore`."""
+
+    def apply_feedback(self, email: str, decide: Callable[[Any], Any], at: datetime
+                       ) -> tuple[int, Any]: ...
+
+
 class LeadViewStore(Protocol):
     """What `nurture lead show` reads: one lead's detail and its snapshot now."""
 
