@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from nurture.adapters.delivery.base import Transport
 from nurture.core.config import Config
 from nurture.core.ledger import RetryPolicy
 from nurture.core.rendering import Renderer
 from nurture.core.rules import Rules
 from nurture.services.cycle import SendContext
+from nurture.services.deliverability import guard
+from nurture.services.ports import Transport
 from nurture.services.validation import load_valid_config
 from nurture.settings import Settings
 
@@ -186,3 +187,11 @@ def retry_provider_events(app: App, max_attempts: int | None = None) -> dict[str
     return events.retry_provider_events(app.webhook_events,
                                         lambda: make_canceller(app.settings),
                                         app.settings.scanner_click_seconds, max_attempts)
+
+
+def deliverability_guard(engine, as_of: datetime | None = None, emit: bool = True
+                         ) -> list[dict[str, Any]]:
+    """The deliverability guard over the SQL store on `engine` (pauses made now)."""
+    from nurture.store.store import LeadStore
+
+    return guard(LeadStore(engine), as_of, emit)

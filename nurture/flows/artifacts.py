@@ -53,7 +53,7 @@ def publish_result_artifacts(app, as_of: datetime, days: float = 28.0) -> dict[s
     """Guard, then publish the last `days` of results as Prefect artifacts."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from nurture.services.deliverability import guard
+    from nurture.wiring import deliverability_guard as guard
 
     paused_now = guard(app.engine, as_of)
     w = Window(as_of - timedelta(days=days), as_of + timedelta(seconds=1))

@@ -84,39 +84,6 @@ def open_app(campaigns_dir: str | None = None, need_config: bool = True):
     return app
 
 
-def _context(engine: Any, events: list[Any]
-             ) -> tuple[dict[int, str], dict[int, dict[str, str]]]:
-    """What an event's payload may lack: the lead's campaign (sales feedback does not know
-    it) and the stages of the transition that caused it. Reads only."""
-    from sqlalchemy import select
-
-    from nurture.store import tables as t
-
-    C = t.campaign_states
-    lead_ids = sorted({ev.lead_id for ev in events})
-    with engine.connect() as conn:
-        campaigns = dict(conn.execute(select(C.c.lead_id, C.c.campaign)
-                                      .where(C.c.lead_id.in_(lead_ids))).tuples().all())
-        # a lead handed to sales on its first cycle has no campaign state: the campaign its
-        # MQL event named (whose audience it is) stands for it
-        missing = [i for i in lead_ids if i not in campaigns]
-        if missing:
-            E = t.lead_events
-            for lead_id, payload in conn.execute(
-                    select(E.c.lead_id, E.c.payload).where(E.c.lead_id.in_(missing))
-                    .order_by(E.c.id.desc())):
-                if lead_id not in campaigns and (payload or {}).get("campaign"):
-                    campaigns[lead_id] = payload["campaign"]
-        stages: dict[int, dict[str, str]] = {}
-        E, TR = t.lead_events, t.transitions
-        for ev_id, frm, to in conn.execute(
-                select(E.c.id, TR.c.from_stage, TR.c.to_stage)
-                .join(TR, TR.c.id == E.c.transition_id)
-                .where(E.c.id.in_([ev.id for ev in events]))):
-            stages[ev_id] = {"from": frm, "to": to}
-    return campaigns, stages
-
-
 def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
     """Emit every recorded, not yet emitted lead event (this run's and any a stopped run
     left), each under its fixed event id, then mark them. Returns what was emitted (event
@@ -132,7 +99,7 @@ def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
         batch = outbox.claim(lease.run_id, lease.lapse)
         if not batch:
             return emitted
-        campaigns, stages = _context(app.engine, batch)
+        campaigns, stages = outbox.context(batch)
         for ev in batch:
             p = dict(ev.payload)
             for key, value in stages.get(ev.id, {}).items():

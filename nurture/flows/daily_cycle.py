@@ -30,12 +30,12 @@ from nurture.services.cycle import (
     ChunkResult,
     finish_held,
     plan_chunk,
+    run_chunks,
     send_chunk,
     summarise,
 )
-from nurture.services.deliverability import guard
 from nurture.views.summary import headline_rows, summary_markdown
-from nurture.wiring import App, deliver_handoffs, retry_provider_events
+from nurture.wiring import App, deliver_handoffs, deliverability_guard, retry_provider_events
 
 SUMMARY_KEY = "nurture-cycle-summary"
 REPORT_KEY = "nurture-cycle-report"
@@ -107,9 +107,9 @@ class _TerminalProgress:
             self.bar.start()
             self.task = self.bar.add_task("leads", total=total)
 
-    def advance(self, n: int) -> None:
+    def update(self, done: int) -> None:
         if self.bar is not None:
-            self.bar.advance(self.task, n)
+            self.bar.update(self.task, completed=done)
 
     def stop(self) -> None:
         if self.bar is not None:
@@ -118,35 +118,30 @@ class _TerminalProgress:
 
 def _run_chunks(app: App, lease, ranges, when: datetime, dry_run: bool, progress_id,
                 total_leads: int) -> ChunkResult:
-    """Plan then send chunk by chunk; lead events are announced after each plan; touches
-    other live runs hold are waited for (or taken over once their heartbeat stops)."""
+    """The service's chunk loop with this flow's tasks: lead events are announced after each
+    plan; touches other live runs hold are waited for (or taken over once their heartbeat
+    stops), with the wait logged as a warning."""
     logger = get_run_logger()
     ctx = app.send_context()
     bar = _TerminalProgress(total_leads)
-    total = ChunkResult()
-    done = 0
-    held = []
+
+    def progress(done: int, _total: int) -> None:
+        bar.update(done)
+        update_progress_artifact(progress_id, 100.0 * done / max(total_leads, 1))
+
     try:
-        for lo, hi, n in ranges:
-            total.merge(plan_chunk_task(app, lo, hi, when, dry_run))
-            if lease is not None:
-                emit_lead_events(app, lease)
-            sent = send_chunk_task(app, ctx, lo, hi, when, dry_run, lease)
-            if sent.held:
-                held.append((lo, hi, n))
-            total.merge(sent)
-            done += n
-            bar.advance(n)
-            update_progress_artifact(progress_id, 100.0 * done / max(total_leads, 1))
-        if total.held:
-            total.merge(finish_held(app.store, ctx, when, lease, total.held, held,
-                                    notify=logger.warning,
-                                    max_wait=app.settings.run_wait_seconds))
-            total.held = {}
+        return run_chunks(
+            ranges,
+            plan=lambda lo, hi: plan_chunk_task(app, lo, hi, when, dry_run),
+            send=lambda lo, hi: send_chunk_task(app, ctx, lo, hi, when, dry_run, lease),
+            finish=lambda held, held_ranges: finish_held(
+                app.store, ctx, when, lease, held, held_ranges, notify=logger.warning,
+                max_wait=app.settings.run_wait_seconds),
+            after_plan=(lambda: emit_lead_events(app, lease)) if lease is not None else None,
+            progress=progress)
     finally:
         bar.stop()
         ctx.transport.close()
-    return total
 
 
 @flow(name="daily-nurture-cycle", flow_run_name=_run_name, log_prints=True,
@@ -183,7 +178,7 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     else:
         with app.lease("daily-cycle", when) as lease:
             retry_provider_events(app)  # webhook events whose application failed, and more
-            guard(app.engine, when)  # pause campaigns over the spam/bounce limits first
+            deliverability_guard(app.engine, when)  # pause campaigns over the limits first
             emit_lead_events(app, lease)  # anything a stopped run recorded but never sent
             total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads)
             emit_lead_events(app, lease)

@@ -1,13 +1,12 @@
 """The deliverability guard: pause a campaign whose spam-report or hard-bounce rate passes
 the bulk-sender limits, before it hurts the sending domain.
 
-`guard` runs once per cycle, before planning: it reads the rolling-window rates in SQL,
-decides with the pure `nurture.services.results.over_limit`,
-pauses with a compare-and-set, and emits
-a `nurture.campaign.paused` Prefect event per pause (id derived from the campaign and its
-pause number, so a re-emission after a crash is the same event). A paused campaign gets
-nothing planned (`nurture.core.evaluation`) or claimed (`nurture.store.ledger`) until
-`nurture campaign resume NAME`."""
+`guard` runs once per cycle, before planning: it reads the rolling-window rates from the
+store, decides with the pure `nurture.services.results.over_limit`, pauses with a
+compare-and-set, and emits a `nurture.campaign.paused` Prefect event per pause (id derived
+from the campaign and its pause number, so a re-emission after a crash is the same event).
+A paused campaign gets nothing planned (`nurture.core.evaluation`) or claimed (the ledger)
+until `nurture campaign resume NAME`."""
 
 from __future__ import annotations
 
@@ -16,20 +15,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nurture.core.domain import EVENT_NAMESPACE
+from nurture.services.ports import CampaignPauses, DeliverabilityStore
 from nurture.services.results import GUARD_DAYS, deliverability_report, over_limit
-from nurture.store.pauses import CampaignStatus
-from nurture.store.results_queries import deliverability_rows
 
 ACTOR = "system:deliverability-guard"
 
 
-def guard(engine, as_of: datetime | None = None, emit: bool = True) -> list[dict[str, Any]]:
+def guard(store: DeliverabilityStore, as_of: datetime | None = None, emit: bool = True
+          ) -> list[dict[str, Any]]:
     """Pause every active campaign over a limit; returns the pauses made now."""
     as_of = as_of or datetime.now(UTC)
-    status = CampaignStatus(engine)
+    status = store.pauses
     current = {r["campaign"]: r for r in status.list()}
-    rows = deliverability_report(deliverability_rows(
-        engine, as_of + timedelta(seconds=1), GUARD_DAYS, since_resume=True), current)
+    rows = deliverability_report(store.deliverability_rows(
+        as_of + timedelta(seconds=1), GUARD_DAYS, since_resume=True), current)
     made = []
     for item in rows:
         why = over_limit(item)
@@ -39,7 +38,7 @@ def guard(engine, as_of: datetime | None = None, emit: bool = True) -> list[dict
         if n is not None:
             made.append({"campaign": item["campaign"], "reason": why, "pause": n})
     if emit:
-        emit_pending(engine)
+        emit_pending(status)
     return made
 
 
@@ -47,14 +46,13 @@ def event_id(campaign: str, pauses: int) -> uuid.UUID:
     return uuid.uuid5(EVENT_NAMESPACE, f"campaign-paused-{campaign}-{pauses}")
 
 
-def emit_pending(engine) -> int:
+def emit_pending(status: CampaignPauses) -> int:
     """Emit `nurture.campaign.paused` for every pause not announced yet (this run's and any
     a crashed run left), then mark it. Without a Prefect API the events stay pending."""
     try:
         from prefect.events import emit_event
     except ImportError:  # pragma: no cover - prefect is a dependency
         return 0
-    status = CampaignStatus(engine)
     done = 0
     for row in status.unannounced():
         ev = emit_event(

@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import Protocol
+
+from nurture.services.ports import RunRegistry, RunStatus
 
 
 class RunFenced(Exception):
     """This run was taken over by a newer one (its heartbeat had stopped): stop writing."""
-
-
-class RunRegistry(Protocol):
-    def register(self, kind: str, as_of=None) -> int: ...
-    def beat(self, run_id: int) -> bool: ...
-    def finish(self, run_id: int, status: str = "finished", detail: str | None = None
-               ) -> None: ...
 
 
 class Lease:
@@ -65,6 +59,9 @@ class Lease:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self.run_id is not None and not self.lost:
-            status = "finished" if exc is None else "failed"
+            status = RunStatus.FINISHED if exc is None else RunStatus.FAILED
             detail = None if exc is None else f"{type(exc).__name__}: {exc}"
             self.registry.finish(self.run_id, status, detail)
+
+
+__all__ = ["Lease", "RunFenced", "RunRegistry"]

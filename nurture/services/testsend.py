@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from nurture.adapters.delivery.base import Delivery, Transport
 from nurture.core.config import Campaign, Config
 from nurture.core.messages import Message, build_message
 from nurture.core.rendering import Renderer, RenderError
 from nurture.core.unsubscribe import unsubscribe_url
+from nurture.services.ports import Delivery, Transport
 
 PREFIX = "[TEST] "
 TEST_TOUCH_TAG = "test-send"

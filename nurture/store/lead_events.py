@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, func, or_, select, update
 
 from nurture.store import tables as t
 from nurture.store.db import write_tx
@@ -50,6 +50,34 @@ class LeadEventOutbox:
                 .returning(E.c.id, E.c.lead_id, E.c.kind, E.c.payload)).all()
         return sorted((PendingEvent(*r) for r in got), key=lambda e: e.id)
 
+    def context(self, events: list[PendingEvent]
+                ) -> tuple[dict[int, str], dict[int, dict[str, str]]]:
+        """What an event's payload may lack: the lead's campaign (sales feedback does not know
+        it) and the stages of the transition that caused it. Reads only."""
+        C = t.campaign_states
+        lead_ids = sorted({ev.lead_id for ev in events})
+        with self.engine.connect() as conn:
+            campaigns = dict(conn.execute(select(C.c.lead_id, C.c.campaign)
+                                          .where(C.c.lead_id.in_(lead_ids))).tuples().all())
+            # a lead handed to sales on its first cycle has no campaign state: the campaign its
+            # MQL event named (whose audience it is) stands for it
+            missing = [i for i in lead_ids if i not in campaigns]
+            if missing:
+                E = t.lead_events
+                for lead_id, payload in conn.execute(
+                        select(E.c.lead_id, E.c.payload).where(E.c.lead_id.in_(missing))
+                        .order_by(E.c.id.desc())):
+                    if lead_id not in campaigns and (payload or {}).get("campaign"):
+                        campaigns[lead_id] = payload["campaign"]
+            stages: dict[int, dict[str, str]] = {}
+            E, TR = t.lead_events, t.transitions
+            for ev_id, frm, to in conn.execute(
+                    select(E.c.id, TR.c.from_stage, TR.c.to_stage)
+                    .join(TR, TR.c.id == E.c.transition_id)
+                    .where(E.c.id.in_([ev.id for ev in events]))):
+                stages[ev_id] = {"from": frm, "to": to}
+        return campaigns, stages
+
     def mark_emitted(self, ids: list[int], run_id: int) -> None:
         if not ids:
             return
@@ -60,8 +88,6 @@ class LeadEventOutbox:
                          .values(emitted_at=datetime.now(UTC)))
 
     def pending_count(self) -> int:
-        from sqlalchemy import func
-
         E = t.lead_events
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(E)

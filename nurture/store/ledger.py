@@ -10,7 +10,6 @@ outcome. Claims are taken a transport batch at a time, so a crash leaves at most
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,38 +26,17 @@ from nurture.core.domain import (
     TouchStatus,
 )
 from nurture.core.ledger import TouchResult, decide_takeover
+from nurture.services.ports import OutgoingTouch, Takeover
 from nurture.store import tables as t
 from nurture.store.db import retrying, write_tx
 from nurture.store.rows import IN_BATCH, chunks, lead_fields
-from nurture.store.runs import RunInfo, RunStore
+from nurture.store.runs import RunStore
 from nurture.store.tables import UTCDateTime
 
 
-@dataclass(slots=True)
-class OutgoingTouch:
-    """A claimed touch with what rendering needs."""
-
-    touch_id: int
-    lead_id: int
-    email: str
-    fields: dict[str, Any]
-    campaign: str
-    track: str
-    step: str
-    round: int
-    variant: str | None
-    send_at: datetime
-    attempt: int = 1
-
-
-@dataclass(slots=True)
-class Takeover:
-    settled: int = 0
-    owners_alive: dict[int, RunInfo] | None = None  # run id -> run, still holding touches
-    touches_held: int = 0
-
-
 class Ledger:
+    """The SQL send ledger (the `SendLedger` port)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.runs = RunStore(engine)

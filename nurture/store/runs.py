@@ -10,33 +10,21 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, or_, select, update
 
+from nurture.services.ports import RunInfo, RunStatus
 from nurture.store import tables as t
 from nurture.store.db import write_tx
 
-RUNNING, FINISHED, FAILED, LOST = "running", "finished", "failed", "lost"
-
-
-@dataclass(slots=True, frozen=True)
-class RunInfo:
-    id: int
-    kind: str
-    host: str
-    pid: int
-    status: str
-    heartbeat_at: datetime
-
-    def describe(self, now: datetime) -> str:
-        ago = (now - self.heartbeat_at).total_seconds()
-        return (f"run {self.id} ({self.kind}, pid {self.pid} on {self.host}, heartbeat "
-                f"{ago:.0f} s ago)")
+RUNNING, FINISHED, FAILED, LOST = (RunStatus.RUNNING, RunStatus.FINISHED, RunStatus.FAILED,
+                                   RunStatus.LOST)
 
 
 class RunStore:
+    """The SQL run registry (the `RunRegistry` port)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -105,3 +93,6 @@ class RunStore:
                                 .where(R.c.kind == kind, R.c.id != me, R.c.status == RUNNING,
                                        or_(R.c.heartbeat_at >= now - lapse))).all()
         return [RunInfo(*r) for r in rows]
+
+
+__all__ = ["FAILED", "FINISHED", "LOST", "RUNNING", "RunInfo", "RunStore"]

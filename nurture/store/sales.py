@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -17,6 +18,15 @@ from nurture.store.db import retrying, write_tx
 
 # a CRM delivery claimed by a deliverer that died is offered again after this long
 CRM_CLAIM_LEASE = timedelta(minutes=10)
+
+
+class CrmDelivery(StrEnum):
+    """A handoff's delivery to the CRM webhook (`handoffs.crm_status`), apart from the
+    handoff's own `HandoffStatus`: pending -> delivering (claimed) -> delivered."""
+
+    PENDING = "pending"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
 
 
 class LeadNotFound(LookupError):
@@ -117,8 +127,9 @@ class SalesStore:
         X-Nurture-Delivery)."""
         H, L = t.handoffs, t.leads
         wall = datetime.now(UTC)
-        due = or_(H.c.crm_status == "pending",
-                  (H.c.crm_status == "delivering") & (H.c.crm_claimed_at < wall - CRM_CLAIM_LEASE))
+        due = or_(H.c.crm_status == CrmDelivery.PENDING,
+                  (H.c.crm_status == CrmDelivery.DELIVERING)
+                  & (H.c.crm_claimed_at < wall - CRM_CLAIM_LEASE))
         with write_tx(self.engine) as conn:
             ids = conn.execute(
                 select(H.c.id).where(due, or_(H.c.crm_next_attempt_at.is_(None),
@@ -127,7 +138,7 @@ class SalesStore:
             if not ids:
                 return []
             got = conn.execute(update(H).where(H.c.id.in_(ids), due)
-                               .values(crm_status="delivering", crm_claimed_by=claimer,
+                               .values(crm_status=CrmDelivery.DELIVERING, crm_claimed_by=claimer,
                                        crm_claimed_at=wall)
                                .returning(H.c.id)).scalars().all()
             q = (select(H.c.id, H.c.owner, H.c.status, H.c.rule, H.c.reason, H.c.score,
@@ -141,8 +152,8 @@ class SalesStore:
         H = t.handoffs
         with write_tx(self.engine) as conn:
             conn.execute(update(H).where(H.c.id == handoff_id, H.c.crm_claimed_by == claimer,
-                                         H.c.crm_status == "delivering").values(
-                crm_status="delivered", crm_delivered_at=at, crm_error=None,
+                                         H.c.crm_status == CrmDelivery.DELIVERING).values(
+                crm_status=CrmDelivery.DELIVERED, crm_delivered_at=at, crm_error=None,
                 crm_attempts=H.c.crm_attempts + 1))
 
     def crm_retry_later(self, handoff_id: int, next_at: datetime, error: str,
@@ -150,6 +161,6 @@ class SalesStore:
         H = t.handoffs
         with write_tx(self.engine) as conn:
             conn.execute(update(H).where(H.c.id == handoff_id, H.c.crm_claimed_by == claimer,
-                                         H.c.crm_status == "delivering").values(
-                crm_status="pending", crm_next_attempt_at=next_at, crm_error=error[:2000],
+                                         H.c.crm_status == CrmDelivery.DELIVERING).values(
+                crm_status=CrmDelivery.PENDING, crm_next_attempt_at=next_at, crm_error=error[:2000],
                 crm_attempts=H.c.crm_attempts + 1))

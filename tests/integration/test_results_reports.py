@@ -149,7 +149,7 @@ def test_ab_test_numbers():
 
 
 def test_guard_pauses_once_and_resume_is_compare_and_set(migrated_engine):
-    from nurture.services.deliverability import guard
+    from nurture.wiring import deliverability_guard as guard
 
     e = migrated_engine
     now = datetime.now(UTC)

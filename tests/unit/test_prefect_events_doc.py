@@ -14,11 +14,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 def test_every_recorded_event_kind_is_documented():
     import nurture.core.sales as sales
-    import nurture.services.cycle as cycle
+    import nurture.services.planning as cycle
 
     text = (DOCS / "prefect-events.md").read_text()
     documented = set(re.findall(r"^\| `nurture\.lead\.(\w+)` \|", text, re.M))
-    cycle_kinds = set(cycle._EVENT_KINDS.values()) | {"sla_expired"}
+    cycle_kinds = set(cycle.EVENT_KINDS.values()) | {"sla_expired"}
     sales_kinds = set(re.findall(r'o\.events\.append\("(\w+)"\)',
                                  Path(sales.__file__).read_text()))
     assert cycle_kinds | sales_kinds == documented
