@@ -14,6 +14,7 @@ from typing import Any, Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nurture.core.domain import MARKETING_STAGES, RECYCLED
 from nurture.core.yaml_lines import (
     KeyPath,
     YamlSyntaxError,
@@ -22,8 +23,8 @@ from nurture.core.yaml_lines import (
     load_yaml_with_lines,
 )
 
-NURTURE_STAGES = ("new", "nurturing", "recycled")
-GRADES = ("A", "B", "C", "D")
+# the stages a campaign's audience may name (marketing's own)
+NURTURE_STAGES = tuple(str(s) for s in MARKETING_STAGES)
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -207,7 +208,7 @@ class Lifecycle(_Strict):
     @model_validator(mode="after")
     def _stages(self) -> Lifecycle:
         names = [s.name for s in self.buying_stages]
-        if "recycled" in names:
+        if RECYCLED in names:
             raise ValueError("`recycled` is a lifecycle stage and cannot be a buying stage")
         return self
 
@@ -456,7 +457,7 @@ def _campaign_checks(stages: list[str] | None, campaigns: list[tuple[dict, Sourc
                                                    f"duplicate track name {tname!r}"))
                 track_names.add(tname)
             if isinstance(stage, str):
-                if stages is not None and stage not in stages and stage != "recycled":
+                if stages is not None and stage not in stages and stage != RECYCLED:
                     problems.append(source.problem(
                         ("tracks", ti, "stage"),
                         f"undefined buying stage {stage!r}; lifecycle.yaml defines "

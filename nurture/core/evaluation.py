@@ -22,9 +22,11 @@ from nurture.core.domain import (
     SALES_STAGES,
     SENDING,
     Decision,
+    Grade,
     LeadSnapshot,
     MqlHandoff,
     PlannedTouch,
+    SkipReason,
     Transition,
 )
 from nurture.core.rules import Rules
@@ -43,20 +45,7 @@ from nurture.core.selection import (
     seen_steps,
 )
 
-# Skip reasons, as they appear in run summaries.
-SKIP_DISQUALIFIED = "disqualified"
-SKIP_WITH_SALES = "with_sales"
-SKIP_MQL = "became_mql"
-SKIP_RECYCLE_WAIT = "recycle_wait"
-SKIP_NO_CAMPAIGN = "no_campaign"
-SKIP_NO_TRACK = "no_track"
-SKIP_SUPPRESSED = "suppressed"
-SKIP_PENDING = "touch_pending"
-SKIP_CADENCE = "cadence"
-SKIP_WEEKLY_CAP = "weekly_cap"
-SKIP_EXHAUSTED = "exhausted"
-SKIP_STEP_FAILED = "step_failed"  # its next step failed for good: held for a person
-SKIP_PAUSED = "campaign_paused"  # the deliverability guard (or a person) paused the campaign
+SKIP_PAUSED = SkipReason.PAUSED  # the name tests and older callers use
 
 
 def counting_activities(lead: LeadSnapshot, as_of: datetime):
@@ -69,7 +58,7 @@ def counting_activities(lead: LeadSnapshot, as_of: datetime):
 
 def lead_facts(lead: LeadSnapshot, rules: Rules, as_of: datetime) -> Facts:
     """Score a lead: the facts every condition looks at, with fit, grade and engagement."""
-    facts = Facts(lead.fields, 0.0, 0.0, "D", counting_activities(lead, as_of), as_of,
+    facts = Facts(lead.fields, 0.0, 0.0, Grade.D, counting_activities(lead, as_of), as_of,
                   lead.stage_entered_at)
     facts.fit = rules.scores.fit(facts)
     facts.grade = rules.scores.grade(facts.fit)
@@ -122,10 +111,10 @@ def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime,
 
     stage = lead.lifecycle_stage
     if stage == DISQUALIFIED:
-        d.skip_reason = SKIP_DISQUALIFIED
+        d.skip_reason = SkipReason.DISQUALIFIED
         return d
     if stage in SALES_STAGES:
-        d.skip_reason = SKIP_WITH_SALES
+        d.skip_reason = SkipReason.WITH_SALES
         return d
 
     # MQL first: a lead meeting the rule leaves its tracks at once.
@@ -134,22 +123,22 @@ def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime,
         move(MQL, f"MQL rule {path} held: {words} (score {_fmt(d.score)}, grade {d.grade})",
              path)
         d.handoff = MqlHandoff(path, words, as_of + timedelta(hours=rules.sla_hours))
-        d.skip_reason = SKIP_MQL
+        d.skip_reason = SkipReason.MQL
         return d
 
     if stage == MQL:
         if lead.sla_due_at is None or as_of < lead.sla_due_at:
-            d.skip_reason = SKIP_WITH_SALES
+            d.skip_reason = SkipReason.WITH_SALES
             return d
         d.expire_handoff = True
         if not recycle(f"sla_expired: not accepted within {rules.sla_hours} h",
                        "routing.mql.sla_hours", 0):
-            d.skip_reason = SKIP_DISQUALIFIED
+            d.skip_reason = SkipReason.DISQUALIFIED
             return d
     elif stage == NURTURING and rules.recycle is not None and rules.recycle.test(facts):
         path, words = rules.recycle.explain(facts, "routing.recycle.when")
         if not recycle(f"went cold: {words}", path, 0):
-            d.skip_reason = SKIP_DISQUALIFIED
+            d.skip_reason = SkipReason.DISQUALIFIED
             return d
     elif stage == RECYCLED:
         engaged = [a for a in facts.activities if a.points > 0]
@@ -158,7 +147,7 @@ def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime,
             move(NURTURING, f"re-engaged: {first.type} on {first.occurred_at:%Y-%m-%d} after "
                  "recycling", "engagement_after_recycle")
         elif d.recycle_until is not None and as_of < d.recycle_until:
-            d.skip_reason = SKIP_RECYCLE_WAIT
+            d.skip_reason = SkipReason.RECYCLE_WAIT
             return d
 
     return _plan_touch(lead, rules, as_of, facts, d, paused)
@@ -169,7 +158,7 @@ def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
     campaign = choose_campaign(rules.campaigns, d.lifecycle_stage, facts)
     if campaign is None:
         d.campaign = d.track = None
-        d.skip_reason = SKIP_NO_CAMPAIGN
+        d.skip_reason = SkipReason.NO_CAMPAIGN
         return d
     if campaign.name != d.campaign:
         d.campaign, d.track, d.track_rounds = campaign.name, None, {}
@@ -180,17 +169,17 @@ def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
         d.stage_entered_at = as_of
     track = choose_track(campaign, d.lifecycle_stage, d.buying_stage)
     if track is None:
-        d.skip_reason = SKIP_NO_TRACK
+        d.skip_reason = SkipReason.NO_TRACK
         return d
     d.track = track.track.name
     if campaign.name in paused:
-        d.skip_reason = SKIP_PAUSED
+        d.skip_reason = SkipReason.PAUSED
         return d
     if lead.suppressed:
-        d.skip_reason = SKIP_SUPPRESSED
+        d.skip_reason = SkipReason.SUPPRESSED
         return d
     if any(t.status in (PLANNED, SENDING) for t in lead.touches):
-        d.skip_reason = SKIP_PENDING
+        d.skip_reason = SkipReason.PENDING
         return d
     # Cadence is measured between actual sends: a touch that would go out at the window's
     # next opening is due when that opening is cadence_days x 24 h after the last send, so a
@@ -199,21 +188,21 @@ def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
     send_at = next_opening(window.cron if window else None, lead.timezone, as_of)
     if not cadence_elapsed(last_sent_in_campaign(lead.touches, campaign.name),
                            track.track.cadence_days, send_at):
-        d.skip_reason = SKIP_CADENCE
+        d.skip_reason = SkipReason.CADENCE
         return d
     if sent_this_week(lead.touches, as_of) >= rules.max_touches_per_week:
-        d.skip_reason = SKIP_WEEKLY_CAP
+        d.skip_reason = SkipReason.WEEKLY_CAP
         return d
     round_ = d.track_rounds.get(track.track.name, 0)
     step, round_ = next_step(track, seen_steps(lead.touches, campaign.name), round_, facts)
     if step is None:
-        d.skip_reason = SKIP_EXHAUSTED
+        d.skip_reason = SkipReason.EXHAUSTED
         return d
     if any(t.campaign == campaign.name and t.step == step.step.id and t.round == round_
            and t.status == FAILED for t in lead.touches):
         # never skip content silently: the lead waits at this step until a person releases
         # the touch (`nurture touches release`) — listed by `nurture touches list`
-        d.skip_reason = SKIP_STEP_FAILED
+        d.skip_reason = SkipReason.STEP_FAILED
         return d
     if round_:
         d.track_rounds[track.track.name] = round_

@@ -19,12 +19,16 @@ from nurture.core.domain import (
     RECYCLED,
     SAL,
     SQL,
+    HandoffStatus,
+    LeadEventKind,
+    SalesAction,
     Transition,
+    normalise_email,
 )
 from nurture.core.rules import Rules
 
-ACTIONS = ("accept", "reject", "opportunity", "won", "lost")
-AMOUNT_ACTIONS = ("opportunity", "won")
+ACTIONS = tuple(SalesAction)
+AMOUNT_ACTIONS = (SalesAction.OPPORTUNITY, SalesAction.WON)
 # a lost deal rests this long before nurture resumes, unless a reject code says otherwise
 LOST_RECYCLE_DAYS = 90
 WITH_SALES = (MQL, SAL, SQL)
@@ -64,9 +68,9 @@ class FeedbackOutcome:
     recycle_count: int
     recycle_until: datetime | None = None
     engagement_since: datetime | None = None
-    handoff_status: str | None = None        # accepted | rejected (the open handoff)
+    handoff_status: HandoffStatus | None = None  # accepted | rejected (the open handoff)
     handoff_reason: str | None = None
-    events: list[str] = field(default_factory=list)  # Prefect event kinds to emit
+    events: list[LeadEventKind] = field(default_factory=list)  # Prefect event kinds to emit
     amount: float | None = None              # deal value (opportunity / won), on the transition
 
 
@@ -103,28 +107,28 @@ def _decide(state: LeadState, action: str, rules: Rules, at: datetime, reason: s
         return FeedbackOutcome(Transition(stage, to, why, rule, actor, note), to, at,
                                state.recycle_count, **kw)
 
-    def recycle(why: str, rule: str, days: int, handoff: str | None, code: str | None
+    def recycle(why: str, rule: str, days: int, handoff: HandoffStatus | None, code: str | None
                 ) -> FeedbackOutcome:
         if state.recycle_count >= rules.max_recycles:
             o = out(DISQUALIFIED, f"{why}; recycled {state.recycle_count} times already "
                     f"(max_recycles {rules.max_recycles})", "routing.max_recycles",
                     handoff_status=handoff, handoff_reason=code)
-            o.events.append("disqualified")
+            o.events.append(LeadEventKind.DISQUALIFIED)
             return o
         o = out(RECYCLED, f"{why}; back to nurture after {days} days", rule,
                 recycle_until=at + timedelta(days=days), engagement_since=at,
                 handoff_status=handoff, handoff_reason=code)
         o.recycle_count = state.recycle_count + 1
-        o.events.append("recycled")
+        o.events.append(LeadEventKind.RECYCLED)
         return o
 
-    if action == "accept":
+    if action == SalesAction.ACCEPT:
         if stage != MQL:
             raise FeedbackRefused(f"only an MQL can be accepted; this lead is {stage}")
-        o = out(SAL, "accepted by sales", "sales.accept", handoff_status="accepted")
-        o.events.append("sal")
+        o = out(SAL, "accepted by sales", "sales.accept", handoff_status=HandoffStatus.ACCEPTED)
+        o.events.append(LeadEventKind.SAL)
         return o
-    if action == "reject":
+    if action == SalesAction.REJECT:
         if stage not in WITH_SALES:
             raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can be "
                                   f"rejected; this lead is {stage}")
@@ -132,32 +136,32 @@ def _decide(state: LeadState, action: str, rules: Rules, at: datetime, reason: s
             raise FeedbackRefused("a reject needs a reason code, one of "
                                   f"{', '.join(sorted(codes))}", "reason")
         rule = f"routing.sales_rejected.{reason}"
-        handoff = "rejected" if state.has_open_handoff else None
+        handoff = HandoffStatus.REJECTED if state.has_open_handoff else None
         if codes[reason].disqualify:
             o = out(DISQUALIFIED, f"rejected by sales: {reason}", rule,
                     handoff_status=handoff, handoff_reason=reason)
-            o.events.append("disqualified")
+            o.events.append(LeadEventKind.DISQUALIFIED)
             return o
         return recycle(f"rejected by sales: {reason}", rule,
                        codes[reason].recycle_after_days or 0, handoff, reason)
-    if action == "opportunity":
+    if action == SalesAction.OPPORTUNITY:
         if stage not in WITH_SALES:
             raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can "
                                   f"become an opportunity; this lead is {stage}")
         o = out(OPPORTUNITY, "opportunity opened by sales", "sales.opportunity",
-                handoff_status="accepted" if stage == MQL else None)
-        o.events.append("opportunity")
+                handoff_status=HandoffStatus.ACCEPTED if stage == MQL else None)
+        o.events.append(LeadEventKind.OPPORTUNITY)
         return o
     if stage != OPPORTUNITY:
         raise FeedbackRefused(f"only an opportunity can be {action}; this lead is {stage}")
-    if action == "won":
+    if action == SalesAction.WON:
         o = out(CUSTOMER, "deal won", "sales.won")
-        o.events.append("customer")
+        o.events.append(LeadEventKind.CUSTOMER)
         return o
     # lost: back to nurture after a rest (or as a reject code says)
     if reason is not None and codes[reason].disqualify:
         o = out(DISQUALIFIED, f"deal lost: {reason}", f"routing.sales_rejected.{reason}")
-        o.events.append("disqualified")
+        o.events.append(LeadEventKind.DISQUALIFIED)
         return o
     days = codes[reason].recycle_after_days if reason else LOST_RECYCLE_DAYS
     return recycle(f"deal lost{': ' + reason if reason else ''}",
@@ -171,8 +175,6 @@ def record_feedback(store, rules: Rules, email: str, action: str, at: datetime,
     """The one service every door calls: decide and write, atomically. `store` is the lead
     store's sales side (`nurture.store.sales.SalesStore`). Raises `FeedbackRefused` (nothing
     changed) or `LookupError` for an unknown email."""
-    from nurture.core.domain import normalise_email
-
     email = normalise_email(email)
     lead_id, o = store.apply_feedback(
         email, lambda state: decide_feedback(state, action, rules, at, reason, note, actor,

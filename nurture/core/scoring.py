@@ -8,7 +8,7 @@ from datetime import datetime
 
 from nurture.core.conditions import Compiled, Facts, compile_condition
 from nurture.core.config import Scoring
-from nurture.core.domain import ActivityFact
+from nurture.core.domain import ActivityFact, Grade
 
 # Activities older than this many half-lives weigh under 0.1 % and are not loaded at all,
 # so a cycle's work does not grow with a lead's whole history.
@@ -49,11 +49,11 @@ class ScoreTable:
         return [(r.condition.description, r.points) for r in self.fit_rules
                 if r.condition.test(facts)]
 
-    def grade(self, fit: float) -> str:
+    def grade(self, fit: float) -> Grade:
         for grade, floor in self.grade_floors:
             if fit >= floor:
-                return grade
-        return "D"
+                return Grade(grade)
+        return Grade.D
 
     # -- engagement ---------------------------------------------------------------------
     def engagement_by_type(self, activities: list[ActivityFact], as_of: datetime
