@@ -15,6 +15,7 @@ from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nurture.core.domain import MARKETING_STAGES, RECYCLED
+from nurture.core.emails import InvalidEmail, is_email, normalize_email
 from nurture.core.yaml_lines import (
     KeyPath,
     YamlSyntaxError,
@@ -26,7 +27,6 @@ from nurture.core.yaml_lines import (
 # the stages a campaign's audience may name (marketing's own)
 NURTURE_STAGES = tuple(str(s) for s in MARKETING_STAGES)
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class _Strict(BaseModel):
@@ -143,7 +143,7 @@ class MqlRouting(_Strict):
     @field_validator("owners")
     @classmethod
     def _owner_emails(cls, value: list[str]) -> list[str]:
-        bad = [o for o in value if not EMAIL_RE.match(o)]
+        bad = [o for o in value if not is_email(o)]
         if bad:
             raise ValueError(f"not an email address: {', '.join(bad)}")
         return value
@@ -200,7 +200,7 @@ class Lifecycle(_Strict):
     @field_validator("test_recipients")
     @classmethod
     def _recipients(cls, value: list[str]) -> list[str]:
-        bad = [r for r in value if not EMAIL_RE.match(r.replace("*@", "x@", 1))]
+        bad = [r for r in value if not is_email(r.replace("*@", "x@", 1))]
         if bad:
             raise ValueError(f"not an email address or *@domain: {', '.join(bad)}")
         return value
@@ -226,8 +226,11 @@ class Sender(_Strict):
     @field_validator("from_email", "reply_to")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not EMAIL_RE.match(value):
-            raise ValueError(f"not an email address: {value!r}")
+        if value is not None:
+            try:
+                normalize_email(value)
+            except InvalidEmail as exc:
+                raise ValueError(str(exc)) from None  # names what is wrong with it
         return value
 
 
