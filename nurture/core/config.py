@@ -277,6 +277,17 @@ class Step(_Strict):
             raise ValueError("a step needs a subject (or variants with subjects)")
         return self
 
+    def variant(self, variant_id: str | None) -> Variant | None:
+        """The variant with this id; None for no variant (or an id the step does not have)."""
+        return next((v for v in self.variants or () if v.id == variant_id), None)
+
+    def content(self, variant_id: str | None) -> tuple[str, str]:
+        """(subject, template) to render for a variant: its own where it sets them, else the
+        step's. One place for the fallback, so rendering and validation never disagree."""
+        v = self.variant(variant_id)
+        return ((v.subject if v and v.subject else self.subject) or "",
+                v.template if v and v.template else self.template)
+
 
 class Track(_Strict):
     name: str = Field(pattern=SLUG)

@@ -105,7 +105,6 @@ class HandoffStatus(StrEnum):
 PLANNED, SENDING, SENT, FAILED, IN_DOUBT, CANCELLED = (
     TouchStatus.PLANNED, TouchStatus.SENDING, TouchStatus.SENT, TouchStatus.FAILED,
     TouchStatus.IN_DOUBT, TouchStatus.CANCELLED)
-UNKNOWN = IN_DOUBT  # the name older code used for "in doubt"
 
 # Standard lead fields (lead CSV columns); anything else is a custom attribute.
 LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "industry",
