@@ -91,9 +91,111 @@ def decide_feedback(state: LeadState, action: str, rules: Rules, at: datetime,
     return o
 
 
+@dataclass(slots=True, frozen=True)
+class _Feedback:
+    """One piece of feedback being decided: what every action's rule looks at."""
+
+    state: LeadState
+    rules: Rules
+    at: datetime
+    reason: str | None
+    note: str | None
+    actor: str
+
+    @property
+    def stage(self) -> str:
+        return self.state.lifecycle_stage
+
+    def out(self, to: str, why: str, rule: str | None, **kw) -> FeedbackOutcome:
+        return FeedbackOutcome(Transition(self.stage, to, why, rule, self.actor, self.note),
+                               to, self.at, self.state.recycle_count, **kw)
+
+    def disqualify(self, why: str, rule: str, handoff: HandoffStatus | None = None,
+                   code: str | None = None) -> FeedbackOutcome:
+        o = self.out(DISQUALIFIED, why, rule, handoff_status=handoff, handoff_reason=code)
+        o.events.append(LeadEventKind.DISQUALIFIED)
+        return o
+
+    def recycle(self, why: str, rule: str, days: int, handoff: HandoffStatus | None,
+                code: str | None) -> FeedbackOutcome:
+        """Back to nurture after `days`, or disqualified once out of recycles."""
+        count, most = self.state.recycle_count, self.rules.max_recycles
+        if count >= most:
+            return self.disqualify(f"{why}; recycled {count} times already "
+                                   f"(max_recycles {most})", "routing.max_recycles",
+                                   handoff, code)
+        o = self.out(RECYCLED, f"{why}; back to nurture after {days} days", rule,
+                     recycle_until=self.at + timedelta(days=days), engagement_since=self.at,
+                     handoff_status=handoff, handoff_reason=code)
+        o.recycle_count = count + 1
+        o.events.append(LeadEventKind.RECYCLED)
+        return o
+
+
+def _with_sales(f: _Feedback, becomes: str) -> None:
+    if f.stage not in WITH_SALES:
+        raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can "
+                              f"{becomes}; this lead is {f.stage}")
+
+
+def _accept(f: _Feedback) -> FeedbackOutcome:
+    if f.stage != MQL:
+        raise FeedbackRefused(f"only an MQL can be accepted; this lead is {f.stage}")
+    o = f.out(SAL, "accepted by sales", "sales.accept", handoff_status=HandoffStatus.ACCEPTED)
+    o.events.append(LeadEventKind.SAL)
+    return o
+
+
+def _reject(f: _Feedback) -> FeedbackOutcome:
+    _with_sales(f, "be rejected")
+    codes = f.rules.sales_rejected
+    if f.reason is None:
+        raise FeedbackRefused("a reject needs a reason code, one of "
+                              f"{', '.join(sorted(codes))}", "reason")
+    rule = f"routing.sales_rejected.{f.reason}"
+    handoff = HandoffStatus.REJECTED if f.state.has_open_handoff else None
+    if codes[f.reason].disqualify:
+        return f.disqualify(f"rejected by sales: {f.reason}", rule, handoff, f.reason)
+    return f.recycle(f"rejected by sales: {f.reason}", rule,
+                     codes[f.reason].recycle_after_days or 0, handoff, f.reason)
+
+
+def _opportunity(f: _Feedback) -> FeedbackOutcome:
+    _with_sales(f, "become an opportunity")
+    o = f.out(OPPORTUNITY, "opportunity opened by sales", "sales.opportunity",
+              handoff_status=HandoffStatus.ACCEPTED if f.stage == MQL else None)
+    o.events.append(LeadEventKind.OPPORTUNITY)
+    return o
+
+
+def _won(f: _Feedback) -> FeedbackOutcome:
+    if f.stage != OPPORTUNITY:
+        raise FeedbackRefused(f"only an opportunity can be won; this lead is {f.stage}")
+    o = f.out(CUSTOMER, "deal won", "sales.won")
+    o.events.append(LeadEventKind.CUSTOMER)
+    return o
+
+
+def _lost(f: _Feedback) -> FeedbackOutcome:
+    """Back to nurture after a rest (or as a reject code says)."""
+    if f.stage != OPPORTUNITY:
+        raise FeedbackRefused(f"only an opportunity can be lost; this lead is {f.stage}")
+    reason, codes = f.reason, f.rules.sales_rejected
+    if reason is not None and codes[reason].disqualify:
+        return f.disqualify(f"deal lost: {reason}", f"routing.sales_rejected.{reason}")
+    days = codes[reason].recycle_after_days if reason else LOST_RECYCLE_DAYS
+    return f.recycle(f"deal lost{': ' + reason if reason else ''}",
+                     f"routing.sales_rejected.{reason}" if reason else "sales.lost",
+                     days or 0, None, reason)
+
+
+_DECIDE = {SalesAction.ACCEPT: _accept, SalesAction.REJECT: _reject,
+           SalesAction.OPPORTUNITY: _opportunity, SalesAction.WON: _won,
+           SalesAction.LOST: _lost}
+
+
 def _decide(state: LeadState, action: str, rules: Rules, at: datetime, reason: str | None,
             note: str | None, actor: str) -> FeedbackOutcome:
-    stage = state.lifecycle_stage
     if action not in ACTIONS:
         raise FeedbackRefused(f"unknown action {action!r}; one of {', '.join(ACTIONS)}",
                               "action")
@@ -102,71 +204,7 @@ def _decide(state: LeadState, action: str, rules: Rules, at: datetime, reason: s
         raise FeedbackRefused(f"unknown reason code {reason!r}; lifecycle.yaml defines "
                               f"{', '.join(sorted(codes)) or 'none'} (routing.sales_rejected)",
                               "reason")
-
-    def out(to: str, why: str, rule: str | None, **kw) -> FeedbackOutcome:
-        return FeedbackOutcome(Transition(stage, to, why, rule, actor, note), to, at,
-                               state.recycle_count, **kw)
-
-    def recycle(why: str, rule: str, days: int, handoff: HandoffStatus | None, code: str | None
-                ) -> FeedbackOutcome:
-        if state.recycle_count >= rules.max_recycles:
-            o = out(DISQUALIFIED, f"{why}; recycled {state.recycle_count} times already "
-                    f"(max_recycles {rules.max_recycles})", "routing.max_recycles",
-                    handoff_status=handoff, handoff_reason=code)
-            o.events.append(LeadEventKind.DISQUALIFIED)
-            return o
-        o = out(RECYCLED, f"{why}; back to nurture after {days} days", rule,
-                recycle_until=at + timedelta(days=days), engagement_since=at,
-                handoff_status=handoff, handoff_reason=code)
-        o.recycle_count = state.recycle_count + 1
-        o.events.append(LeadEventKind.RECYCLED)
-        return o
-
-    if action == SalesAction.ACCEPT:
-        if stage != MQL:
-            raise FeedbackRefused(f"only an MQL can be accepted; this lead is {stage}")
-        o = out(SAL, "accepted by sales", "sales.accept", handoff_status=HandoffStatus.ACCEPTED)
-        o.events.append(LeadEventKind.SAL)
-        return o
-    if action == SalesAction.REJECT:
-        if stage not in WITH_SALES:
-            raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can be "
-                                  f"rejected; this lead is {stage}")
-        if reason is None:
-            raise FeedbackRefused("a reject needs a reason code, one of "
-                                  f"{', '.join(sorted(codes))}", "reason")
-        rule = f"routing.sales_rejected.{reason}"
-        handoff = HandoffStatus.REJECTED if state.has_open_handoff else None
-        if codes[reason].disqualify:
-            o = out(DISQUALIFIED, f"rejected by sales: {reason}", rule,
-                    handoff_status=handoff, handoff_reason=reason)
-            o.events.append(LeadEventKind.DISQUALIFIED)
-            return o
-        return recycle(f"rejected by sales: {reason}", rule,
-                       codes[reason].recycle_after_days or 0, handoff, reason)
-    if action == SalesAction.OPPORTUNITY:
-        if stage not in WITH_SALES:
-            raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can "
-                                  f"become an opportunity; this lead is {stage}")
-        o = out(OPPORTUNITY, "opportunity opened by sales", "sales.opportunity",
-                handoff_status=HandoffStatus.ACCEPTED if stage == MQL else None)
-        o.events.append(LeadEventKind.OPPORTUNITY)
-        return o
-    if stage != OPPORTUNITY:
-        raise FeedbackRefused(f"only an opportunity can be {action}; this lead is {stage}")
-    if action == SalesAction.WON:
-        o = out(CUSTOMER, "deal won", "sales.won")
-        o.events.append(LeadEventKind.CUSTOMER)
-        return o
-    # lost: back to nurture after a rest (or as a reject code says)
-    if reason is not None and codes[reason].disqualify:
-        o = out(DISQUALIFIED, f"deal lost: {reason}", f"routing.sales_rejected.{reason}")
-        o.events.append(LeadEventKind.DISQUALIFIED)
-        return o
-    days = codes[reason].recycle_after_days if reason else LOST_RECYCLE_DAYS
-    return recycle(f"deal lost{': ' + reason if reason else ''}",
-                   f"routing.sales_rejected.{reason}" if reason else "sales.lost",
-                   days or 0, None, reason)
+    return _DECIDE[SalesAction(action)](_Feedback(state, rules, at, reason, note, actor))
 
 
 def record_feedback(store, rules: Rules, email: str, action: str, at: datetime,
