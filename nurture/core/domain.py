@@ -126,7 +126,8 @@ STANDARD_ACTIVITY_TYPES = frozenset({
 
 
 def normalise_email(email: str) -> str:
-    """Leads are identified by trimmed, lower-cased email."""
+    """Leads are identified by trimmed, lower-cased email. A look-up key only: it does not
+    validate (`nurture.core.emails.normalize_email` does, for addresses coming in)."""
     return email.strip().lower()
 
 
