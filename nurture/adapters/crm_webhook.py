@@ -1,7 +1,7 @@
 """MQL handoffs pushed to a CRM webhook (`NURTURE_HANDOFF_WEBHOOK_URL`), signed and never
 lost: each handoff stays `pending` in the lead store until the CRM answers 2xx; failures are
-retried with exponential backoff and jitter at the next delivery run (every cycle, every
-instant-routing run, or `nurture handoffs deliver`).
+retried with exponential backoff ("equal jitter", see `backoff`) at the next delivery run
+(every cycle, every instant-routing run, or `nurture handoffs deliver`).
 
 Signature: `X-Nurture-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">` with
 `X-Nurture-Timestamp`, keyed by `NURTURE_HANDOFF_WEBHOOK_SECRET` (else the install secret).
@@ -41,7 +41,10 @@ def payload(h: dict[str, Any]) -> dict[str, Any]:
 
 
 def backoff(attempts: int) -> timedelta:
-    """1, 2, 4 … minutes (full jitter), at most 6 hours."""
+    """Wait before the next try: a random time between half and all of 2^attempts minutes
+    (1, 2, 4 …; at most 6 hours). "Equal jitter" rather than full jitter on purpose: retries
+    of many handoffs are spread out, yet none comes back sooner than half its backoff, so a
+    failing CRM is not hit again almost at once."""
     cap = min(MAX_BACKOFF.total_seconds(), 60.0 * 2 ** attempts)
     return timedelta(seconds=random.uniform(cap / 2, cap))
 

@@ -159,15 +159,9 @@ def _no_engagement_test(days: int) -> tuple[Predicate, str]:
     return test, f"no engagement for {days} days"
 
 
-def compile_condition(cond: Condition | None) -> Compiled:
-    """Turn a validated `Condition` into a fast predicate; `None` always holds."""
-    if cond is None:
-        return Compiled(lambda f: True, "always")
+def _score_tests(cond: Condition) -> list[tuple[Predicate, str]]:
+    """The tests on scores and grade."""
     parts: list[tuple[Predicate, str]] = []
-    if cond.field is not None:
-        parts.extend(_field_tests(cond))
-    if cond.activity is not None:
-        parts.append(_activity_test(cond))
     if cond.score_at_least is not None:
         v = cond.score_at_least
         parts.append((lambda f: f.fit + f.engagement >= v, f"score ≥ {_fmt(v)}"))
@@ -183,8 +177,12 @@ def compile_condition(cond: Condition | None) -> Compiled:
     if cond.grade_in is not None:
         grades = frozenset(cond.grade_in)
         parts.append((lambda f: f.grade in grades, f"grade in [{_fmt(cond.grade_in)}]"))
-    if cond.no_engagement_days is not None:
-        parts.append(_no_engagement_test(cond.no_engagement_days))
+    return parts
+
+
+def _nested_tests(cond: Condition) -> tuple[list[tuple[Predicate, str]], Compiled | None]:
+    """The `all` / `any` / `not` tests, and the compiled `any` (it can explain its branch)."""
+    parts: list[tuple[Predicate, str]] = []
     any_compiled: Compiled | None = None
     if cond.all is not None:
         subs = [compile_condition(c) for c in cond.all]
@@ -199,6 +197,23 @@ def compile_condition(cond: Condition | None) -> Compiled:
     if cond.not_ is not None:
         inner = compile_condition(cond.not_)
         parts.append((lambda f: not inner.test(f), f"not {inner.description}"))
+    return parts, any_compiled
+
+
+def compile_condition(cond: Condition | None) -> Compiled:
+    """Turn a validated `Condition` into a fast predicate; `None` always holds."""
+    if cond is None:
+        return Compiled(lambda f: True, "always")
+    parts: list[tuple[Predicate, str]] = []
+    if cond.field is not None:
+        parts.extend(_field_tests(cond))
+    if cond.activity is not None:
+        parts.append(_activity_test(cond))
+    parts.extend(_score_tests(cond))
+    if cond.no_engagement_days is not None:
+        parts.append(_no_engagement_test(cond.no_engagement_days))
+    nested, any_compiled = _nested_tests(cond)
+    parts.extend(nested)
 
     if len(parts) == 1 and any_compiled is not None:
         return any_compiled

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nurture.core.domain import MARKETING_STAGES, RECYCLED
+from nurture.core.emails import InvalidEmail, is_email, normalize_email
 from nurture.core.yaml_lines import (
     KeyPath,
     YamlSyntaxError,
@@ -22,10 +24,9 @@ from nurture.core.yaml_lines import (
     load_yaml_with_lines,
 )
 
-NURTURE_STAGES = ("new", "nurturing", "recycled")
-GRADES = ("A", "B", "C", "D")
+# the stages a campaign's audience may name (marketing's own)
+NURTURE_STAGES = tuple(str(s) for s in MARKETING_STAGES)
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class _Strict(BaseModel):
@@ -142,7 +143,7 @@ class MqlRouting(_Strict):
     @field_validator("owners")
     @classmethod
     def _owner_emails(cls, value: list[str]) -> list[str]:
-        bad = [o for o in value if not EMAIL_RE.match(o)]
+        bad = [o for o in value if not is_email(o)]
         if bad:
             raise ValueError(f"not an email address: {', '.join(bad)}")
         return value
@@ -199,7 +200,7 @@ class Lifecycle(_Strict):
     @field_validator("test_recipients")
     @classmethod
     def _recipients(cls, value: list[str]) -> list[str]:
-        bad = [r for r in value if not EMAIL_RE.match(r.replace("*@", "x@", 1))]
+        bad = [r for r in value if not is_email(r.replace("*@", "x@", 1))]
         if bad:
             raise ValueError(f"not an email address or *@domain: {', '.join(bad)}")
         return value
@@ -207,7 +208,7 @@ class Lifecycle(_Strict):
     @model_validator(mode="after")
     def _stages(self) -> Lifecycle:
         names = [s.name for s in self.buying_stages]
-        if "recycled" in names:
+        if RECYCLED in names:
             raise ValueError("`recycled` is a lifecycle stage and cannot be a buying stage")
         return self
 
@@ -225,8 +226,11 @@ class Sender(_Strict):
     @field_validator("from_email", "reply_to")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not EMAIL_RE.match(value):
-            raise ValueError(f"not an email address: {value!r}")
+        if value is not None:
+            try:
+                normalize_email(value)
+            except InvalidEmail as exc:
+                raise ValueError(str(exc)) from None  # names what is wrong with it
         return value
 
 
@@ -272,6 +276,17 @@ class Step(_Strict):
         elif self.subject is None:
             raise ValueError("a step needs a subject (or variants with subjects)")
         return self
+
+    def variant(self, variant_id: str | None) -> Variant | None:
+        """The variant with this id; None for no variant (or an id the step does not have)."""
+        return next((v for v in self.variants or () if v.id == variant_id), None)
+
+    def content(self, variant_id: str | None) -> tuple[str, str]:
+        """(subject, template) to render for a variant: its own where it sets them, else the
+        step's. One place for the fallback, so rendering and validation never disagree."""
+        v = self.variant(variant_id)
+        return ((v.subject if v and v.subject else self.subject) or "",
+                v.template if v and v.template else self.template)
 
 
 class Track(_Strict):
@@ -456,7 +471,7 @@ def _campaign_checks(stages: list[str] | None, campaigns: list[tuple[dict, Sourc
                                                    f"duplicate track name {tname!r}"))
                 track_names.add(tname)
             if isinstance(stage, str):
-                if stages is not None and stage not in stages and stage != "recycled":
+                if stages is not None and stage not in stages and stage != RECYCLED:
                     problems.append(source.problem(
                         ("tracks", ti, "stage"),
                         f"undefined buying stage {stage!r}; lifecycle.yaml defines "

@@ -8,16 +8,78 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-# Lifecycle stages (who owns the lead). Order matters for reports.
-NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER = (
-    "new", "nurturing", "mql", "sal", "sql", "opportunity", "customer")
-RECYCLED, DISQUALIFIED = "recycled", "disqualified"
-LIFECYCLE_STAGES = (NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER, RECYCLED, DISQUALIFIED)
+
+class LifecycleStage(StrEnum):
+    """Who owns the lead. Declared in funnel order (reports list stages in this order)."""
+
+    NEW = "new"
+    NURTURING = "nurturing"
+    MQL = "mql"
+    SAL = "sal"
+    SQL = "sql"
+    OPPORTUNITY = "opportunity"
+    CUSTOMER = "customer"
+    RECYCLED = "recycled"
+    DISQUALIFIED = "disqualified"
+
+
+NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER, RECYCLED, DISQUALIFIED = LifecycleStage
+LIFECYCLE_STAGES = tuple(LifecycleStage)
 MARKETING_STAGES = (NEW, NURTURING, RECYCLED)
 SALES_STAGES = (SAL, SQL, OPPORTUNITY, CUSTOMER)
 # Stages the daily cycle evaluates; sales-owned and disqualified leads are left alone.
 CYCLE_STAGES = (NEW, NURTURING, MQL, RECYCLED)
 
+
+class Grade(StrEnum):
+    """Fit grade, best first; D is below every floor in lifecycle.yaml's `scoring.grades`."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+
+
+GRADES = tuple(Grade)
+
+
+class SalesAction(StrEnum):
+    """What sales can say about a lead it was handed (`nurture.core.sales`)."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+    OPPORTUNITY = "opportunity"
+    WON = "won"
+    LOST = "lost"
+
+
+class LeadEventKind(StrEnum):
+    """Announced lead events (Prefect event `nurture.lead.<kind>`, the `lead_events` table)."""
+
+    MQL = "mql"
+    SAL = "sal"
+    OPPORTUNITY = "opportunity"
+    CUSTOMER = "customer"
+    RECYCLED = "recycled"
+    DISQUALIFIED = "disqualified"
+    SLA_EXPIRED = "sla_expired"
+
+class SkipReason(StrEnum):
+    """Why the cycle planned no touch for a lead, as it appears in run summaries."""
+
+    DISQUALIFIED = "disqualified"
+    WITH_SALES = "with_sales"
+    MQL = "became_mql"
+    RECYCLE_WAIT = "recycle_wait"
+    NO_CAMPAIGN = "no_campaign"
+    NO_TRACK = "no_track"
+    SUPPRESSED = "suppressed"
+    PENDING = "touch_pending"
+    CADENCE = "cadence"
+    WEEKLY_CAP = "weekly_cap"
+    EXHAUSTED = "exhausted"
+    STEP_FAILED = "step_failed"  # its next step failed for good: held for a person
+    PAUSED = "campaign_paused"  # the deliverability guard (or a person) paused the campaign
 
 
 class TouchStatus(StrEnum):
@@ -32,6 +94,8 @@ class TouchStatus(StrEnum):
 
 
 class HandoffStatus(StrEnum):
+    """An MQL handoff to sales: pending until sales answers or the SLA expires it."""
+
     PENDING = "pending"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
@@ -41,7 +105,6 @@ class HandoffStatus(StrEnum):
 PLANNED, SENDING, SENT, FAILED, IN_DOUBT, CANCELLED = (
     TouchStatus.PLANNED, TouchStatus.SENDING, TouchStatus.SENT, TouchStatus.FAILED,
     TouchStatus.IN_DOUBT, TouchStatus.CANCELLED)
-UNKNOWN = IN_DOUBT  # the name older code used for "in doubt"
 
 # Standard lead fields (lead CSV columns); anything else is a custom attribute.
 LEAD_FIELDS = ("email", "first_name", "last_name", "company", "title", "industry",
@@ -63,7 +126,8 @@ STANDARD_ACTIVITY_TYPES = frozenset({
 
 
 def normalise_email(email: str) -> str:
-    """Leads are identified by trimmed, lower-cased email."""
+    """Leads are identified by trimmed, lower-cased email. A look-up key only: it does not
+    validate (`nurture.core.emails.normalize_email` does, for addresses coming in)."""
     return email.strip().lower()
 
 
@@ -162,7 +226,7 @@ class Decision:
     handoff: MqlHandoff | None = None
     expire_handoff: bool = False
     touch: PlannedTouch | None = None
-    skip_reason: str | None = None
+    skip_reason: SkipReason | None = None
     version: int = 0  # of the snapshot it was made from: a stale decision is not written
 
     @property
@@ -179,7 +243,7 @@ class LeadEvent:
     """An MQL, recycle, SLA expiry... to announce (Prefect event, automations). Recorded in
     the `lead_events` table with the transition that caused it, then emitted once."""
 
-    kind: str  # "mql" | "recycled" | "sla_expired" | "disqualified" | "sal" | ...
+    kind: str  # a `LeadEventKind`
     lead_id: int
     email: str
     campaign: str | None

@@ -7,6 +7,7 @@ explained) without Prefect or a database.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from nurture.core.conditions import Facts
@@ -22,12 +23,14 @@ from nurture.core.domain import (
     SALES_STAGES,
     SENDING,
     Decision,
+    Grade,
     LeadSnapshot,
     MqlHandoff,
     PlannedTouch,
+    SkipReason,
     Transition,
 )
-from nurture.core.rules import Rules
+from nurture.core.rules import CompiledTrack, Rules
 from nurture.core.scheduling import (
     cadence_elapsed,
     last_sent_in_campaign,
@@ -43,20 +46,7 @@ from nurture.core.selection import (
     seen_steps,
 )
 
-# Skip reasons, as they appear in run summaries.
-SKIP_DISQUALIFIED = "disqualified"
-SKIP_WITH_SALES = "with_sales"
-SKIP_MQL = "became_mql"
-SKIP_RECYCLE_WAIT = "recycle_wait"
-SKIP_NO_CAMPAIGN = "no_campaign"
-SKIP_NO_TRACK = "no_track"
-SKIP_SUPPRESSED = "suppressed"
-SKIP_PENDING = "touch_pending"
-SKIP_CADENCE = "cadence"
-SKIP_WEEKLY_CAP = "weekly_cap"
-SKIP_EXHAUSTED = "exhausted"
-SKIP_STEP_FAILED = "step_failed"  # its next step failed for good: held for a person
-SKIP_PAUSED = "campaign_paused"  # the deliverability guard (or a person) paused the campaign
+SKIP_PAUSED = SkipReason.PAUSED  # the name tests and older callers use
 
 
 def counting_activities(lead: LeadSnapshot, as_of: datetime):
@@ -69,7 +59,7 @@ def counting_activities(lead: LeadSnapshot, as_of: datetime):
 
 def lead_facts(lead: LeadSnapshot, rules: Rules, as_of: datetime) -> Facts:
     """Score a lead: the facts every condition looks at, with fit, grade and engagement."""
-    facts = Facts(lead.fields, 0.0, 0.0, "D", counting_activities(lead, as_of), as_of,
+    facts = Facts(lead.fields, 0.0, 0.0, Grade.D, counting_activities(lead, as_of), as_of,
                   lead.stage_entered_at)
     facts.fit = rules.scores.fit(facts)
     facts.grade = rules.scores.grade(facts.fit)
@@ -94,20 +84,37 @@ def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime,
         recycle_count=lead.recycle_count, recycle_until=lead.recycle_until,
         campaign=lead.campaign, track=lead.track, track_rounds=dict(lead.track_rounds),
         version=lead.version)
+    skip = _route(lead, _Routing(rules, as_of, facts, d))
+    if skip is not None:
+        d.skip_reason = skip
+        return d
+    return _plan_touch(lead, rules, as_of, facts, d, paused)
 
-    def move(to: str, reason: str, rule: str | None = None) -> None:
+
+@dataclass(slots=True)
+class _Routing:
+    """One lead's decision in the making: stage moves and recycles are written into `d`."""
+
+    rules: Rules
+    as_of: datetime
+    facts: Facts
+    d: Decision
+
+    def move(self, to: str, reason: str, rule: str | None = None) -> None:
+        d = self.d
         d.transitions.append(Transition(d.lifecycle_stage, to, reason, rule))
         d.lifecycle_stage = to
-        d.stage_entered_at = as_of
+        d.stage_entered_at = self.as_of
 
-    def recycle(reason: str, rule: str | None, wait_days: int) -> bool:
+    def recycle(self, reason: str, rule: str | None, wait_days: int) -> bool:
         """Return the lead to marketing; False when it ran out of recycles (disqualified)."""
+        d, rules, as_of, facts = self.d, self.rules, self.as_of, self.facts
         if d.recycle_count >= rules.max_recycles:
-            move(DISQUALIFIED, f"{reason}; recycled {d.recycle_count} times already "
-                 f"(max_recycles {rules.max_recycles})", "routing.max_recycles")
+            self.move(DISQUALIFIED, f"{reason}; recycled {d.recycle_count} times already "
+                      f"(max_recycles {rules.max_recycles})", "routing.max_recycles")
             d.campaign = d.track = None
             return False
-        move(RECYCLED, reason, rule)
+        self.move(RECYCLED, reason, rule)
         d.recycle_count += 1
         d.engagement_since = as_of
         d.recycle_until = as_of + timedelta(days=wait_days)
@@ -120,56 +127,62 @@ def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime,
         d.buying_stage = buying_stage(rules.stages, facts)
         return True
 
-    stage = lead.lifecycle_stage
-    if stage == DISQUALIFIED:
-        d.skip_reason = SKIP_DISQUALIFIED
-        return d
-    if stage in SALES_STAGES:
-        d.skip_reason = SKIP_WITH_SALES
-        return d
 
+def _route(lead: LeadSnapshot, r: _Routing) -> SkipReason | None:
+    """Lifecycle routing before any content: the reason to stop here, or None to go on and
+    plan the lead's next touch."""
+    stage, rules, facts, d = lead.lifecycle_stage, r.rules, r.facts, r.d
+    if stage == DISQUALIFIED:
+        return SkipReason.DISQUALIFIED
+    if stage in SALES_STAGES:
+        return SkipReason.WITH_SALES
     # MQL first: a lead meeting the rule leaves its tracks at once.
     if stage in MARKETING_STAGES and rules.mql.test(facts):
         path, words = rules.mql.explain(facts, "routing.mql.when")
-        move(MQL, f"MQL rule {path} held: {words} (score {_fmt(d.score)}, grade {d.grade})",
-             path)
-        d.handoff = MqlHandoff(path, words, as_of + timedelta(hours=rules.sla_hours))
-        d.skip_reason = SKIP_MQL
-        return d
-
+        r.move(MQL, f"MQL rule {path} held: {words} (score {_fmt(d.score)}, grade {d.grade})",
+               path)
+        d.handoff = MqlHandoff(path, words, r.as_of + timedelta(hours=rules.sla_hours))
+        return SkipReason.MQL
     if stage == MQL:
-        if lead.sla_due_at is None or as_of < lead.sla_due_at:
-            d.skip_reason = SKIP_WITH_SALES
-            return d
-        d.expire_handoff = True
-        if not recycle(f"sla_expired: not accepted within {rules.sla_hours} h",
-                       "routing.mql.sla_hours", 0):
-            d.skip_reason = SKIP_DISQUALIFIED
-            return d
-    elif stage == NURTURING and rules.recycle is not None and rules.recycle.test(facts):
+        return _sla(lead, r)
+    if stage == NURTURING and rules.recycle is not None and rules.recycle.test(facts):
         path, words = rules.recycle.explain(facts, "routing.recycle.when")
-        if not recycle(f"went cold: {words}", path, 0):
-            d.skip_reason = SKIP_DISQUALIFIED
-            return d
-    elif stage == RECYCLED:
-        engaged = [a for a in facts.activities if a.points > 0]
-        if engaged:
-            first = min(engaged, key=lambda a: a.occurred_at)
-            move(NURTURING, f"re-engaged: {first.type} on {first.occurred_at:%Y-%m-%d} after "
-                 "recycling", "engagement_after_recycle")
-        elif d.recycle_until is not None and as_of < d.recycle_until:
-            d.skip_reason = SKIP_RECYCLE_WAIT
-            return d
+        return None if r.recycle(f"went cold: {words}", path, 0) else SkipReason.DISQUALIFIED
+    if stage == RECYCLED:
+        return _after_recycle(r)
+    return None
 
-    return _plan_touch(lead, rules, as_of, facts, d, paused)
+
+def _sla(lead: LeadSnapshot, r: _Routing) -> SkipReason | None:
+    """An MQL waits for sales until its SLA; then the handoff expires and it is recycled."""
+    if lead.sla_due_at is None or r.as_of < lead.sla_due_at:
+        return SkipReason.WITH_SALES
+    r.d.expire_handoff = True
+    if not r.recycle(f"sla_expired: not accepted within {r.rules.sla_hours} h",
+                     "routing.mql.sla_hours", 0):
+        return SkipReason.DISQUALIFIED
+    return None
+
+
+def _after_recycle(r: _Routing) -> SkipReason | None:
+    """A recycled lead is nurtured again once it engages, or when its rest is over."""
+    engaged = [a for a in r.facts.activities if a.points > 0]
+    if engaged:
+        first = min(engaged, key=lambda a: a.occurred_at)
+        r.move(NURTURING, f"re-engaged: {first.type} on {first.occurred_at:%Y-%m-%d} after "
+               "recycling", "engagement_after_recycle")
+    elif r.d.recycle_until is not None and r.as_of < r.d.recycle_until:
+        return SkipReason.RECYCLE_WAIT
+    return None
 
 
 def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
                 d: Decision, paused: frozenset[str] = frozenset()) -> Decision:
+    """Content: the lead's campaign and track, then its next step if a send is due now."""
     campaign = choose_campaign(rules.campaigns, d.lifecycle_stage, facts)
     if campaign is None:
         d.campaign = d.track = None
-        d.skip_reason = SKIP_NO_CAMPAIGN
+        d.skip_reason = SkipReason.NO_CAMPAIGN
         return d
     if campaign.name != d.campaign:
         d.campaign, d.track, d.track_rounds = campaign.name, None, {}
@@ -180,44 +193,52 @@ def _plan_touch(lead: LeadSnapshot, rules: Rules, as_of: datetime, facts: Facts,
         d.stage_entered_at = as_of
     track = choose_track(campaign, d.lifecycle_stage, d.buying_stage)
     if track is None:
-        d.skip_reason = SKIP_NO_TRACK
+        d.skip_reason = SkipReason.NO_TRACK
         return d
     d.track = track.track.name
-    if campaign.name in paused:
-        d.skip_reason = SKIP_PAUSED
-        return d
-    if lead.suppressed:
-        d.skip_reason = SKIP_SUPPRESSED
-        return d
-    if any(t.status in (PLANNED, SENDING) for t in lead.touches):
-        d.skip_reason = SKIP_PENDING
-        return d
     # Cadence is measured between actual sends: a touch that would go out at the window's
     # next opening is due when that opening is cadence_days x 24 h after the last send, so a
     # weekly track stays weekly even though the cycle runs before the window opens.
     window = track.track.send_window
     send_at = next_opening(window.cron if window else None, lead.timezone, as_of)
-    if not cadence_elapsed(last_sent_in_campaign(lead.touches, campaign.name),
+    d.skip_reason = (_not_due(lead, rules, as_of, campaign.name, track, send_at, paused)
+                     or _next_touch(lead, facts, d, campaign.name, track, send_at))
+    return d
+
+
+def _not_due(lead: LeadSnapshot, rules: Rules, as_of: datetime, campaign: str,
+             track: CompiledTrack, send_at: datetime, paused: frozenset[str]
+             ) -> SkipReason | None:
+    """Why no touch may be planned now (paused, suppressed, pending, cadence, weekly cap)."""
+    if campaign in paused:
+        return SkipReason.PAUSED
+    if lead.suppressed:
+        return SkipReason.SUPPRESSED
+    if any(t.status in (PLANNED, SENDING) for t in lead.touches):
+        return SkipReason.PENDING
+    if not cadence_elapsed(last_sent_in_campaign(lead.touches, campaign),
                            track.track.cadence_days, send_at):
-        d.skip_reason = SKIP_CADENCE
-        return d
+        return SkipReason.CADENCE
     if sent_this_week(lead.touches, as_of) >= rules.max_touches_per_week:
-        d.skip_reason = SKIP_WEEKLY_CAP
-        return d
+        return SkipReason.WEEKLY_CAP
+    return None
+
+
+def _next_touch(lead: LeadSnapshot, facts: Facts, d: Decision, campaign: str,
+                track: CompiledTrack, send_at: datetime) -> SkipReason | None:
+    """Plan the track's next step into `d.touch`, or say why there is none."""
     round_ = d.track_rounds.get(track.track.name, 0)
-    step, round_ = next_step(track, seen_steps(lead.touches, campaign.name), round_, facts)
+    step, round_ = next_step(track, seen_steps(lead.touches, campaign), round_, facts)
     if step is None:
-        d.skip_reason = SKIP_EXHAUSTED
-        return d
-    if any(t.campaign == campaign.name and t.step == step.step.id and t.round == round_
+        return SkipReason.EXHAUSTED
+    if any(t.campaign == campaign and t.step == step.step.id and t.round == round_
            and t.status == FAILED for t in lead.touches):
         # never skip content silently: the lead waits at this step until a person releases
         # the touch (`nurture touches release`) — listed by `nurture touches list`
-        d.skip_reason = SKIP_STEP_FAILED
-        return d
+        return SkipReason.STEP_FAILED
     if round_:
         d.track_rounds[track.track.name] = round_
     d.touch = PlannedTouch(
-        campaign=campaign.name, track=track.track.name, step=step.step.id, round=round_,
-        variant=pick_variant(step, lead.email, campaign.name), send_at=send_at)
-    return d
+        campaign=campaign, track=track.track.name, step=step.step.id, round=round_,
+        variant=pick_variant(step, lead.email, campaign), send_at=send_at)
+    return None

@@ -76,12 +76,13 @@ from nurture.core.domain import (
     RECYCLED,
     SAL,
     SQL,
+    HandoffStatus,
 )
 
 FUNNEL_STAGES = (NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER)
 FUNNEL_PAIRS = tuple(zip(FUNNEL_STAGES, FUNNEL_STAGES[1:], strict=False))
-HANDOFF_STATUSES = ("pending", "accepted", "rejected", "expired")
-RESOLVED = ("accepted", "rejected", "expired")
+PENDING, ACCEPTED, REJECTED, EXPIRED = HandoffStatus
+RESOLVED = (ACCEPTED, REJECTED, EXPIRED)
 UNKNOWN_SOURCE = "(unknown)"
 UNSPECIFIED_REASON = "(unspecified)"
 SLA_RULE = "routing.mql.sla_hours"
@@ -224,7 +225,8 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
             if i is not None and last.get(b, -1) > i:
                 converted[a] += n
     total = sum(now_in.values())
-    stages = list(LIFECYCLE_STAGES) + sorted(
+    # plain strings in the report (its keys go to JSON, Prefect artifacts and the CLI as is)
+    stages = [str(s) for s in LIFECYCLE_STAGES] + sorted(
         (set(now_in) | set(stays)) - set(LIFECYCLE_STAGES))
 
     status_count: Counter = Counter()
@@ -235,22 +237,22 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
         if h.created_at > as_of:
             continue
         status, resolved_at = h.status, h.resolved_at
-        if status != "pending" and resolved_at is not None and resolved_at > as_of:
-            status, resolved_at = "pending", None
+        if status != PENDING and resolved_at is not None and resolved_at > as_of:
+            status, resolved_at = PENDING, None
         status_count[status] += 1
         source = source_of.get(h.lead_id)
         by_source[source or UNKNOWN_SOURCE] += 1
-        if status == "pending":
+        if status == PENDING:
             if h.sla_due_at <= as_of:
                 overdue += 1
                 due += 1
             continue
         due += 1
         in_time = resolved_at is not None and resolved_at < h.sla_due_at
-        if status == "accepted":
+        if status == ACCEPTED:
             accepted_in_time += in_time
             answered_in_time += in_time
-        elif status == "rejected":
+        elif status == REJECTED:
             answered_in_time += in_time
             rejects[h.outcome_reason or UNSPECIFIED_REASON] += 1
 
@@ -261,15 +263,15 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
         "leads_total": total,
         "leads_by_stage": {s: now_in[s] for s in stages},
         "reached": {s: reached[s] for s in stages},
-        "conversion": [{"from": a, "to": b, "reached_from": reached[a],
+        "conversion": [{"from": str(a), "to": str(b), "reached_from": reached[a],
                         "reached_to": converted[a], "rate": _rate(converted[a], reached[a])}
                        for a, b in FUNNEL_PAIRS],
         "median_days_in_stage": {s: _median_days(stays.get(s)) for s in stages},
         "mql": {
             "handed_off": handed_off,
-            **{s: status_count[s] for s in ("accepted", "rejected", "expired", "pending")},
+            **{str(s): status_count[s] for s in (*RESOLVED, PENDING)},
             "overdue": overdue,
-            "acceptance_rate": _rate(status_count["accepted"], resolved),
+            "acceptance_rate": _rate(status_count[ACCEPTED], resolved),
             "sla_due": due,
             "accepted_within_sla": accepted_in_time,
             "sla_compliance": _rate(accepted_in_time, due),

@@ -39,7 +39,9 @@ TRANSITIONS: dict[TouchStatus, frozenset[TouchStatus]] = {
 }
 # Statuses that mean "this step went out, or may have": the lead moves on.
 SEEN = frozenset({SENT, IN_DOUBT, SENDING})
-# Statuses that count against cadence and the weekly cap (from the touch's slot).
+# Statuses that count against cadence and the weekly cap (from the touch's slot): those
+# that went out or may have (a timeout, a crash mid-send), so doubt never turns into an
+# extra email.
 MAY_HAVE_SENT = SEEN
 
 
@@ -125,12 +127,3 @@ def decide_takeover(touch_id: int, known: dict[int, str | None], now: datetime,
     return TouchResult(touch_id, SENT, sent_at=now, provider_message_id=mid,
                        transport=transport)
 
-
-def in_doubt_release_before(now: datetime, settle_minutes: float,
-                            webhook_configured: bool) -> datetime | None:
-    """In-doubt touches with no provider event since before this time are sent again —
-    only when the signed webhook is configured (events would have settled them). Without it
-    they stay in doubt for a person to decide (`nurture touches release`)."""
-    if not webhook_configured:
-        return None
-    return now - timedelta(minutes=settle_minutes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nurture.core.domain import LEAD_FIELDS
+from nurture.core.domain import LEAD_FIELDS, NURTURING, RECYCLED, Grade
 
 
 @dataclass(frozen=True)
@@ -19,9 +19,9 @@ class Persona:
     name: str
     description: str
     lead: dict[str, Any]
-    grade: str = "B"
+    grade: str = Grade.B
     buying_stage: str | None = None  # None: the track's own stage
-    lifecycle_stage: str = "nurturing"
+    lifecycle_stage: str = NURTURING
     tags: tuple[str, ...] = field(default=())
 
 
@@ -45,20 +45,20 @@ PERSONAS: tuple[Persona, ...] = (
     Persona("grade-a-evaluation", "VP at a 2,000-person software firm comparing vendors",
             _lead(email="maria.garcia@bigsoft.example", first_name="Maria",
                   last_name="Garcia", company="BigSoft", title="VP Marketing",
-                  company_size=2000), grade="A", buying_stage="evaluation"),
+                  company_size=2000), grade=Grade.A, buying_stage="evaluation"),
     Persona("grade-b-research", "Director at a mid-size company, still researching",
-            _lead(), grade="B", buying_stage="research"),
+            _lead(), grade=Grade.B, buying_stage="research"),
     Persona("grade-c-research", "Manager at a small agency",
             _lead(email="sam.okafor@smallco.example", first_name="Sam", last_name="Okafor",
                   company="SmallCo", title="Marketing Manager", industry="agency",
-                  company_size=20), grade="C", buying_stage="research"),
+                  company_size=20), grade=Grade.C, buying_stage="research"),
     Persona("grade-d-freemail", "Student with a free-mail address, no title or company",
             _lead(email="kid1234@gmail.com", first_name="Alex", last_name=None, company=None,
-                  title=None, industry=None, company_size=None), grade="D",
+                  title=None, industry=None, company_size=None), grade=Grade.D,
             buying_stage="research"),
     Persona("recycled", "A lead sales sent back to marketing",
             _lead(email="lee.chen@returning.example", first_name="Lee", last_name="Chen",
-                  company="Returning Ltd"), grade="B", lifecycle_stage="recycled"),
+                  company="Returning Ltd"), grade=Grade.B, lifecycle_stage=RECYCLED),
     Persona("no-first-name", "Imported with only an email address and a company",
             _lead(email="info@nameless.example", first_name=None, last_name=None,
                   title=None), tags=("missing",)),

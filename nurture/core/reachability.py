@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nurture.core.config import Condition, Scoring
+from nurture.core.domain import GRADES as ALL_GRADES
 
-GRADES = frozenset("ABCD")
+GRADES = frozenset(ALL_GRADES)
 MAX_REGIONS = 256
 
 

@@ -127,9 +127,7 @@ class Renderer:
 
     def render(self, campaign: Campaign, track: Track, step: Step, variant: str | None,
                lead: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
-        v = next((x for x in step.variants or () if x.id == variant), None)
-        subject_src = (v.subject if v and v.subject else step.subject) or ""
-        template = (v.template if v and v.template else step.template)
+        subject_src, template = step.content(variant)
         ctx = {
             "lead": lead,
             "campaign": SimpleNamespace(name=campaign.name, description=campaign.description),

@@ -19,12 +19,16 @@ from nurture.core.domain import (
     RECYCLED,
     SAL,
     SQL,
+    HandoffStatus,
+    LeadEventKind,
+    SalesAction,
     Transition,
+    normalise_email,
 )
 from nurture.core.rules import Rules
 
-ACTIONS = ("accept", "reject", "opportunity", "won", "lost")
-AMOUNT_ACTIONS = ("opportunity", "won")
+ACTIONS = tuple(SalesAction)
+AMOUNT_ACTIONS = (SalesAction.OPPORTUNITY, SalesAction.WON)
 # a lost deal rests this long before nurture resumes, unless a reject code says otherwise
 LOST_RECYCLE_DAYS = 90
 WITH_SALES = (MQL, SAL, SQL)
@@ -64,9 +68,9 @@ class FeedbackOutcome:
     recycle_count: int
     recycle_until: datetime | None = None
     engagement_since: datetime | None = None
-    handoff_status: str | None = None        # accepted | rejected (the open handoff)
+    handoff_status: HandoffStatus | None = None  # accepted | rejected (the open handoff)
     handoff_reason: str | None = None
-    events: list[str] = field(default_factory=list)  # Prefect event kinds to emit
+    events: list[LeadEventKind] = field(default_factory=list)  # Prefect event kinds to emit
     amount: float | None = None              # deal value (opportunity / won), on the transition
 
 
@@ -87,9 +91,111 @@ def decide_feedback(state: LeadState, action: str, rules: Rules, at: datetime,
     return o
 
 
+@dataclass(slots=True, frozen=True)
+class _Feedback:
+    """One piece of feedback being decided: what every action's rule looks at."""
+
+    state: LeadState
+    rules: Rules
+    at: datetime
+    reason: str | None
+    note: str | None
+    actor: str
+
+    @property
+    def stage(self) -> str:
+        return self.state.lifecycle_stage
+
+    def out(self, to: str, why: str, rule: str | None, **kw) -> FeedbackOutcome:
+        return FeedbackOutcome(Transition(self.stage, to, why, rule, self.actor, self.note),
+                               to, self.at, self.state.recycle_count, **kw)
+
+    def disqualify(self, why: str, rule: str, handoff: HandoffStatus | None = None,
+                   code: str | None = None) -> FeedbackOutcome:
+        o = self.out(DISQUALIFIED, why, rule, handoff_status=handoff, handoff_reason=code)
+        o.events.append(LeadEventKind.DISQUALIFIED)
+        return o
+
+    def recycle(self, why: str, rule: str, days: int, handoff: HandoffStatus | None,
+                code: str | None) -> FeedbackOutcome:
+        """Back to nurture after `days`, or disqualified once out of recycles."""
+        count, most = self.state.recycle_count, self.rules.max_recycles
+        if count >= most:
+            return self.disqualify(f"{why}; recycled {count} times already "
+                                   f"(max_recycles {most})", "routing.max_recycles",
+                                   handoff, code)
+        o = self.out(RECYCLED, f"{why}; back to nurture after {days} days", rule,
+                     recycle_until=self.at + timedelta(days=days), engagement_since=self.at,
+                     handoff_status=handoff, handoff_reason=code)
+        o.recycle_count = count + 1
+        o.events.append(LeadEventKind.RECYCLED)
+        return o
+
+
+def _with_sales(f: _Feedback, becomes: str) -> None:
+    if f.stage not in WITH_SALES:
+        raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can "
+                              f"{becomes}; this lead is {f.stage}")
+
+
+def _accept(f: _Feedback) -> FeedbackOutcome:
+    if f.stage != MQL:
+        raise FeedbackRefused(f"only an MQL can be accepted; this lead is {f.stage}")
+    o = f.out(SAL, "accepted by sales", "sales.accept", handoff_status=HandoffStatus.ACCEPTED)
+    o.events.append(LeadEventKind.SAL)
+    return o
+
+
+def _reject(f: _Feedback) -> FeedbackOutcome:
+    _with_sales(f, "be rejected")
+    codes = f.rules.sales_rejected
+    if f.reason is None:
+        raise FeedbackRefused("a reject needs a reason code, one of "
+                              f"{', '.join(sorted(codes))}", "reason")
+    rule = f"routing.sales_rejected.{f.reason}"
+    handoff = HandoffStatus.REJECTED if f.state.has_open_handoff else None
+    if codes[f.reason].disqualify:
+        return f.disqualify(f"rejected by sales: {f.reason}", rule, handoff, f.reason)
+    return f.recycle(f"rejected by sales: {f.reason}", rule,
+                     codes[f.reason].recycle_after_days or 0, handoff, f.reason)
+
+
+def _opportunity(f: _Feedback) -> FeedbackOutcome:
+    _with_sales(f, "become an opportunity")
+    o = f.out(OPPORTUNITY, "opportunity opened by sales", "sales.opportunity",
+              handoff_status=HandoffStatus.ACCEPTED if f.stage == MQL else None)
+    o.events.append(LeadEventKind.OPPORTUNITY)
+    return o
+
+
+def _won(f: _Feedback) -> FeedbackOutcome:
+    if f.stage != OPPORTUNITY:
+        raise FeedbackRefused(f"only an opportunity can be won; this lead is {f.stage}")
+    o = f.out(CUSTOMER, "deal won", "sales.won")
+    o.events.append(LeadEventKind.CUSTOMER)
+    return o
+
+
+def _lost(f: _Feedback) -> FeedbackOutcome:
+    """Back to nurture after a rest (or as a reject code says)."""
+    if f.stage != OPPORTUNITY:
+        raise FeedbackRefused(f"only an opportunity can be lost; this lead is {f.stage}")
+    reason, codes = f.reason, f.rules.sales_rejected
+    if reason is not None and codes[reason].disqualify:
+        return f.disqualify(f"deal lost: {reason}", f"routing.sales_rejected.{reason}")
+    days = codes[reason].recycle_after_days if reason else LOST_RECYCLE_DAYS
+    return f.recycle(f"deal lost{': ' + reason if reason else ''}",
+                     f"routing.sales_rejected.{reason}" if reason else "sales.lost",
+                     days or 0, None, reason)
+
+
+_DECIDE = {SalesAction.ACCEPT: _accept, SalesAction.REJECT: _reject,
+           SalesAction.OPPORTUNITY: _opportunity, SalesAction.WON: _won,
+           SalesAction.LOST: _lost}
+
+
 def _decide(state: LeadState, action: str, rules: Rules, at: datetime, reason: str | None,
             note: str | None, actor: str) -> FeedbackOutcome:
-    stage = state.lifecycle_stage
     if action not in ACTIONS:
         raise FeedbackRefused(f"unknown action {action!r}; one of {', '.join(ACTIONS)}",
                               "action")
@@ -98,71 +204,7 @@ def _decide(state: LeadState, action: str, rules: Rules, at: datetime, reason: s
         raise FeedbackRefused(f"unknown reason code {reason!r}; lifecycle.yaml defines "
                               f"{', '.join(sorted(codes)) or 'none'} (routing.sales_rejected)",
                               "reason")
-
-    def out(to: str, why: str, rule: str | None, **kw) -> FeedbackOutcome:
-        return FeedbackOutcome(Transition(stage, to, why, rule, actor, note), to, at,
-                               state.recycle_count, **kw)
-
-    def recycle(why: str, rule: str, days: int, handoff: str | None, code: str | None
-                ) -> FeedbackOutcome:
-        if state.recycle_count >= rules.max_recycles:
-            o = out(DISQUALIFIED, f"{why}; recycled {state.recycle_count} times already "
-                    f"(max_recycles {rules.max_recycles})", "routing.max_recycles",
-                    handoff_status=handoff, handoff_reason=code)
-            o.events.append("disqualified")
-            return o
-        o = out(RECYCLED, f"{why}; back to nurture after {days} days", rule,
-                recycle_until=at + timedelta(days=days), engagement_since=at,
-                handoff_status=handoff, handoff_reason=code)
-        o.recycle_count = state.recycle_count + 1
-        o.events.append("recycled")
-        return o
-
-    if action == "accept":
-        if stage != MQL:
-            raise FeedbackRefused(f"only an MQL can be accepted; this lead is {stage}")
-        o = out(SAL, "accepted by sales", "sales.accept", handoff_status="accepted")
-        o.events.append("sal")
-        return o
-    if action == "reject":
-        if stage not in WITH_SALES:
-            raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can be "
-                                  f"rejected; this lead is {stage}")
-        if reason is None:
-            raise FeedbackRefused("a reject needs a reason code, one of "
-                                  f"{', '.join(sorted(codes))}", "reason")
-        rule = f"routing.sales_rejected.{reason}"
-        handoff = "rejected" if state.has_open_handoff else None
-        if codes[reason].disqualify:
-            o = out(DISQUALIFIED, f"rejected by sales: {reason}", rule,
-                    handoff_status=handoff, handoff_reason=reason)
-            o.events.append("disqualified")
-            return o
-        return recycle(f"rejected by sales: {reason}", rule,
-                       codes[reason].recycle_after_days or 0, handoff, reason)
-    if action == "opportunity":
-        if stage not in WITH_SALES:
-            raise FeedbackRefused(f"only a lead with sales ({', '.join(WITH_SALES)}) can "
-                                  f"become an opportunity; this lead is {stage}")
-        o = out(OPPORTUNITY, "opportunity opened by sales", "sales.opportunity",
-                handoff_status="accepted" if stage == MQL else None)
-        o.events.append("opportunity")
-        return o
-    if stage != OPPORTUNITY:
-        raise FeedbackRefused(f"only an opportunity can be {action}; this lead is {stage}")
-    if action == "won":
-        o = out(CUSTOMER, "deal won", "sales.won")
-        o.events.append("customer")
-        return o
-    # lost: back to nurture after a rest (or as a reject code says)
-    if reason is not None and codes[reason].disqualify:
-        o = out(DISQUALIFIED, f"deal lost: {reason}", f"routing.sales_rejected.{reason}")
-        o.events.append("disqualified")
-        return o
-    days = codes[reason].recycle_after_days if reason else LOST_RECYCLE_DAYS
-    return recycle(f"deal lost{': ' + reason if reason else ''}",
-                   f"routing.sales_rejected.{reason}" if reason else "sales.lost",
-                   days or 0, None, reason)
+    return _DECIDE[SalesAction(action)](_Feedback(state, rules, at, reason, note, actor))
 
 
 def record_feedback(store, rules: Rules, email: str, action: str, at: datetime,
@@ -171,8 +213,6 @@ def record_feedback(store, rules: Rules, email: str, action: str, at: datetime,
     """The one service every door calls: decide and write, atomically. `store` is the lead
     store's sales side (`nurture.store.sales.SalesStore`). Raises `FeedbackRefused` (nothing
     changed) or `LookupError` for an unknown email."""
-    from nurture.core.domain import normalise_email
-
     email = normalise_email(email)
     lead_id, o = store.apply_feedback(
         email, lambda state: decide_feedback(state, action, rules, at, reason, note, actor,

@@ -9,13 +9,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from nurture.core.domain import TouchFact
-from nurture.core.ledger import SEEN
+from nurture.core.ledger import MAY_HAVE_SENT
 
 WEEK = timedelta(days=7)
-# touches that went out or may have (a timeout, a crash mid-send): they count for cadence
-# and the weekly cap, so doubt never turns into an extra email
-# touches that count for cadence and the weekly cap: those that went out or may have
-MAY_HAVE_SENT = SEEN
 
 
 def last_sent_in_campaign(touches: list[TouchFact], campaign: str) -> datetime | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from nurture.core.conditions import Compiled, Facts, compile_condition
 from nurture.core.config import Scoring
-from nurture.core.domain import ActivityFact
+from nurture.core.domain import ActivityFact, Grade
 
 # Activities older than this many half-lives weigh under 0.1 % and are not loaded at all,
 # so a cycle's work does not grow with a lead's whole history.
@@ -49,11 +50,20 @@ class ScoreTable:
         return [(r.condition.description, r.points) for r in self.fit_rules
                 if r.condition.test(facts)]
 
-    def grade(self, fit: float) -> str:
+    def breakdown(self, facts: Facts, places: int = 2) -> dict[str, Any]:
+        """Why the score is what it is: the fit rules that held (rule, points) and engagement
+        points per activity type, largest first. One computation for `nurture lead explain`
+        and the MQL event sales sees."""
+        by_type = self.engagement_by_type(facts.activities, facts.as_of)
+        return {"fit": [{"rule": d, "points": p} for d, p in self.fit_breakdown(facts)],
+                "engagement": {k: round(v, places) for k, v in sorted(
+                    by_type.items(), key=lambda kv: -abs(kv[1]))}}
+
+    def grade(self, fit: float) -> Grade:
         for grade, floor in self.grade_floors:
             if fit >= floor:
-                return grade
-        return "D"
+                return Grade(grade)
+        return Grade.D
 
     # -- engagement ---------------------------------------------------------------------
     def engagement_by_type(self, activities: list[ActivityFact], as_of: datetime

@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from nurture.core.domain import LEAD_FIELDS
+
 DEFAULT_START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday
 LEAD_HISTORY_DAYS = 90  # created_at falls within this many days before `start`
 ACTIVITY_HISTORY_DAYS = 45  # activities start this many days before `start`
 COMPANY_POOL = 4000
 
-LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title", "industry",
-                "company_size", "country", "timezone", "source", "utm_source", "utm_medium",
-                "utm_campaign", "created_at", "plan_interest")
+# the lead CSV's columns: the standard fields plus the demo's one custom attribute
+LEAD_COLUMNS = (*LEAD_FIELDS, "plan_interest")
 
 T = TypeVar("T")
 _DAY = 86400

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Column
 
-from nurture.core.domain import LEAD_FIELDS, normalise_email
+from nurture.core.domain import LEAD_FIELDS
+from nurture.core.emails import InvalidEmail, normalize_email
 from nurture.store.limits import (
     EARLIEST,
     int_range,
@@ -28,8 +29,6 @@ from nurture.store.limits import (
 from nurture.store.tables import activities as ACTIVITIES
 from nurture.store.tables import leads as LEADS
 
-EMAIL_RE = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
-                      r"(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$")
 TYPE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 REQUIRED_LEAD_COLUMNS = ("email",)
 BATCH = 1000
@@ -67,8 +66,13 @@ class ImportReport:
         return {k: v for k, v in self.__dict__.items()}
 
 
-def valid_email(value: str) -> bool:
-    return len(value) <= 320 and EMAIL_RE.match(value) is not None
+def checked_email(value: str) -> str:
+    """The lead key for an imported address (`nurture.core.emails`), or `RowError`."""
+    try:
+        return normalize_email(value)
+    except InvalidEmail as exc:
+        raise RowError("invalid_email", f"invalid email {_show(value.strip())}: "
+                                        f"{exc.reason}") from None
 
 
 def parse_time(value: Any) -> datetime:
@@ -150,11 +154,10 @@ def lead_row(raw: dict[str, str | None]) -> dict[str, Any]:
             raise RowError("not_utf8", f"{key or 'a value'} is not valid UTF-8 text")
         if value is not None and "\x00" in value:
             raise RowError("nul_character", f"{key or 'a value'} contains a NUL character")
-    email = normalise_email(raw.get("email") or "")
-    if not email:
+    raw_email = raw.get("email") or ""
+    if not raw_email.strip():
         raise RowError("missing_email", "email is empty")
-    if not valid_email(email):
-        raise RowError("invalid_email", f"invalid email {_show(email)}")
+    email = checked_email(raw_email)
     row: dict[str, Any] = {"email": email, "attributes": {}}
     for key, value in raw.items():
         key = key.strip()
@@ -453,9 +456,7 @@ def activity_row(obj: Any, now: datetime | None = None) -> dict[str, Any]:
     raw_email = obj.get("email")
     if not isinstance(raw_email, str):
         raise RowError("invalid_email", f"email must be a string, not {type_name(raw_email)}")
-    email = normalise_email(raw_email)
-    if not valid_email(email):
-        raise RowError("invalid_email", f"invalid email {_show(raw_email)}")
+    email = checked_email(raw_email)
     typ = obj.get("type")
     if not isinstance(typ, str) or not TYPE_RE.match(typ) or \
             string_problem(typ, ACTIVITIES.c.type):

@@ -31,7 +31,6 @@ def explain_lead(store, rules, email: str, default_tz: str,
     points = {k: v[0] for k, v in rules.scores.points.items()}
     snap = store.snapshot(row.id, as_of, rules.horizon_days, points, default_tz)
     facts = lead_facts(snap, rules, as_of)
-    by_type = rules.scores.engagement_by_type(facts.activities, as_of)
     return {
         "email": row.email,
         "name": " ".join(p for p in (row.first_name, row.last_name) if p) or None,
@@ -46,9 +45,7 @@ def explain_lead(store, rules, email: str, default_tz: str,
         "last_cycle": {"scored_at": _iso(row.scored_at), "score": row.score,
                        "buying_stage": row.buying_stage},
         "score_breakdown": {
-            "fit": [{"rule": d, "points": p} for d, p in rules.scores.fit_breakdown(facts)],
-            "engagement": {k: round(v, 2) for k, v in sorted(by_type.items(),
-                                                             key=lambda kv: -abs(kv[1]))},
+            **rules.scores.breakdown(facts),
             "engagement_counts_since": _iso(row.engagement_since),
         },
         "campaign": row.campaign,

@@ -301,8 +301,8 @@ def persona_problems(parsed: Parsed, renderer: Renderer) -> list[Problem]:
     for campaign, source in parsed.campaigns:
         for ti, si, variant, key in emails(campaign):
             track, step = campaign.tracks[ti], campaign.tracks[ti].steps[si]
-            v = next((x for x in step.variants or () if x.id == variant), None)
-            template = v.template if v and v.template else step.template
+            v = step.variant(variant)
+            template = step.content(variant)[1]
             if not renderer.has_template(template):
                 continue
             try:

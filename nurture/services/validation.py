@@ -27,8 +27,8 @@ def template_problems(config: Config, renderer: Renderer) -> list[Problem]:
                     variants = [(v.id, base + ("variants", vi))
                                 for vi, v in enumerate(step.variants)]
                 for variant, key in variants:
-                    v = next((x for x in step.variants or () if x.id == variant), None)
-                    template = v.template if v and v.template else step.template
+                    v = step.variant(variant)
+                    template = step.content(variant)[1]
                     tkey = key + ("template",) if v and v.template else base + ("template",)
                     if not renderer.has_template(template):
                         problems.append(source.problem(

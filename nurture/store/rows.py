@@ -9,12 +9,13 @@ from typing import Any
 from sqlalchemy import Engine, insert
 from sqlalchemy.dialects import postgresql, sqlite
 
+from nurture.core.domain import LEAD_FIELDS
+
 # SQLite caps bound parameters (32766 on modern builds); stay well under for IN lists.
 IN_BATCH = 5000
 
-LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title", "industry",
-                "company_size", "country", "timezone", "source", "utm_source", "utm_medium",
-                "utm_campaign")
+# the standard lead fields stored as given; `created_at` is a timestamp, handled on its own
+LEAD_COLUMNS = tuple(f for f in LEAD_FIELDS if f != "created_at")
 
 
 def chunks(seq: Sequence, size: int) -> Iterable[Sequence]:

@@ -237,7 +237,8 @@ def test_import_leads_quarantines_bad_rows_and_reimport_is_an_upsert(world):
     with open(root / "leads.quarantine.csv", newline="", encoding="utf-8") as fh:
         quarantined = list(csv.DictReader(fh))
     assert [(q["line"], q["email"], q["reason"]) for q in quarantined] == [
-        ("7", "not-an-email", "invalid email 'not-an-email'"),
+        ("7", "not-an-email",
+         "invalid email 'not-an-email': an email address must have an @-sign"),
         ("8", "", "email is empty"),
         ("9", "carol@example.com", "company_size 'lots' is not a whole number")]
     assert quarantined[0]["first_name"] == "Bad"  # the whole row is kept for fixing

@@ -8,8 +8,10 @@ Outcomes, per SendGrid's guidance:
 - 202 -> sent; the `X-Message-Id` header is kept (every event's `sg_message_id` starts
   with it).
 - 429, 5xx, connection failures, connect/pool timeouts -> retried with exponential backoff
-  and full jitter; still failing after the last attempt -> a retryable failure: the ledger
-  plans the touch again for a later run (`nurture.core.ledger`).
+  and full jitter (a random wait between 0 and base x 2^n, capped: `RetryPolicy.delay`), or
+  after exactly the wait SendGrid asks for (`Retry-After` / `X-RateLimit-Reset`, capped);
+  still failing after the last attempt -> a retryable failure: the ledger plans the touch
+  again for a later run (`nurture.core.ledger`).
 - A read timeout (the request reached SendGrid, no answer came) is retried only when the
   request provably did not reach the API: otherwise the outcome is *unknown*. SendGrid has no
   idempotency key, so resending could email the lead twice; the touch is left `unknown` and
