@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -329,6 +329,127 @@ def _created_ts(value: Any) -> int | None:
     return None
 
 
+class _Draw:
+    """One lead's activity draw: the shared random stream, the lead's window [lo, lo + span]
+    and its office hours. Every draw goes through the one stream, in a fixed order, so the
+    same seed gives the same activities."""
+
+    def __init__(self, r: Callable[[], float], clock: _Clock, offset: int, lo: int,
+                 span: int) -> None:
+        self.r, self.clock, self.offset, self.lo, self.span = r, clock, offset, lo, span
+        self.out: list[tuple[int, str, dict[str, Any]]] = []
+
+    def add(self, ts: int, typ: str, props: dict[str, Any]) -> None:
+        self.out.append((ts, typ, props))
+
+    def session(self, at: float) -> int:
+        """A session start in the lead's office hours on the day around `at`; epoch s."""
+        r, weekdays = self.r, self.clock.weekdays
+        day = max(int((at - self.clock.base + self.offset) // _DAY), 0)
+        if weekdays[min(day, len(weekdays) - 1)] >= 5 and r() < 0.75:
+            day += 2 if weekdays[min(day, len(weekdays) - 1)] == 5 else 1
+        local = LOCAL_HOURS[int(r() * len(LOCAL_HOURS))] * 3600 + int(r() * 3600)
+        return self.clock.base + day * _DAY + local - self.offset
+
+    def anytime(self, share: float = 1.0) -> int:
+        """A session in the first `share` of the window."""
+        return self.session(self.lo + self.r() * self.span * share)
+
+    def pick(self, options: Sequence[str]) -> str:
+        return options[int(self.r() * len(options))]
+
+    def browse(self, t: int, pages: int, urls: Sequence[str], gap: int, jitter: int) -> int:
+        """`pages` page views from `t`, `gap` + up to `jitter` seconds apart; the time after."""
+        for _ in range(pages):
+            self.add(t, "page_view", {"url": self.pick(urls)})
+            t += gap + int(self.r() * jitter)
+        return t
+
+    def webinar(self, t: int) -> None:
+        r = self.r
+        self.add(t, "webinar_attended",
+                 {"webinar": WEBINARS[int(r() * 3)], "minutes": 10 + int(r() * 50)})
+
+    def download(self, t: int, assets: Sequence[str] = RESEARCH_ASSETS) -> None:
+        self.add(t, "content_download", {"asset": self.pick(assets)})
+
+
+def _dormant(d: _Draw) -> None:
+    """0-2 early activities, then silence."""
+    r = d.r
+    for _ in range(int(r() * 2.9)):  # 0, 1 or 2
+        t = d.session(d.lo + r() * min(d.span, 10 * _DAY))
+        x = r()
+        if x < 0.6:
+            d.add(t, "page_view", {"url": d.pick(BLOG)})
+        elif x < 0.8:
+            d.add(t, "email_click", {"url": SITE + d.pick(BLOG)})
+        else:
+            d.download(t)
+
+
+def _researcher(d: _Draw) -> None:
+    """Blog sessions, downloads, the odd webinar or form."""
+    r = d.r
+    for _ in range(1 + int(r() * 2)):
+        t = d.browse(d.anytime(), 1 + int(r() * 3), BLOG, 40, 300)
+        if r() < 0.4:
+            d.download(t)
+        if r() < 0.25:
+            d.add(d.anytime(), "email_click", {"url": SITE + d.pick(BLOG)})
+    if r() < 0.12:
+        d.webinar(d.anytime())
+    if r() < 0.1:
+        d.add(d.anytime(), "form_submit", {"form": FORMS[int(r() * 4)]})
+
+
+def _evaluator(d: _Draw) -> None:
+    """Early research, then pricing and case studies later in the window."""
+    r = d.r
+    t = d.browse(d.anytime(0.4), 1 + int(r() * 2), BLOG, 40, 300)  # early research
+    if r() < 0.5:
+        d.download(t)
+    # then, later in the window, comparing vendors over a week or two
+    eval_start = d.lo + d.span * (0.4 + 0.5 * r())
+    for _ in range(2 + int(r() * 2)):
+        t = d.session(eval_start + r() * 12 * _DAY)
+        d.add(t, "page_view", {"url": d.pick(PRODUCT_PAGES)})
+        d.add(t + 30 + int(r() * 240), "pricing_page_view", {"url": "/pricing"})
+    for _ in range(1 + (r() < 0.3)):
+        d.download(d.session(eval_start + r() * 12 * _DAY), EVALUATION_ASSETS)
+    d.add(d.session(eval_start + r() * 10 * _DAY), "email_click", {"url": f"{SITE}/customers"})
+    if r() < 0.2:
+        d.add(d.session(eval_start + r() * 12 * _DAY), "form_submit", {"form": "contact-us"})
+
+
+def _hand_raiser(d: _Draw) -> None:
+    """Reads, looks at pricing, asks for a demo."""
+    r = d.r
+    d.browse(d.anytime(0.5), 2 + int(r() * 2), BLOG, 40, 300)
+    if r() < 0.5:
+        d.add(d.anytime(), "email_click", {"url": SITE + d.pick(PRODUCT_PAGES)})
+    t = d.anytime()
+    d.add(t, "pricing_page_view", {"url": "/pricing"})
+    if r() < 0.4:
+        t += 60 + int(r() * 600)
+        d.add(t, "form_submit", {"form": "contact-sales"})
+    d.add(t + 60 + int(r() * 900), "demo_request", {"form": "demo-request", "url": "/demo"})
+
+
+def _noisy(d: _Draw) -> None:
+    """Many page views a day (an intern refreshing, a shared login, a crawler)."""
+    r = d.r
+    for _ in range(1 + int(r() * 3)):
+        t = d.browse(d.anytime(), 5 + int(r() * 10), BLOG, 5, 120)
+    if r() < 0.5:
+        d.download(t)
+
+
+_PERSONA_DRAWS: dict[str, Callable[[_Draw], None]] = {
+    "dormant": _dormant, "researcher": _researcher, "evaluator": _evaluator,
+    "hand_raiser": _hand_raiser, "noisy": _noisy}
+
+
 def generate_activities(leads: Iterable[dict], start: datetime, days: int, seed: int = 7
                         ) -> Iterator[dict[str, Any]]:
     """Activity rows shaped like the activities JSONL, between `start - 45 days` and
@@ -343,124 +464,32 @@ def generate_activities(leads: Iterable[dict], start: datetime, days: int, seed:
     first = start - timedelta(days=ACTIVITY_HISTORY_DAYS)
     last = start + timedelta(days=max(days, 0))
     clock = _Clock(first, last)
-    dates, tod, weekdays, base = clock.dates, clock.tod, clock.weekdays, clock.base
     lo_all, hi_all = int(first.timestamp()), int(last.timestamp())
-    rng = random.Random(f"nurture-demo-activities:{seed}")
-    r = rng.random
-    n_blog, n_hours = len(BLOG), len(LOCAL_HOURS)
-
+    r = random.Random(f"nurture-demo-activities:{seed}").random
     for index, lead in enumerate(leads):
-        email = lead["email"]
-        offset = _offset_seconds(lead.get("timezone"), start)
         created = _created_ts(lead.get("created_at"))
         lo = lo_all if created is None or created < lo_all else min(created, hi_all)
-        span = hi_all - lo
-        prefix = f"demo-{seed}-{index}-"
-        out: list[tuple[int, str, dict[str, Any]]] = []
-        add = out.append
-
-        def session(at: float, offset: int = offset) -> int:
-            """A session start in the lead's office hours on the day around `at`; epoch s."""
-            day = max(int((at - base + offset) // _DAY), 0)
-            if weekdays[min(day, len(weekdays) - 1)] >= 5 and r() < 0.75:
-                day += 2 if weekdays[min(day, len(weekdays) - 1)] == 5 else 1
-            local = LOCAL_HOURS[int(r() * n_hours)] * 3600 + int(r() * 3600)
-            return base + day * _DAY + local - offset
-
+        d = _Draw(r, clock, _offset_seconds(lead.get("timezone"), start), lo, hi_all - lo)
         persona = PERSONAS[int(r() * len(PERSONAS))]
         if lead.get("source") == "webinar" and r() < 0.7 and created is not None:
             # registered for a webinar: most attended it around when they signed up
-            add((created + 3600 + int(r() * 2 * _DAY), "webinar_attended",
-                 {"webinar": WEBINARS[int(r() * 3)], "minutes": 10 + int(r() * 50)}))
+            d.webinar(created + 3600 + int(r() * 2 * _DAY))
+        _PERSONA_DRAWS[persona](d)
+        yield from _rows(d, hi_all, f"demo-{seed}-{index}-", lead["email"])
 
-        if persona == "dormant":
-            k = int(r() * 2.9)  # 0, 1 or 2
-            for _ in range(k):
-                t = session(lo + r() * min(span, 10 * _DAY))
-                x = r()
-                if x < 0.6:
-                    add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
-                elif x < 0.8:
-                    add((t, "email_click", {"url": SITE + BLOG[int(r() * n_blog)]}))
-                else:
-                    add((t, "content_download",
-                         {"asset": RESEARCH_ASSETS[int(r() * len(RESEARCH_ASSETS))]}))
 
-        elif persona == "researcher":
-            for _ in range(1 + int(r() * 2)):
-                t = session(lo + r() * span)
-                for _ in range(1 + int(r() * 3)):
-                    add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
-                    t += 40 + int(r() * 300)
-                if r() < 0.4:
-                    add((t, "content_download",
-                         {"asset": RESEARCH_ASSETS[int(r() * len(RESEARCH_ASSETS))]}))
-                if r() < 0.25:
-                    add((session(lo + r() * span), "email_click",
-                         {"url": SITE + BLOG[int(r() * n_blog)]}))
-            if r() < 0.12:
-                add((session(lo + r() * span), "webinar_attended",
-                     {"webinar": WEBINARS[int(r() * 3)], "minutes": 10 + int(r() * 50)}))
-            if r() < 0.1:
-                add((session(lo + r() * span), "form_submit", {"form": FORMS[int(r() * 4)]}))
-
-        elif persona == "evaluator":
-            t = session(lo + r() * span * 0.4)  # early research
-            for _ in range(1 + int(r() * 2)):
-                add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
-                t += 40 + int(r() * 300)
-            if r() < 0.5:
-                add((t, "content_download",
-                     {"asset": RESEARCH_ASSETS[int(r() * len(RESEARCH_ASSETS))]}))
-            # then, later in the window, comparing vendors over a week or two
-            eval_start = lo + span * (0.4 + 0.5 * r())
-            for _ in range(2 + int(r() * 2)):
-                t = session(eval_start + r() * 12 * _DAY)
-                add((t, "page_view", {"url": PRODUCT_PAGES[int(r() * len(PRODUCT_PAGES))]}))
-                add((t + 30 + int(r() * 240), "pricing_page_view", {"url": "/pricing"}))
-            for _ in range(1 + (r() < 0.3)):
-                add((session(eval_start + r() * 12 * _DAY), "content_download",
-                     {"asset": EVALUATION_ASSETS[int(r() * len(EVALUATION_ASSETS))]}))
-            add((session(eval_start + r() * 10 * _DAY), "email_click",
-                 {"url": f"{SITE}/customers"}))
-            if r() < 0.2:
-                add((session(eval_start + r() * 12 * _DAY), "form_submit", {"form": "contact-us"}))
-
-        elif persona == "hand_raiser":
-            t = session(lo + r() * span * 0.5)
-            for _ in range(2 + int(r() * 2)):
-                add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
-                t += 40 + int(r() * 300)
-            if r() < 0.5:
-                add((session(lo + r() * span), "email_click",
-                     {"url": SITE + PRODUCT_PAGES[int(r() * len(PRODUCT_PAGES))]}))
-            t = session(lo + r() * span)
-            add((t, "pricing_page_view", {"url": "/pricing"}))
-            if r() < 0.4:
-                t += 60 + int(r() * 600)
-                add((t, "form_submit", {"form": "contact-sales"}))
-            add((t + 60 + int(r() * 900), "demo_request",
-                 {"form": "demo-request", "url": "/demo"}))
-
-        else:  # noisy: many page views a day (an intern refreshing, a shared login, a crawler)
-            for _ in range(1 + int(r() * 3)):
-                t = session(lo + r() * span)
-                for _ in range(5 + int(r() * 10)):
-                    add((t, "page_view", {"url": BLOG[int(r() * n_blog)]}))
-                    t += 5 + int(r() * 120)
-            if r() < 0.5:
-                add((t, "content_download",
-                     {"asset": RESEARCH_ASSETS[int(r() * len(RESEARCH_ASSETS))]}))
-
-        edge = min(span, 6 * 3600)  # pull strays back inside the window, near its edge
-        for k, (ts, typ, props) in enumerate(out):
-            if ts < lo:
-                ts = lo + int(r() * edge)
-            elif ts > hi_all:
-                ts = hi_all - int(r() * edge)
-            d, s = divmod(ts - base, _DAY)
-            yield {"id": prefix + str(k), "email": email, "type": typ,
-                   "occurred_at": dates[d] + tod[s], "properties": props}
+def _rows(d: _Draw, hi: int, prefix: str, email: str) -> Iterator[dict[str, Any]]:
+    """The lead's drawn activities as rows, strays pulled back inside the window."""
+    r, clock = d.r, d.clock
+    edge = min(d.span, 6 * 3600)  # pull strays back inside the window, near its edge
+    for k, (ts, typ, props) in enumerate(d.out):
+        if ts < d.lo:
+            ts = d.lo + int(r() * edge)
+        elif ts > hi:
+            ts = hi - int(r() * edge)
+        day, sec = divmod(ts - clock.base, _DAY)
+        yield {"id": prefix + str(k), "email": email, "type": typ,
+               "occurred_at": clock.dates[day] + clock.tod[sec], "properties": props}
 
 
 def write_leads_csv(path: Path, rows: Iterable[dict]) -> int:

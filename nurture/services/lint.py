@@ -3,14 +3,15 @@
 A typo in `activity: demo_requets` or `field: compnay_size` is valid YAML of the right type,
 so the schema accepts it, and the rule then simply never matches (a misspelt activity in the
 MQL rule once stopped every hand-raiser from reaching sales). These checks compare every
-name against what exists, find steps and campaigns no lead can ever reach, and render each
-email for every built-in persona. They run on whatever parsed, so one `nurture validate`
+name against what exists, find steps and campaigns no lead can ever reach (`reach_lint`), and
+render each email for every built-in persona. They run on whatever parsed, so one `nurture validate`
 reports them together with schema errors in other files.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,6 @@ from nurture.core.config import (
 )
 from nurture.core.domain import LEAD_FIELDS, STANDARD_ACTIVITY_TYPES
 from nurture.core.personas import persona_leads, with_custom_fields
-from nurture.core.reachability import Space, can_hold, covers, regions
 from nurture.core.rendering import Renderer, RenderError, sample_lead
 from nurture.core.yaml_lines import KeyPath
 
@@ -207,76 +207,6 @@ def _template_attrs(renderer: Renderer, name: str, seen: set[str] | None = None)
     return found
 
 
-# -- reachability ----------------------------------------------------------------------------
-def reach_problems(parsed: Parsed) -> list[Problem]:
-    """Steps no lead can reach and campaigns a higher-priority one shadows entirely."""
-    lc = parsed.lifecycle
-    if lc is None:
-        return []
-    space = Space.of(lc.scoring)
-    problems: list[Problem] = []
-    stage_regions = {s.name: regions(s.when) for s in lc.buying_stages}
-    for c, source in parsed.campaigns:
-        audience = regions(c.audience.when)
-        stages = set(c.audience.lifecycle_stages)
-        if not can_hold(space, audience):
-            problems.append(source.problem(("audience", "when"),
-                                           "this audience can never match any lead, so no "
-                                           "step of the campaign is ever sent"))
-            continue
-        shadow = _shadowed_by(space, c, audience, parsed)
-        if shadow is not None:
-            other, osource = shadow
-            problems.append(source.problem(
-                ("audience",),
-                f"campaign {c.name!r} can never be chosen: every lead in its audience "
-                f"({', '.join(c.audience.lifecycle_stages)}) also matches higher-priority "
-                f"campaign {other.name!r} (priority {other.priority}, "
-                f"{osource.display}:{osource.lines.get(('audience',), 1)}), and a lead is in "
-                "one campaign at a time"))
-            continue
-        has_recycled = any(t.stage == "recycled" for t in c.tracks)
-        for ti, track in enumerate(c.tracks):
-            why = None
-            if track.stage == "recycled" and "recycled" not in stages:
-                why = ("it serves recycled leads, but the audience's lifecycle_stages "
-                       "leave out `recycled`")
-            elif track.stage != "recycled" and stages == {"recycled"} and has_recycled:
-                why = ("the audience is recycled leads only, and they get the "
-                       "`recycled` track")
-            elif track.stage in stage_regions and not can_hold(
-                    space, audience, stage_regions[track.stage]):
-                why = (f"no lead in the audience can be in buying stage {track.stage!r}")
-            if why:
-                problems.append(source.problem(("tracks", ti, "stage"),
-                                               f"no lead can ever reach track "
-                                               f"{track.name!r}: {why}"))
-                continue
-            context = [audience]
-            if track.stage in stage_regions:
-                context.append(stage_regions[track.stage])
-            for si, step in enumerate(track.steps):
-                if step.when is not None and not can_hold(space, *context, regions(step.when)):
-                    problems.append(source.problem(
-                        ("tracks", ti, "steps", si, "when"),
-                        f"no lead can ever reach step {step.id!r}: its `when` can never hold "
-                        "for a lead in this campaign's audience and track (given the "
-                        "audience, the buying stage and the fit scores scoring can produce)"))
-    return problems
-
-
-def _shadowed_by(space: Space, c: Campaign, audience, parsed: Parsed):
-    for other, osource in parsed.campaigns:
-        if other is c:
-            break  # sorted by priority: only the ones before it win
-        if other.priority == c.priority and other.name > c.name:
-            continue
-        if set(c.audience.lifecycle_stages) <= set(other.audience.lifecycle_stages) and \
-                covers(space, regions(other.audience.when), audience):
-            return other, osource
-    return None
-
-
 # -- rendering for every persona ----------------------------------------------------------
 def emails(campaign: Campaign) -> Iterator[tuple[int, int, str | None, KeyPath]]:
     """(track index, step index, variant, key of its template) for every email."""
@@ -352,8 +282,6 @@ def format_problems(problems: list[Problem], fmt: str) -> str:
                          f"title={_gh_prop('nurture validate: ' + p.key)}::{_gh_data(p.message)}"
                          for p in problems)
     if fmt == "json":
-        import json
-
         return json.dumps({"ok": not problems, "count": len(problems),
                            "problems": [{"file": p.path, "line": p.line, "key": p.key,
                                          "message": p.message} for p in problems]})

@@ -1,18 +1,18 @@
 """Results reports: which content works, for whom, and where pipeline comes from.
 
 The lead store aggregates in SQL (`nurture.store.results_queries`); the functions here turn
-those few aggregate rows into reports — rates, the A/B test, cost ratios — and say what each
-figure means (`DEFINITIONS`, printed with every report and kept in `--json`). Nothing here
-reads a database, so every number can be checked by hand in a unit test.
+those few aggregate rows into reports — rates, the A/B test (`ab_testing`), cost ratios — and
+say what each figure means (`DEFINITIONS`, printed with every report and kept in `--json`).
+Nothing here reads a database, so every number can be checked by hand in a unit test.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from nurture.services.ab_testing import MIN_SAMPLE, ab_report, ratio
+from nurture.store.pauses import CampaignStatus
 from nurture.store.results_queries import (
     ATTRIBUTED,
     CONVERSIONS,
@@ -28,9 +28,6 @@ from nurture.store.results_queries import (
 CREDIT_DAYS = 14.0         # a stage entry is credited to touches sent this many days before
 LOOKBACK_DAYS = 90.0       # attribution: touches this long before a conversion get credit
 HALF_LIFE_DAYS = 7.0       # time decay: a touch this much older gets half the weight
-MIN_SAMPLE = 100           # A/B: sends per variant below which the test is not trusted
-ALPHA = 0.05
-Z = 1.959963984540054      # two-sided 95 %
 
 # the bulk-sender limits Gmail and Yahoo enforce; judged over a rolling window
 SPAM_LIMIT = 0.003
@@ -110,10 +107,6 @@ DEFINITIONS: dict[str, dict[str, str]] = {
 }
 
 
-def ratio(a: float, b: float, places: int = 4) -> float | None:
-    return round(a / b, places) if b else None
-
-
 def _f(v: Any) -> float:
     return float(v or 0)
 
@@ -131,90 +124,6 @@ def steps_report(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  unsubscribe_rate=ratio(r["unsubscribes"], r["sent"]),
                  mql_rate=ratio(r[CONVERSIONS[0]], r["sent"]))
         out.append(r)
-    return out
-
-
-# -- A/B ----------------------------------------------------------------------------------
-def wilson(x: int, n: int, z: float = Z) -> tuple[float, float]:
-    """Wilson score interval for x successes in n trials."""
-    if n == 0:
-        return 0.0, 1.0
-    p = x / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
-
-
-def newcombe(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
-    """Newcombe's hybrid score interval (method 10) for p2 − p1."""
-    p1, p2 = x1 / n1, x2 / n2
-    l1, u1 = wilson(x1, n1)
-    l2, u2 = wilson(x2, n2)
-    d = p2 - p1
-    return (d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2),
-            d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2))
-
-
-def z_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float | None, float | None]:
-    """Two-proportion z-test, pooled; (z, two-sided p). None when undefined."""
-    if not n1 or not n2:
-        return None, None
-    pool = (x1 + x2) / (n1 + n2)
-    se = math.sqrt(pool * (1 - pool) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return None, None
-    z = (x2 / n2 - x1 / n1) / se
-    return z, math.erfc(abs(z) / math.sqrt(2))
-
-
-def ab_report(steps: list[dict[str, Any]], metric: str = "click") -> list[dict[str, Any]]:
-    """Per multi-variant step: each variant's rates, and against the control (the first
-    variant by id) the difference, its 95 % CI, the z-test and a sample warning."""
-    key = {"click": "clicks", "open": "opens", "mql": CONVERSIONS[0]}[metric]
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in steps:
-        if r["variant"]:
-            groups[(r["campaign"], r["track"], r["step"])].append(r)
-    out = []
-    for (campaign, track, step), vs in groups.items():
-        if len(vs) < 2:
-            continue
-        vs = sorted(vs, key=lambda r: r["variant"])
-        ctrl = vs[0]
-        x1, n1 = ctrl[key], ctrl["sent"]
-        variants = []
-        for v in vs:
-            x, n = v[key], v["sent"]
-            lo, hi = wilson(x, n)
-            item = {"variant": v["variant"], "sent": n, "successes": x,
-                    "rate": ratio(x, n), "rate_ci": [round(lo, 4), round(hi, 4)],
-                    "open_rate": v["open_rate"], "click_rate": v["click_rate"],
-                    "mql_rate": v["mql_rate"], "control": v is ctrl}
-            if v is not ctrl and n and n1:
-                z, p = z_test(x1, n1, x, n)
-                dlo, dhi = newcombe(x1, n1, x, n)
-                item.update(difference=round(x / n - x1 / n1, 4),
-                            difference_ci=[round(dlo, 4), round(dhi, 4)],
-                            z=None if z is None else round(z, 3),
-                            p_value=None if p is None else round(p, 4),
-                            significant=p is not None and p < ALPHA)
-            variants.append(item)
-        small = [v["variant"] for v in variants
-                 if v["sent"] < MIN_SAMPLE or v["successes"] < 5
-                 or v["sent"] - v["successes"] < 5]
-        sig = [v for v in variants if v.get("significant")]
-        if small:
-            verdict = "not enough data (" + ", ".join(small) + ")"
-        elif sig:
-            best = max(variants, key=lambda v: v["rate"] or 0)
-            verdict = f"{best['variant']} leads (significant at {ALPHA:g})"
-        else:
-            verdict = "no significant difference"
-        out.append({"campaign": campaign, "track": track, "step": step, "metric": metric,
-                    "test": "two-proportion z-test; 95% Newcombe CI of the difference",
-                    "variants": variants, "min_sample_warning": bool(small),
-                    "verdict": verdict})
     return out
 
 
@@ -324,11 +233,6 @@ def build(engine, report: str, w: Window, *, credit_days: float = CREDIT_DAYS,
           lookback_days: float = LOOKBACK_DAYS, half_life_days: float = HALF_LIFE_DAYS,
           days: float = GUARD_DAYS, now: datetime | None = None) -> dict[str, Any]:
     """One report as a JSON-able dict: {report, filters, definitions, rows...}."""
-    from datetime import UTC
-    from datetime import datetime as dt
-
-    from nurture.store.pauses import CampaignStatus
-
     filters = {"from": w.start.isoformat() if w.start else None,
                "to": w.end.isoformat() if w.end else None, "campaign": w.campaign}
     out: dict[str, Any] = {"report": report, "filters": filters,
@@ -349,7 +253,7 @@ def build(engine, report: str, w: Window, *, credit_days: float = CREDIT_DAYS,
         out.update(attribution_report(attribution_rows(engine, w, lookback_days,
                                                        half_life_days)))
     elif report == "deliverability":
-        end = w.end or now or dt.now(UTC)
+        end = w.end or now or datetime.now(UTC)
         filters.update(days=days, to=end.isoformat())
         status = {r["campaign"]: r for r in CampaignStatus(engine).list()}
         out["rows"] = deliverability_report(

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nurture.core.config import Config, ConfigError, Problem, load_config
+from nurture.core.config import (
+    Campaign,
+    Config,
+    ConfigError,
+    Problem,
+    SourceFile,
+    Step,
+    Track,
+    load_config,
+)
 from nurture.core.personas import with_custom_fields
 from nurture.core.rendering import Renderer, RenderError, sample_lead
+from nurture.services import lint
+from nurture.services.reach_lint import reach_problems
 
 SAMPLE_UNSUBSCRIBE = "https://example.invalid/unsubscribe/SAMPLE-TOKEN"
 
@@ -27,34 +38,39 @@ def template_problems(config: Config, renderer: Renderer) -> list[Problem]:
                     variants = [(v.id, base + ("variants", vi))
                                 for vi, v in enumerate(step.variants)]
                 for variant, key in variants:
-                    v = step.variant(variant)
-                    template = step.content(variant)[1]
-                    tkey = key + ("template",) if v and v.template else base + ("template",)
-                    if not renderer.has_template(template):
-                        problems.append(source.problem(
-                            tkey, f"template {template!r} not found in {renderer.templates_dir}"))
-                        continue
-                    try:
-                        email = renderer.render(campaign, track, step, variant, lead,
-                                                SAMPLE_UNSUBSCRIBE)
-                    except RenderError as exc:
-                        where = "subject" if "subject of" in str(exc) else "template"
-                        skey = (key + ("subject",) if v and v.subject else base + ("subject",))
-                        problems.append(source.problem(skey if where == "subject" else tkey,
-                                                       str(exc)))
-                        continue
-                    src_subject = (v.subject if v and v.subject else step.subject) or ""
-                    if "\n" in src_subject or "\r" in src_subject:
-                        problems.append(source.problem(base + ("subject",),
-                                                       "a subject must be one line"))
-                    if SAMPLE_UNSUBSCRIBE not in email.html:
-                        problems.append(source.problem(tkey, f"template {template!r} does not "
-                                                       "show the unsubscribe link "
-                                                       "({{ unsubscribe_url }})"))
-                    if campaign.sender.postal_address not in email.text:
-                        problems.append(source.problem(tkey, f"template {template!r} does not "
-                                                       "show the sender's postal address "
-                                                       "({{ sender.postal_address }})"))
+                    problems += _email_problems(renderer, source, campaign, track, step,
+                                                variant, key, base, lead)
+    return problems
+
+
+def _email_problems(renderer: Renderer, source: SourceFile, campaign: Campaign, track: Track,
+                    step: Step, variant: str | None, key: tuple, base: tuple,
+                    lead: dict) -> list[Problem]:
+    """One email (a step, or one of its variants) rendered for the sample lead."""
+    v = step.variant(variant)
+    template = step.content(variant)[1]
+    tkey = key + ("template",) if v and v.template else base + ("template",)
+    if not renderer.has_template(template):
+        return [source.problem(
+            tkey, f"template {template!r} not found in {renderer.templates_dir}")]
+    try:
+        email = renderer.render(campaign, track, step, variant, lead, SAMPLE_UNSUBSCRIBE)
+    except RenderError as exc:
+        where = "subject" if "subject of" in str(exc) else "template"
+        skey = (key + ("subject",) if v and v.subject else base + ("subject",))
+        return [source.problem(skey if where == "subject" else tkey, str(exc))]
+    problems: list[Problem] = []
+    src_subject = (v.subject if v and v.subject else step.subject) or ""
+    if "\n" in src_subject or "\r" in src_subject:
+        problems.append(source.problem(base + ("subject",), "a subject must be one line"))
+    if SAMPLE_UNSUBSCRIBE not in email.html:
+        problems.append(source.problem(tkey, f"template {template!r} does not "
+                                       "show the unsubscribe link "
+                                       "({{ unsubscribe_url }})"))
+    if campaign.sender.postal_address not in email.text:
+        problems.append(source.problem(tkey, f"template {template!r} does not "
+                                       "show the sender's postal address "
+                                       "({{ sender.postal_address }})"))
     return problems
 
 
@@ -63,8 +79,6 @@ def validate(campaigns_dir: Path, templates_dir: Path) -> tuple[Config | None, l
 
     Schema errors in one file do not hide the other checks: the lint checks
     (`nurture.services.lint`) and the template renders run on every file that parsed on its own."""
-    from nurture.services import lint
-
     renderer = Renderer(templates_dir)
     try:
         config = load_config(campaigns_dir)
@@ -82,7 +96,7 @@ def validate(campaigns_dir: Path, templates_dir: Path) -> tuple[Config | None, l
     else:
         problems += template_problems(config, renderer)
     problems += lint.name_problems(parsed) + lint.template_field_problems(parsed, renderer)
-    problems += lint.reach_problems(parsed)
+    problems += reach_problems(parsed)
     problems += lint.persona_problems(parsed, renderer)
     unique: dict[tuple[str, int, str, str], Problem] = {}
     for p in problems:

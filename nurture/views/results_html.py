@@ -102,94 +102,118 @@ def _section(anchor: str, title: str, rep: dict[str, Any], inner: str) -> str:
 
 
 def render_html(reps: dict[str, dict[str, Any]], generated_at: datetime) -> str:
-    steps, ab, sources = reps["steps"], reps["ab"], reps["sources"]
-    attribution, deliv, cohorts = reps["attribution"], reps["deliverability"], reps["cohorts"]
-    out = ['<nav class="toc card"><a href="#steps">Steps</a><a href="#ab">A/B tests</a>'
-           '<a href="#sources">Sources &amp; ROI</a><a href="#cohorts">Cohorts</a>'
-           '<a href="#attribution">Attribution</a><a href="#deliverability">Deliverability'
-           f'</a><span class="muted">generated {generated_at:%Y-%m-%d %H:%M} UTC</span></nav>']
+    """The results page: a table of contents, then one section per report."""
+    out = [_toc(generated_at), _steps_section(reps["steps"]), _ab_section(reps["ab"]),
+           _sources_section(reps["sources"]), _cohorts_section(reps["cohorts"]),
+           _attribution_section(reps["attribution"]),
+           _deliverability_section(reps["deliverability"])]
+    return page("nurture results", "".join(out), head=EXTRA_CSS)
 
+
+def _toc(generated_at: datetime) -> str:
+    return ('<nav class="toc card"><a href="#steps">Steps</a><a href="#ab">A/B tests</a>'
+            '<a href="#sources">Sources &amp; ROI</a><a href="#cohorts">Cohorts</a>'
+            '<a href="#attribution">Attribution</a><a href="#deliverability">Deliverability'
+            f'</a><span class="muted">generated {generated_at:%Y-%m-%d %H:%M} UTC</span></nav>')
+
+
+_STEP_COLUMNS = ["campaign", "track", "step", "variant", "sent", "delivered", "opens", "clicks",
+                 "open_rate", "click_rate", "click_to_open", "machine_opens_only",
+                 "scanner_clicks_only", "unsubscribes", "bounced", "spam_reports", "mql", "sal",
+                 "opportunity", "customer"]
+
+
+def _steps_section(steps: dict[str, Any]) -> str:
     rows = steps["rows"]
     label = [(f"{r['step']}{' / ' + r['variant'] if r['variant'] else ''}", r) for r in rows]
     charts = (bar_chart([(n, r["click_rate"] or 0.0) for n, r in label],
                         "Human click rate per send, by step", True)
               + bar_chart([(n, float(r["mql"])) for n, r in label],
                           "MQLs within the credit window after the send", color=PALETTE[1]))
-    out.append(_section("steps", "Step and variant performance", steps, charts + table(
-        rows, ["campaign", "track", "step", "variant", "sent", "delivered", "opens", "clicks",
-               "open_rate", "click_rate", "click_to_open", "machine_opens_only",
-               "scanner_clicks_only", "unsubscribes", "bounced", "spam_reports", "mql", "sal",
-               "opportunity", "customer"], ("open_rate", "click_rate", "click_to_open"))))
+    return _section("steps", "Step and variant performance", steps, charts + table(
+        rows, _STEP_COLUMNS, ("open_rate", "click_rate", "click_to_open")))
 
-    parts = []
-    for test in ab["tests"]:
-        warn = ('<span class="warn">minimum sample not reached — do not decide yet</span>'
-                if test["min_sample_warning"] else "")
-        parts.append(
-            f'<div class="card"><h3>{esc(test["campaign"])} / {esc(test["step"])}</h3>'
-            f'<p><b>{esc(test["verdict"])}</b> {warn}<br><span class="muted">'
-            f'{esc(test["test"])}; metric: {esc(test["metric"])} per send</span></p>'
-            + bar_chart([(v["variant"], v["rate"] or 0.0) for v in test["variants"]],
-                        f"{test['metric']} rate by variant", True, PALETTE[2])
-            + table([{**v, "rate_ci": _ci(v.get("rate_ci")),
-                      "difference_ci": _ci(v.get("difference_ci"))}
-                     for v in test["variants"]],
-                    ["variant", "sent", "successes", "rate", "rate_ci", "difference",
-                     "difference_ci", "z", "p_value", "significant"], ("rate", "difference"))
-            + "</div>")
-    out.append(_section("ab", "A/B tests", ab, "".join(parts)
-                        or '<p class="muted">No step with two variants sent yet.</p>'))
 
+def _ab_section(ab: dict[str, Any]) -> str:
+    parts = [_ab_card(test) for test in ab["tests"]]
+    return _section("ab", "A/B tests", ab, "".join(parts)
+                    or '<p class="muted">No step with two variants sent yet.</p>')
+
+
+def _ab_card(test: dict[str, Any]) -> str:
+    warn = ('<span class="warn">minimum sample not reached — do not decide yet</span>'
+            if test["min_sample_warning"] else "")
+    return (
+        f'<div class="card"><h3>{esc(test["campaign"])} / {esc(test["step"])}</h3>'
+        f'<p><b>{esc(test["verdict"])}</b> {warn}<br><span class="muted">'
+        f'{esc(test["test"])}; metric: {esc(test["metric"])} per send</span></p>'
+        + bar_chart([(v["variant"], v["rate"] or 0.0) for v in test["variants"]],
+                    f"{test['metric']} rate by variant", True, PALETTE[2])
+        + table([{**v, "rate_ci": _ci(v.get("rate_ci")),
+                  "difference_ci": _ci(v.get("difference_ci"))}
+                 for v in test["variants"]],
+                ["variant", "sent", "successes", "rate", "rate_ci", "difference",
+                 "difference_ci", "z", "p_value", "significant"], ("rate", "difference"))
+        + "</div>")
+
+
+def _sources_section(sources: dict[str, Any]) -> str:
     rows = sources["rows"]
-    out.append(_section("sources", "Sources and ROI (first touch)", sources,
-                        bar_chart([(r["group"], float(r["revenue"])) for r in rows],
-                                  "Revenue (won deal amounts) by original source",
-                                  color=PALETTE[1])
-                        + bar_chart([(r["group"], r["mql_rate"] or 0.0) for r in rows],
-                                    "Lead → MQL rate by original source", True)
-                        + table(rows, ["group", "leads", "mql", "sal", "sql", "opportunity",
-                                       "won", "mql_rate", "pipeline", "revenue", "cost",
-                                       "cost_per_lead", "cost_per_mql",
-                                       "cost_per_opportunity", "roi", "median_days_to_mql",
-                                       "median_days_to_opportunity", "median_days_to_won"],
-                                ("mql_rate",))))
-    rows = sorted(cohorts["rows"], key=lambda r: r["group"])
-    out.append(_section("cohorts", "Funnel by cohort (lead created month)", cohorts,
-                        bar_chart([(r["group"], r["mql_rate"] or 0.0) for r in rows],
-                                  "Lead → MQL rate by created month", True, PALETTE[4])
-                        + table(rows, ["group", "leads", "mql", "sal", "sql", "opportunity",
-                                       "won", "mql_rate", "revenue", "median_days_to_mql"],
-                                ("mql_rate",))))
+    return _section("sources", "Sources and ROI (first touch)", sources,
+                    bar_chart([(r["group"], float(r["revenue"])) for r in rows],
+                              "Revenue (won deal amounts) by original source",
+                              color=PALETTE[1])
+                    + bar_chart([(r["group"], r["mql_rate"] or 0.0) for r in rows],
+                                "Lead → MQL rate by original source", True)
+                    + table(rows, ["group", "leads", "mql", "sal", "sql", "opportunity",
+                                   "won", "mql_rate", "pipeline", "revenue", "cost",
+                                   "cost_per_lead", "cost_per_mql",
+                                   "cost_per_opportunity", "roi", "median_days_to_mql",
+                                   "median_days_to_opportunity", "median_days_to_won"],
+                            ("mql_rate",)))
 
+
+def _cohorts_section(cohorts: dict[str, Any]) -> str:
+    rows = sorted(cohorts["rows"], key=lambda r: r["group"])
+    return _section("cohorts", "Funnel by cohort (lead created month)", cohorts,
+                    bar_chart([(r["group"], r["mql_rate"] or 0.0) for r in rows],
+                              "Lead → MQL rate by created month", True, PALETTE[4])
+                    + table(rows, ["group", "leads", "mql", "sal", "sql", "opportunity",
+                                   "won", "mql_rate", "revenue", "median_days_to_mql"],
+                            ("mql_rate",)))
+
+
+def _attribution_section(attribution: dict[str, Any]) -> str:
     totals = [{"stage": s, **v} for s, v in attribution["totals"].items()]
     won = [r for r in attribution["by_step"] if r["stage"] == "mql"]
-    out.append(_section("attribution", "Attribution", attribution,
-                        table(totals, ["stage", "conversions", "with_touch", "unattributed",
-                                       "amount"])
-                        + bar_chart([(f"{r['campaign']}/{r['step']}", r["time_decay"])
-                                     for r in won], "MQL credit by step (time decay)",
-                                    color=PALETTE[3])
-                        + table(attribution["by_step"],
-                                ["stage", "campaign", "step", "first", "last", "linear",
-                                 "time_decay", "first_amount", "last_amount",
-                                 "linear_amount", "time_decay_amount"])
-                        + "<h3>By source</h3>"
-                        + table(attribution["by_source"],
-                                ["model", "stage", "source", "conversions", "amount"])))
+    return _section("attribution", "Attribution", attribution,
+                    table(totals, ["stage", "conversions", "with_touch", "unattributed",
+                                   "amount"])
+                    + bar_chart([(f"{r['campaign']}/{r['step']}", r["time_decay"])
+                                 for r in won], "MQL credit by step (time decay)",
+                                color=PALETTE[3])
+                    + table(attribution["by_step"],
+                            ["stage", "campaign", "step", "first", "last", "linear",
+                             "time_decay", "first_amount", "last_amount",
+                             "linear_amount", "time_decay_amount"])
+                    + "<h3>By source</h3>"
+                    + table(attribution["by_source"],
+                            ["model", "stage", "source", "conversions", "amount"]))
 
+
+def _deliverability_section(deliv: dict[str, Any]) -> str:
     rows = deliv["rows"]
     paused = "".join(f'<p><span class="err">paused</span> {esc(p["campaign"])}: '
                      f'{esc(p.get("reason") or "")}</p>' for p in deliv["paused"])
-    out.append(_section("deliverability", "Deliverability", deliv, paused
-                        + bar_chart([(r["campaign"], r["spam_rate"] or 0.0) for r in rows],
-                                    "Spam-report rate (limit 0.3 %)", True, PALETTE[3])
-                        + bar_chart([(r["campaign"], r["bounce_rate"] or 0.0) for r in rows],
-                                    "Hard-bounce rate (limit 5 %)", True, PALETTE[2])
-                        + table(rows, ["campaign", "status", "sent", "delivered", "bounced",
-                                       "spam_reports", "unsubscribes", "bounce_rate",
-                                       "spam_rate", "unsubscribe_rate", "over_limit"],
-                                ("bounce_rate", "spam_rate", "unsubscribe_rate"))))
-    return page("nurture results", "".join(out), head=EXTRA_CSS)
+    return _section("deliverability", "Deliverability", deliv, paused
+                    + bar_chart([(r["campaign"], r["spam_rate"] or 0.0) for r in rows],
+                                "Spam-report rate (limit 0.3 %)", True, PALETTE[3])
+                    + bar_chart([(r["campaign"], r["bounce_rate"] or 0.0) for r in rows],
+                                "Hard-bounce rate (limit 5 %)", True, PALETTE[2])
+                    + table(rows, ["campaign", "status", "sent", "delivered", "bounced",
+                                   "spam_reports", "unsubscribes", "bounce_rate",
+                                   "spam_rate", "unsubscribe_rate", "over_limit"],
+                            ("bounce_rate", "spam_rate", "unsubscribe_rate")))
 
 
 def _ci(ci: list[float] | None) -> str | None:

@@ -101,7 +101,8 @@ def test_outbox_viewer_filters_all_messages(browser, tmp_path, config):
 
 
 def test_simulation_report(browser, tmp_path):
-    from nurture.services.simulate import report_html, simulate
+    from nurture.devtools.simulate import simulate
+    from nurture.views.simulation_html import report_html
 
     result = simulate(REPO / "campaigns", REPO / "templates", 7, synthetic=120,
                       baseline_dir=REPO / "campaigns",

@@ -143,8 +143,9 @@ def _synthetic_leads(spec: str | None) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     # deferred: the simulator imports the whole engine (--help)
-    from nurture.services.simulate import report_html, simulate
+    from nurture.devtools.simulate import simulate
     from nurture.views.html_kit import write
+    from nurture.views.simulation_html import report_html
 
     app = build_app()
     campaigns = Path(args.campaigns) if args.campaigns else app.settings.campaigns_dir

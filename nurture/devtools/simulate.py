@@ -7,6 +7,10 @@ opens, clicks, pricing-page views and demo requests, drawn from per-step rates (
 store's own provider events when it has them, else the stated defaults), seeded so the same
 inputs give the same run. With a baseline config, both configs run on the same leads and the
 same random draws, and the report shows the differences side by side.
+
+It lives in devtools, beside the demo, because like the demo it composes a whole engine (store,
+memory transport, the cycle, the synthetic data generator); its page is
+`nurture.views.simulation_html`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import func, insert, select
+
+from nurture.adapters.delivery.memory import MemoryTransport
+from nurture.core.rendering import Renderer
+from nurture.core.rules import Rules
+from nurture.devtools.demo_data import (
+    generate_activities,
+    generate_leads,
+    write_activities_jsonl,
+    write_leads_csv,
+)
+from nurture.services.cycle import SendContext, run_cycle
+from nurture.services.ingest import import_activities_jsonl, import_leads_csv
+from nurture.services.validation import load_valid_config
+from nurture.store import tables as t
+from nurture.store.db import make_engine, upgrade
+from nurture.store.store import LeadStore
 
 # stated defaults, per buying stage of the track: open, click, pricing view, demo request
 DEFAULT_RATES = {
@@ -51,10 +73,6 @@ class DayReport:
 def history_rates(engine) -> dict[tuple[str, str], dict[str, float]]:
     """(campaign, step) -> open/click rate from the store's own sent touches and provider
     events; steps with fewer than 50 sends are left to the defaults."""
-    from sqlalchemy import func, select
-
-    from nurture.store import tables as t
-
     T, PE = t.touches, t.provider_events
     out: dict[tuple[str, str], dict[str, float]] = {}
     with engine.connect() as conn:
@@ -73,16 +91,6 @@ def history_rates(engine) -> dict[tuple[str, str], dict[str, float]]:
 
 
 def _scratch_from_synthetic(path: Path, n: int, seed: int, start: datetime):
-    from nurture.devtools.demo_data import (
-        generate_activities,
-        generate_leads,
-        write_activities_jsonl,
-        write_leads_csv,
-    )
-    from nurture.services.ingest import import_activities_jsonl, import_leads_csv
-    from nurture.store.db import make_engine, upgrade
-    from nurture.store.store import LeadStore
-
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     store = LeadStore(engine)
@@ -97,11 +105,6 @@ def _scratch_from_synthetic(path: Path, n: int, seed: int, start: datetime):
 
 def _scratch_from_db(path: Path, source_url: str) -> None:
     """Copy every table row by row (read-only on the source, either backend)."""
-    from sqlalchemy import insert, select
-
-    from nurture.store import tables as t
-    from nurture.store.db import make_engine, upgrade
-
     src = make_engine(source_url)
     dst = make_engine(f"sqlite:///{path}")
     upgrade(dst)
@@ -120,14 +123,6 @@ def run_one(scratch: Path, campaigns_dir: Path, templates_dir: Path, days: int,
             start: datetime, seed: int, rates: dict, default_tz: str = "UTC",
             chunk_size: int = 5000) -> dict[str, Any]:
     """Run the engine `days` times on the scratch database; returns per-day reports."""
-    from nurture.adapters.delivery.memory import MemoryTransport
-    from nurture.core.rendering import Renderer
-    from nurture.core.rules import Rules
-    from nurture.services.cycle import SendContext, run_cycle
-    from nurture.services.validation import load_valid_config
-    from nurture.store.db import make_engine
-    from nurture.store.store import LeadStore
-
     config = load_valid_config(campaigns_dir, templates_dir)
     rules = Rules.compile(config)
     engine = make_engine(f"sqlite:///{scratch}")
@@ -137,43 +132,49 @@ def run_one(scratch: Path, campaigns_dir: Path, templates_dir: Path, days: int,
                       secret="simulation-secret-0123456789", public_url="https://sim.invalid")
     track_of = {(c.name, s.id): (t.name, t.stage) for c in config.campaigns
                 for t in c.tracks for s in t.steps}
-    daily: list[DayReport] = []
-    for day in range(days):
-        as_of = start + timedelta(days=day)
-        seen = len(transport.sent)
-        summary = run_cycle(store, ctx, as_of, default_tz, chunk_size)
-        rep = DayReport(as_of.date().isoformat())
-        rep.skips.update(summary["skipped"])
-        rep.exhausted = sum(v for k, v in summary["skipped"].items() if "exhaust" in k)
-        rep.mqls, rep.recycled = summary["mqls"], summary["recycled"]
-        acts = []
-        for m in transport.sent[seen:]:
-            track, stage = track_of.get((m.campaign, m.step), ("?", "research"))
-            rep.sends[f"{m.campaign}/{track}/{m.step}"] += 1
-            r = dict(DEFAULT_RATES.get(stage, DEFAULT_RATES["research"]))
-            r.update(rates.get((m.campaign, m.step), {}))
-            # one draw per message, whatever the config: both runs of a baseline comparison
-            # see the same lead react the same way to the same step
-            draw = random.Random(f"{seed}:{m.to_email}:{m.campaign}:{m.step}").random
-            at = m.send_at + timedelta(hours=2)
-            for kind in ("email_open", "email_click", "pricing_page_view", "demo_request"):
-                if draw() < r[kind]:
-                    acts.append({"id": f"sim-{m.touch_id}-{kind}", "email": m.to_email,
-                                 "type": kind, "occurred_at": at, "properties": {}})
-        if acts:
-            store.insert_activities(acts, source="simulation")
-        rep.sla_expired = _count_sla(engine, as_of)
-        daily.append(rep)
+    daily = [_run_day(store, engine, ctx, transport, start + timedelta(days=day), track_of,
+                      seed, rates, default_tz, chunk_size) for day in range(days)]
     funnel = store.stage_counts()
     engine.dispose()
     return {"days": [d.as_dict() for d in daily], "funnel": funnel}
 
 
+def _run_day(store: LeadStore, engine, ctx: SendContext, transport: MemoryTransport,
+             as_of: datetime, track_of: dict, seed: int, rates: dict, default_tz: str,
+             chunk_size: int) -> DayReport:
+    """One cycle, then the simulated leads' reactions to what it sent that day."""
+    seen = len(transport.sent)
+    summary = run_cycle(store, ctx, as_of, default_tz, chunk_size)
+    rep = DayReport(as_of.date().isoformat())
+    rep.skips.update(summary["skipped"])
+    rep.exhausted = sum(v for k, v in summary["skipped"].items() if "exhaust" in k)
+    rep.mqls, rep.recycled = summary["mqls"], summary["recycled"]
+    acts = []
+    for m in transport.sent[seen:]:
+        track, stage = track_of.get((m.campaign, m.step), ("?", "research"))
+        rep.sends[f"{m.campaign}/{track}/{m.step}"] += 1
+        acts.extend(_reactions(m, stage, seed, rates))
+    if acts:
+        store.insert_activities(acts, source="simulation")
+    rep.sla_expired = _count_sla(engine, as_of)
+    return rep
+
+
+def _reactions(m: Any, stage: str, seed: int, rates: dict) -> list[dict[str, Any]]:
+    """The activities one lead does after one message, drawn from the step's rates."""
+    r = dict(DEFAULT_RATES.get(stage, DEFAULT_RATES["research"]))
+    r.update(rates.get((m.campaign, m.step), {}))
+    # one draw per message, whatever the config: both runs of a baseline comparison
+    # see the same lead react the same way to the same step
+    draw = random.Random(f"{seed}:{m.to_email}:{m.campaign}:{m.step}").random
+    at = m.send_at + timedelta(hours=2)
+    return [{"id": f"sim-{m.touch_id}-{kind}", "email": m.to_email, "type": kind,
+             "occurred_at": at, "properties": {}}
+            for kind in ("email_open", "email_click", "pricing_page_view", "demo_request")
+            if draw() < r[kind]]
+
+
 def _count_sla(engine, as_of: datetime) -> int:
-    from sqlalchemy import func, select
-
-    from nurture.store import tables as t
-
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(t.handoffs).where(
             t.handoffs.c.status == "expired", t.handoffs.c.resolved_at > as_of - timedelta(
@@ -193,8 +194,6 @@ def simulate(campaigns_dir: Path, templates_dir: Path, days: int, *,
         rates: dict = {}
         if from_db:
             _scratch_from_db(seedfile, from_db)
-            from nurture.store.db import make_engine
-
             eng = make_engine(from_db)
             rates = history_rates(eng)
             eng.dispose()
@@ -227,84 +226,3 @@ def totals(run: dict[str, Any]) -> dict[str, Any]:
             agg[k] += d[k]
     return dict(agg) | {"sends_by_step": dict(sorted(sends.items())),
                         "skips": dict(sorted(skips.items())), "funnel": run["funnel"]}
-
-
-# -- the HTML report -----------------------------------------------------------------------
-def _chart(series: dict[str, list[int]], title: str) -> str:
-    """A small inline-SVG line chart (no library, no network)."""
-    w, h, pad = 640, 200, 30
-    n = max((len(v) for v in series.values()), default=1)
-    top = max([1] + [max(v) for v in series.values() if v])
-    colors = ["#2f5bea", "#f59e0b", "#10b981", "#ef4444"]
-    lines = []
-    for i, (name, values) in enumerate(series.items()):
-        pts = " ".join(f"{pad + (w - 2 * pad) * j / max(1, n - 1):.1f},"
-                       f"{h - pad - (h - 2 * pad) * v / top:.1f}" for j, v in enumerate(values))
-        lines.append(f'<polyline fill="none" stroke="{colors[i % 4]}" stroke-width="2" '
-                     f'points="{pts}"><title>{name}</title></polyline>')
-    legend = " ".join(f'<span style="color:{colors[i % 4]}">■ {name}</span>'
-                      for i, name in enumerate(series))
-    return (f'<figure class="card"><figcaption><b>{title}</b> · {legend}</figcaption>'
-            f'<svg viewBox="0 0 {w} {h}" width="100%" role="img" aria-label="{title}">'
-            f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="#cbd5e1"/>'
-            f'<text x="2" y="{pad}" font-size="11" fill="#6b7280">{top}</text>'
-            f'<text x="2" y="{h - pad}" font-size="11" fill="#6b7280">0</text>'
-            f'{"".join(lines)}</svg></figure>')
-
-
-def report_html(result: dict[str, Any]) -> str:
-    from nurture.views.html_kit import esc, page
-
-    runs = result["runs"]
-    labels = list(runs)
-    tot = result["totals"]
-    head = "".join(f"<th>{esc(lbl)}</th>" for lbl in labels)
-    diff = len(labels) == 2
-
-    def row(name: str, values: list) -> str:
-        cells = "".join(f"<td>{esc(str(v))}</td>" for v in values)
-        delta = ""
-        if diff and all(isinstance(v, int) for v in values):
-            d = values[0] - values[1]
-            delta = f'<td class="{"warn" if d else "muted"}">{d:+d}</td>'
-        return f"<tr><th>{esc(name)}</th>{cells}{delta}</tr>"
-
-    summary = "".join(row(k.replace("_", " "), [tot[lbl][k] for lbl in labels])
-                      for k in ("sent", "mqls", "sla_expired", "recycled"))
-    steps = sorted({s for lbl in labels for s in tot[lbl]["sends_by_step"]})
-    step_rows = "".join(row(s, [tot[lbl]["sends_by_step"].get(s, 0) for lbl in labels])
-                        for s in steps)
-    reasons = sorted({s for lbl in labels for s in tot[lbl]["skips"]})
-    skip_rows = "".join(row(s, [tot[lbl]["skips"].get(s, 0) for lbl in labels])
-                        for s in reasons)
-    stages = sorted({s for lbl in labels for s in tot[lbl]["funnel"]})
-    funnel_rows = "".join(row(s, [tot[lbl]["funnel"].get(s, 0) for lbl in labels])
-                          for s in stages)
-    dhead = head + ("<th>difference</th>" if diff else "")
-    charts = _chart({f"sent ({lbl})": [d["sent"] for d in runs[lbl]["days"]]
-                     for lbl in labels}, "Emails sent per day")
-    charts += _chart({f"MQLs ({lbl})": [d["mqls"] for d in runs[lbl]["days"]]
-                      for lbl in labels}, "New MQLs per day")
-    first = runs[labels[0]]["days"]
-    day_rows = "".join(
-        f"<tr><td>{esc(d['day'])}</td><td>{d['sent']}</td><td>{d['mqls']}</td>"
-        f"<td>{d['sla_expired']}</td><td>{d['recycled']}</td>"
-        f"<td>{esc(', '.join(f'{k} {v}' for k, v in sorted(d['skips'].items())))}</td></tr>"
-        for d in first)
-
-    def table(title: str, rows: str) -> str:
-        return (f"<h2>{title}</h2><div class=table-wrap><table><thead><tr><th></th>{dhead}"
-                f"</tr></thead><tbody>{rows}</tbody></table></div>")
-
-    intro = (f'<div class="card">{result["days"]} simulated days from '
-             f'{esc(result["start"][:10])}, {esc(str(result["leads"]))} leads, seed '
-             f'{result["seed"]}; engagement rates from {esc(result["rates"])}. The real '
-             "engine ran on a scratch copy: nothing in the real store changed.</div>")
-    body = (intro + table("Totals", summary) + charts
-            + table("Emails per campaign / track / step", step_rows)
-            + table("Leads skipped, by reason (lead-days)", skip_rows)
-            + table("Where the leads ended up (lifecycle stage)", funnel_rows)
-            + f"<h2>Day by day ({esc(labels[0])})</h2><div class=table-wrap><table><thead>"
-            "<tr><th>day</th><th>sent</th><th>MQLs</th><th>SLA expired</th><th>recycled</th>"
-            f"<th>skips</th></tr></thead><tbody>{day_rows}</tbody></table></div>")
-    return page("Campaign simulation" + (" — proposed vs baseline" if diff else ""), body)
