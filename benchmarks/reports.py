@@ -120,7 +120,8 @@ def build(engine, n_leads: int, days: int, seed: int = 7) -> dict[str, int]:
 
 
 def time_reports(engine, days: int) -> list[dict]:
-    from nurture.services.results import Window, build
+    from nurture.core.reporting import Window
+    from nurture.wiring import results_report
 
     now = datetime.now(UTC)
     out = []
@@ -133,7 +134,7 @@ def time_reports(engine, days: int) -> list[dict]:
         w = Window(now - timedelta(days=kw.get("start", days + 1)), now + timedelta(1),
                    kw.get("campaign"))
         t0 = time.perf_counter()
-        rep = build(engine, report, w, by=kw.get("by", "source"))
+        rep = results_report(engine, report, w, by=kw.get("by", "source"))
         secs = time.perf_counter() - t0
         rows = len(rep.get("rows") or rep.get("tests") or rep.get("by_step") or [])
         out.append({"report": name, "seconds": round(secs, 2), "rows": rows})

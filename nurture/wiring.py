@@ -195,3 +195,11 @@ def deliverability_guard(engine, as_of: datetime | None = None, emit: bool = Tru
     from nurture.store.store import LeadStore
 
     return guard(LeadStore(engine), as_of, emit)
+
+
+def results_report(engine, report: str, w, **options: Any) -> dict[str, Any]:
+    """`nurture.services.results.build` over the SQL store on `engine`."""
+    from nurture.services.results import build
+    from nurture.store.results_queries import SqlResultsQueries
+
+    return build(SqlResultsQueries(engine), report, w, **options)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from nurture.services.results import Window, build
+from nurture.core.reporting import Window
+from nurture.wiring import results_report
 
 
 def _pct(v: float | None) -> str:
@@ -57,11 +58,11 @@ def publish_result_artifacts(app, as_of: datetime, days: float = 28.0) -> dict[s
 
     paused_now = guard(app.engine, as_of)
     w = Window(as_of - timedelta(days=days), as_of + timedelta(seconds=1))
-    steps = build(app.engine, "steps", w)
-    ab = build(app.engine, "ab", w)
-    sources = build(app.engine, "sources", Window(as_of - timedelta(days=90),
+    steps = results_report(app.engine, "steps", w)
+    ab = results_report(app.engine, "ab", w)
+    sources = results_report(app.engine, "sources", Window(as_of - timedelta(days=90),
                                                   as_of + timedelta(seconds=1)))
-    deliv = build(app.engine, "deliverability", Window(end=as_of + timedelta(seconds=1)))
+    deliv = results_report(app.engine, "deliverability", Window(end=as_of + timedelta(seconds=1)))
     create_table_artifact(steps["rows"], key="nurture-results-steps",
                           description=f"Step and variant performance, {days:g} days to "
                                       f"{as_of.date()}")

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from nurture.core.domain import Decision, LeadEvent, LeadSnapshot
 from nurture.core.ledger import TouchResult
 from nurture.core.messages import Message
+from nurture.core.reporting import Window
 
 
 # -- records crossing the ports ------------------------------------------------------------
@@ -225,3 +226,17 @@ class LeadViewStore(Protocol):
 
     def snapshot(self, lead_id: int, as_of: datetime, horizon_days: float,
                  points: dict[str, float], default_tz: str) -> LeadSnapshot | None: ...
+
+
+class ResultsQueries(Protocol):
+    """The aggregates behind the results reports (`nurture.services.results.build`); the SQL
+    store computes them (`nurture.store.results_queries.SqlResultsQueries`)."""
+
+    def step_rows(self, w: Window, credit_days: float) -> list[dict[str, Any]]: ...
+    def source_rows(self, w: Window, by: str, touch: str
+                    ) -> dict[str, list[dict[str, Any]]]: ...
+    def attribution_rows(self, w: Window, lookback_days: float, half_life_days: float
+                         ) -> dict[str, list[dict[str, Any]]]: ...
+    def deliverability_rows(self, end: datetime, days: float, campaign: str | None
+                            ) -> list[dict[str, Any]]: ...
+    def campaign_statuses(self) -> list[dict[str, Any]]: ...

@@ -11,19 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from nurture.core.reporting import ATTRIBUTED, CONVERSIONS, SOURCE_STAGES, UNKNOWN, Window
 from nurture.services.ab_testing import MIN_SAMPLE, ab_report, ratio
-from nurture.store.pauses import CampaignStatus
-from nurture.store.results_queries import (
-    ATTRIBUTED,
-    CONVERSIONS,
-    SOURCE_STAGES,
-    UNKNOWN,
-    Window,
-    attribution_rows,
-    deliverability_rows,
-    source_rows,
-    step_rows,
-)
+from nurture.services.ports import ResultsQueries
 
 CREDIT_DAYS = 14.0         # a stage entry is credited to touches sent this many days before
 LOOKBACK_DAYS = 90.0       # attribution: touches this long before a conversion get credit
@@ -228,7 +218,7 @@ def over_limit(item: dict[str, Any]) -> str | None:
 
 
 # -- the whole set, for the CLI, artifacts and the HTML page --------------------------------
-def build(engine, report: str, w: Window, *, credit_days: float = CREDIT_DAYS,
+def build(queries: ResultsQueries, report: str, w: Window, *, credit_days: float = CREDIT_DAYS,
           metric: str = "click", by: str = "source", touch: str = "first",
           lookback_days: float = LOOKBACK_DAYS, half_life_days: float = HALF_LIFE_DAYS,
           days: float = GUARD_DAYS, now: datetime | None = None) -> dict[str, Any]:
@@ -238,7 +228,7 @@ def build(engine, report: str, w: Window, *, credit_days: float = CREDIT_DAYS,
     out: dict[str, Any] = {"report": report, "filters": filters,
                            "definitions": DEFINITIONS.get(report, {})}
     if report in ("steps", "ab"):
-        steps = steps_report(step_rows(engine, w, credit_days))
+        steps = steps_report(queries.step_rows(w, credit_days))
         filters["credit_days"] = credit_days
         if report == "steps":
             out["rows"] = steps
@@ -247,17 +237,17 @@ def build(engine, report: str, w: Window, *, credit_days: float = CREDIT_DAYS,
             out["tests"] = ab_report(steps, metric)
     elif report == "sources":
         filters.update(by=by, touch=touch)
-        out["rows"] = sources_report(source_rows(engine, w, by, touch))
+        out["rows"] = sources_report(queries.source_rows(w, by, touch))
     elif report == "attribution":
         filters.update(lookback_days=lookback_days, half_life_days=half_life_days)
-        out.update(attribution_report(attribution_rows(engine, w, lookback_days,
+        out.update(attribution_report(queries.attribution_rows(w, lookback_days,
                                                        half_life_days)))
     elif report == "deliverability":
         end = w.end or now or datetime.now(UTC)
         filters.update(days=days, to=end.isoformat())
-        status = {r["campaign"]: r for r in CampaignStatus(engine).list()}
+        status = {r["campaign"]: r for r in queries.campaign_statuses()}
         out["rows"] = deliverability_report(
-            deliverability_rows(engine, end, days, w.campaign), status)
+            queries.deliverability_rows(end, days, w.campaign), status)
         out["paused"] = [r for r in status.values() if r["status"] == "paused"]
     else:
         raise ValueError(f"unknown report {report!r}")

@@ -8,7 +8,6 @@ delivery outcome from `touches`, conversions from `transitions` (stage entries; 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,27 +26,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from nurture.core.domain import CUSTOMER, MQL, OPPORTUNITY, SAL, SENT, SQL
+from nurture.core.domain import CUSTOMER, OPPORTUNITY, SENT
+from nurture.core.reporting import ATTRIBUTED, CONVERSIONS, SOURCE_STAGES, UNKNOWN, Window
 from nurture.store import tables as t
+from nurture.store.pauses import CampaignStatus
 
 HUMAN_OPEN, MACHINE_OPEN = "email_open", "email_machine_open"
 HUMAN_CLICK, SCANNER_CLICK = "email_click", "email_scanner_click"
 UNSUBSCRIBE, SPAM = "unsubscribe", "spam_report"
 ENGAGEMENT = (HUMAN_OPEN, MACHINE_OPEN, HUMAN_CLICK, SCANNER_CLICK, UNSUBSCRIBE, SPAM)
-CONVERSIONS = (MQL, SAL, OPPORTUNITY, CUSTOMER)          # credited to steps
-SOURCE_STAGES = (MQL, SAL, SQL, OPPORTUNITY, CUSTOMER)   # per source
-ATTRIBUTED = (MQL, OPPORTUNITY, CUSTOMER)                # attribution models
-UNKNOWN = "(unknown)"
-
-
-@dataclass(frozen=True)
-class Window:
-    """The report's filters: [start, end) on the report's own time (see each query) and a
-    campaign name. None = unbounded / every campaign."""
-
-    start: datetime | None = None
-    end: datetime | None = None
-    campaign: str | None = None
 
 
 def _in(col, w: Window) -> list:
@@ -336,3 +323,28 @@ def deliverability_rows(engine: Engine, end: datetime, days: float,
     return [{**r, "spam_reports": 0, "unsubscribes": 0,
              **{k: v for k, v in by.get(r["campaign"], {}).items() if k != "campaign"}}
             for r in sent]
+
+
+class SqlResultsQueries:
+    """The aggregates the results reports need (`nurture.services.ports.ResultsQueries`),
+    computed in SQL on one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def step_rows(self, w: Window, credit_days: float) -> list[dict[str, Any]]:
+        return step_rows(self.engine, w, credit_days)
+
+    def source_rows(self, w: Window, by: str, touch: str) -> dict[str, list[dict[str, Any]]]:
+        return source_rows(self.engine, w, by, touch)
+
+    def attribution_rows(self, w: Window, lookback_days: float, half_life_days: float
+                         ) -> dict[str, list[dict[str, Any]]]:
+        return attribution_rows(self.engine, w, lookback_days, half_life_days)
+
+    def deliverability_rows(self, end: datetime, days: float, campaign: str | None
+                            ) -> list[dict[str, Any]]:
+        return deliverability_rows(self.engine, end, days, campaign)
+
+    def campaign_statuses(self) -> list[dict[str, Any]]:
+        return CampaignStatus(self.engine).list()

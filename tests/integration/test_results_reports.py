@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
+from nurture.core.reporting import Window
 from nurture.services import results
-from nurture.services.results import Window
+from nurture.store import results_queries as rq
 from nurture.store import tables as t
 from nurture.store.pauses import CampaignStatus
 
@@ -75,7 +76,7 @@ def seeded(migrated_engine):
 def test_steps(seeded):
     engine, _ = seeded
     rows = {(r["step"], r["variant"]): r for r in results.steps_report(
-        results.step_rows(engine, Window(), 14.0))}
+        rq.step_rows(engine, Window(), 14.0))}
     s1a, s1b, s2 = rows[("s1", "a")], rows[("s1", "b")], rows[("s2", "")]
     assert (s1a["sent"], s1a["delivered"], s1a["opens"], s1a["clicks"],
             s1a["machine_opens_only"]) == (1, 1, 1, 1, 0)
@@ -88,18 +89,18 @@ def test_steps(seeded):
     assert (s2["mql"], s2["opportunity"], s2["customer"]) == (1, 1, 0)
     # credit window of 8 days: only s2 (sent day 7) gets the day-9 MQL
     short = {(r["step"], r["variant"]): r
-             for r in results.step_rows(engine, Window(), 8.0)}
+             for r in rq.step_rows(engine, Window(), 8.0)}
     assert (short[("s1", "a")]["mql"], short[("s2", "")]["mql"]) == (0, 1)
     # --from after the first sends leaves only s2
-    later = results.step_rows(engine, Window(start=DAY0 + timedelta(days=1)), 14.0)
+    later = rq.step_rows(engine, Window(start=DAY0 + timedelta(days=1)), 14.0)
     assert [(r["step"], r["sent"]) for r in later] == [("s2", 1)]
-    assert results.step_rows(engine, Window(campaign="other"), 14.0) == []
+    assert rq.step_rows(engine, Window(campaign="other"), 14.0) == []
 
 
 def test_sources_first_and_latest(seeded):
     engine, _ = seeded
     first = {r["group"]: r for r in results.sources_report(
-        results.source_rows(engine, Window(), "source", "first"))}
+        rq.source_rows(engine, Window(), "source", "first"))}
     assert {g: r["leads"] for g, r in first.items()} == {"website": 2, "webinar": 1}
     w = first["website"]
     assert (w["mql"], w["opportunity"], w["won"], w["revenue"], w["pipeline"]) == (
@@ -108,16 +109,16 @@ def test_sources_first_and_latest(seeded):
     assert w["median_days_to_mql"] == pytest.approx(5.0)
     assert w["median_days_to_won"] == pytest.approx(30.0)
     latest = {r["group"]: r["leads"] for r in results.sources_report(
-        results.source_rows(engine, Window(), "source", "latest"))}
+        rq.source_rows(engine, Window(), "source", "latest"))}
     assert latest == {"tradeshow": 1, "webinar": 1, "website": 1}
     # cohort: created in September only
-    sept = results.source_rows(engine, Window(end=DAY0 + timedelta(days=30)), "month")
+    sept = rq.source_rows(engine, Window(end=DAY0 + timedelta(days=30)), "month")
     assert [(r["grp"], r["leads"]) for r in sept["leads"]] == [("2026-09", 2)]
 
 
 def test_attribution_models(seeded):
     engine, _ = seeded
-    rep = results.attribution_report(results.attribution_rows(engine, Window(), 90.0, 7.0))
+    rep = results.attribution_report(rq.attribution_rows(engine, Window(), 90.0, 7.0))
     assert rep["totals"]["mql"] == {"conversions": 2, "amount": 0.0, "with_touch": 1,
                                     "unattributed": 1}
     mql = {r["step"]: r for r in rep["by_step"] if r["stage"] == "mql"}

@@ -36,7 +36,7 @@ REPORTS = {
 
 
 def _window(args: argparse.Namespace):
-    from nurture.services.results import Window  # deferred: SQLAlchemy (--help)
+    from nurture.core.reporting import Window  # deferred: SQLAlchemy (--help)
 
     start, end = parse_as_of(args.date_from), parse_as_of(args.date_to)
     if start and end and start >= end:
@@ -45,9 +45,9 @@ def _window(args: argparse.Namespace):
 
 
 def build_report(app, name: str, args: argparse.Namespace) -> dict[str, Any]:
-    from nurture.services.results import build  # deferred: SQLAlchemy (--help)
+    from nurture.wiring import results_report  # deferred: SQLAlchemy (--help)
 
-    return build(app.engine, name, _window(args), credit_days=args.credit_days,
+    return results_report(app.engine, name, _window(args), credit_days=args.credit_days,
                  metric=getattr(args, "metric", "click"), by=getattr(args, "by", "source"),
                  touch=getattr(args, "touch", "first"),
                  lookback_days=getattr(args, "lookback_days", 90.0),
