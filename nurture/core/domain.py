@@ -261,3 +261,7 @@ class LeadEvent:
                 "reason": self.reason, "rule": self.rule, "campaign": self.campaign,
                 "owner": self.owner, "score_breakdown": self.breakdown,
                 "recycle_count": self.recycle_count, "as_of": as_of.isoformat()} | self.extra
+
+
+class LeadNotFound(LookupError):
+    """No lead with that email address (every door answers it the same way: 404, exit 1)."""

@@ -66,8 +66,9 @@ def sales_feedback(email: str, action: Action, reason: str | None = None,
         actor: Who gives the feedback, recorded with the transition.
         at: ISO 8601 time of the feedback, e.g. 2026-11-23T10:00:00Z. Empty: now.
     """
+    from nurture.core.domain import LeadNotFound
     from nurture.core.sales import FeedbackRefused, record_feedback
-    from nurture.store.sales import LeadNotFound, SalesStore
+    from nurture.store.sales import SalesStore
 
     app = open_app()
     when = parse_as_of(at)

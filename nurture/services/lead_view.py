@@ -5,13 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from nurture.core.domain import normalise_email
+from nurture.core.domain import LeadNotFound, normalise_email
 from nurture.core.evaluation import lead_facts
 from nurture.core.segmentation import buying_stage
-
-
-class LeadNotFound(LookupError):
-    pass
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Engine
 
-from nurture.core.domain import HandoffStatus
+from nurture.core.domain import HandoffStatus, LeadNotFound
 from nurture.core.sales import FeedbackOutcome, LeadState
 from nurture.store import tables as t
 from nurture.store.db import retrying, write_tx
@@ -27,10 +27,6 @@ class CrmDelivery(StrEnum):
     PENDING = "pending"
     DELIVERING = "delivering"
     DELIVERED = "delivered"
-
-
-class LeadNotFound(LookupError):
-    pass
 
 
 class SalesStore:

@@ -11,9 +11,10 @@ from nurture.entrypoints.cli.common import EXIT_OK, CliError, build_app, parse_a
 
 def cmd_sales(args: argparse.Namespace) -> int:
     # deferred: the sales store imports SQLAlchemy (`nurture --help` stays fast)
+    from nurture.core.domain import LeadNotFound
     from nurture.core.sales import FeedbackRefused, record_feedback
     from nurture.store.limits import MAX_FUTURE
-    from nurture.store.sales import LeadNotFound, SalesStore
+    from nurture.store.sales import SalesStore
 
     app = build_app()
     app.require_schema()

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from nurture.core.domain import LeadNotFound
 from nurture.core.sales import FeedbackRefused, record_feedback
 from nurture.entrypoints.http.deps import (
     ContainerDep,
@@ -25,7 +26,7 @@ from nurture.entrypoints.http.models import (
     feedback_problem,
     json_body,
 )
-from nurture.store.sales import LeadNotFound, SalesStore
+from nurture.store.sales import SalesStore
 
 router = APIRouter()
 
