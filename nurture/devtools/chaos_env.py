@@ -26,6 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, inspect
+
+from nurture.devtools.demo_data import (
+    generate_activities,
+    generate_leads,
+    write_activities_jsonl,
+    write_leads_csv,
+)
+from nurture.services.ingest import import_activities_jsonl, import_leads_csv
+from nurture.store.db import make_engine, upgrade
+from nurture.store.store import LeadStore
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -223,8 +234,6 @@ class LaneDB:
     (in place so that a running `nurture serve` keeps working across trials)."""
 
     def __init__(self, backend: str, work: Path, name: str, pg_url: str = PG_DEFAULT) -> None:
-        from sqlalchemy import create_engine
-
         self.backend, self.work, self.name = backend, work, name
         if backend == "sqlite":
             self.url = f"sqlite:///{work / (name + '.db')}"
@@ -236,18 +245,13 @@ class LaneDB:
                 c.exec_driver_sql(f'CREATE SCHEMA "{self.schema}"')
             sep = "&" if "?" in pg_url else "?"
             self.url = f"{pg_url}{sep}options=-csearch_path%3D{self.schema}"
-        from nurture.store.db import make_engine
 
         self.engine = make_engine(self.url)
 
     def upgrade(self) -> None:
-        from nurture.store.db import upgrade
-
         upgrade(self.engine)
 
     def _tables(self, conn) -> list[str]:
-        from sqlalchemy import inspect
-
         return [t for t in inspect(conn).get_table_names()
                 if t != "alembic_version" and not t.startswith("sqlite_")]
 
@@ -323,15 +327,6 @@ class LaneDB:
 def seed(db: LaneDB, work: Path, leads: int, seed_value: int, start: datetime) -> dict:
     """Synthetic leads and 45 days of activity before `start` (the demo generator), imported
     through the real importers."""
-    from nurture.devtools.demo_data import (
-        generate_activities,
-        generate_leads,
-        write_activities_jsonl,
-        write_leads_csv,
-    )
-    from nurture.services.ingest import import_activities_jsonl, import_leads_csv
-    from nurture.store.store import LeadStore
-
     data = work / "seed-data"
     if not (data / "leads.csv").exists():
         data.mkdir(parents=True, exist_ok=True)

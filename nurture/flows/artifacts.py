@@ -12,7 +12,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
 from nurture.core.reporting import Window
+from nurture.wiring import deliverability_guard as guard
 from nurture.wiring import results_report
 
 
@@ -52,10 +55,6 @@ def results_markdown(steps: dict, ab: dict, deliv: dict, paused_now: list[dict])
 
 def publish_result_artifacts(app, as_of: datetime, days: float = 28.0) -> dict[str, Any]:
     """Guard, then publish the last `days` of results as Prefect artifacts."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    from nurture.wiring import deliverability_guard as guard
-
     paused_now = guard(app.engine, as_of)
     w = Window(as_of - timedelta(days=days), as_of + timedelta(seconds=1))
     steps = results_report(app.engine, "steps", w)

@@ -9,8 +9,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prefect import get_run_logger
+from prefect.events import emit_event
+from prefect.events.worker import EventsWorker
+from prefect.runtime import flow_run
+
+from nurture.core.config import ConfigError
 from nurture.core.domain import EVENT_NAMESPACE
 from nurture.services.ingest import parse_time
+from nurture.settings import Settings
+from nurture.store.lead_events import LeadEventOutbox
+from nurture.wiring import App, NotMigrated
 
 # lead event N is always Prefect event uuid5(NS, N): re-emitting after a crash is a no-op
 
@@ -31,8 +40,6 @@ def parse_as_of(as_of: str | datetime | None) -> datetime:
 def run_suffix() -> str:
     """Four hex digits of the flow run id: runs with the same date (re-runs, simulations of
     one day) still get distinct names."""
-    from prefect.runtime import flow_run
-
     return str(flow_run.id or uuid.uuid4()).replace("-", "")[:4]
 
 
@@ -56,12 +63,6 @@ def open_app(campaigns_dir: str | None = None, need_config: bool = True):
     """The flow's `App`, checked before any work: the database exists and is migrated (a
     missing SQLite file is not created empty), and the config validates — else one error
     naming every problem, each also logged."""
-    from prefect import get_run_logger
-
-    from nurture.core.config import ConfigError
-    from nurture.settings import Settings
-    from nurture.wiring import App, NotMigrated
-
     app = App(Settings(**({"campaigns_dir": campaigns_dir} if campaigns_dir else {})))
     url = app.settings.database_url
     if url.startswith("sqlite") and "///" in url:
@@ -88,10 +89,6 @@ def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
     """Emit every recorded, not yet emitted lead event (this run's and any a stopped run
     left), each under its fixed event id, then mark them. Returns what was emitted (event
     name, lead id and payload) so a flow can list it in an artifact."""
-    from prefect.events import emit_event
-
-    from nurture.store.lead_events import LeadEventOutbox
-
     outbox = LeadEventOutbox(app.engine)
     emitted: list[dict[str, Any]] = []
     while True:
@@ -122,8 +119,6 @@ def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
 
 
 def _flush() -> None:
-    from prefect.events.worker import EventsWorker
-
     EventsWorker.instance().wait_until_empty()
 
 

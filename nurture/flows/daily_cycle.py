@@ -22,7 +22,9 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from nurture.core.funnel import compute_funnel, funnel_markdown
 from nurture.flows.artifacts import publish_result_artifacts
 from nurture.flows.common import dated_run_name, emit_lead_events, open_app, parse_as_of
 from nurture.services.cycle import (
@@ -34,6 +36,7 @@ from nurture.services.cycle import (
     send_chunk,
     summarise,
 )
+from nurture.store.funnel_queries import load_funnel_rows
 from nurture.views.summary import headline_rows, summary_markdown
 from nurture.wiring import App, deliver_handoffs, deliverability_guard, retry_provider_events
 
@@ -78,9 +81,6 @@ def send_chunk_task(app: App, ctx, lo: int, hi: int, as_of: datetime,
 @task(name="funnel-report", cache_policy=NO_CACHE, task_run_name="funnel report")
 def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
     """The marketing ↔ sales funnel after this cycle, as a markdown artifact."""
-    from nurture.core.funnel import compute_funnel, funnel_markdown
-    from nurture.store.funnel_queries import load_funnel_rows
-
     report = compute_funnel(*load_funnel_rows(app.engine), as_of=as_of)
     create_markdown_artifact(funnel_markdown(report), key="nurture-funnel",
                              description=f"Lead funnel as of {as_of.date()}")
@@ -100,8 +100,6 @@ class _TerminalProgress:
     def __init__(self, total: int) -> None:
         self.bar = None
         if sys.stderr.isatty() and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
             self.bar = Progress("[bold]nurture cycle", BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), transient=True)
             self.bar.start()

@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from nurture.flows.common import (
     changes_markdown,
@@ -38,8 +39,6 @@ def route_chunk_task(app: App, lo: int, hi: int, as_of: datetime) -> ChunkResult
 
 def _name() -> str:
     """`instant-routing-2026-11-23-0715-3f9a`."""
-    from prefect.runtime import flow_run
-
     return dated_run_name("instant-routing", (flow_run.parameters or {}).get("as_of"))
 
 

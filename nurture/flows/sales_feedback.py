@@ -16,7 +16,10 @@ from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
+from nurture.core.domain import LeadNotFound
+from nurture.core.sales import FeedbackRefused, record_feedback
 from nurture.flows.common import (
     changes_markdown,
     emit_lead_events,
@@ -25,6 +28,7 @@ from nurture.flows.common import (
     parse_as_of,
     run_suffix,
 )
+from nurture.store.sales import SalesStore
 
 CHANGES_KEY = "sales-feedback-changes"
 Action = Literal["accept", "reject", "opportunity", "won", "lost"]
@@ -37,8 +41,6 @@ class SalesFeedbackRefused(ValueError):
 def _name() -> str:
     """`sales-accept-2026-11-23-1000-lead-1a2b3c4d-3f9a`: the lead as a hash of its email, never
     the address itself (run names are visible to the whole workspace)."""
-    from prefect.runtime import flow_run
-
     p = flow_run.parameters or {}
     try:
         stamp = f"{parse_as_of(p.get('at')):%Y-%m-%d-%H%M}"
@@ -66,10 +68,6 @@ def sales_feedback(email: str, action: Action, reason: str | None = None,
         actor: Who gives the feedback, recorded with the transition.
         at: ISO 8601 time of the feedback, e.g. 2026-11-23T10:00:00Z. Empty: now.
     """
-    from nurture.core.domain import LeadNotFound
-    from nurture.core.sales import FeedbackRefused, record_feedback
-    from nurture.store.sales import SalesStore
-
     app = open_app()
     when = parse_as_of(at)
     try:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import random
+import time
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import DBAPIError
 
 # The migrations stay in the `lead_store` package (their files import `lead_store.tables`);
 # found by name so the store does not import the package that aliases it.
@@ -65,11 +72,6 @@ def retrying(fn, attempts: int = 5):
     """Run `fn` (one whole transaction) again when concurrent writers collided (a deadlock
     PostgreSQL broke, a busy SQLite): with every writer taking its rows in id order this is
     rare, but several machines at once must never fail a run over it."""
-    import random
-    import time
-
-    from sqlalchemy.exc import DBAPIError
-
     for attempt in range(attempts):
         try:
             return fn()
@@ -81,8 +83,6 @@ def retrying(fn, attempts: int = 5):
 
 
 def alembic_config(engine: Engine):
-    from alembic.config import Config
-
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = engine
@@ -91,21 +91,15 @@ def alembic_config(engine: Engine):
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply Alembic migrations up to `revision` (idempotent)."""
-    from alembic import command
-
     command.upgrade(alembic_config(engine), revision)
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
 
 
