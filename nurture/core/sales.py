@@ -23,7 +23,6 @@ from nurture.core.domain import (
     LeadEventKind,
     SalesAction,
     Transition,
-    normalise_email,
 )
 from nurture.core.rules import Rules
 
@@ -205,22 +204,3 @@ def _decide(state: LeadState, action: str, rules: Rules, at: datetime, reason: s
                               f"{', '.join(sorted(codes)) or 'none'} (routing.sales_rejected)",
                               "reason")
     return _DECIDE[SalesAction(action)](_Feedback(state, rules, at, reason, note, actor))
-
-
-def record_feedback(store, rules: Rules, email: str, action: str, at: datetime,
-                    reason: str | None = None, note: str | None = None,
-                    actor: str = "sales", amount: float | None = None) -> dict:
-    """The one service every door calls: decide and write, atomically. `store` is the lead
-    store's sales side (`nurture.store.sales.SalesStore`). Raises `FeedbackRefused` (nothing
-    changed) or `LookupError` for an unknown email."""
-    email = normalise_email(email)
-    lead_id, o = store.apply_feedback(
-        email, lambda state: decide_feedback(state, action, rules, at, reason, note, actor,
-                                      amount),
-        at)
-    tr = o.transition
-    return {"email": email, "lead_id": lead_id, "action": action, "from": tr.from_stage,
-            "to": tr.to_stage, "reason": tr.reason, "rule": tr.rule, "actor": tr.actor,
-            "note": tr.note, "at": at.isoformat(), "recycle_count": o.recycle_count,
-            "recycle_until": o.recycle_until.isoformat() if o.recycle_until else None,
-            "handoff": o.handoff_status, "events": o.events, "amount": o.amount}

@@ -22,13 +22,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy import func, select
 
-from nurture.core.sales import FeedbackRefused, record_feedback
+from nurture.core.sales import FeedbackRefused
 from nurture.devtools.demo_data import (
     generate_activities,
     generate_leads,
     write_activities_jsonl,
     write_leads_csv,
 )
+from nurture.services.feedback import record_feedback
 from nurture.services.ingest import import_activities_jsonl, import_leads_csv
 from nurture.store import tables as t
 from nurture.store.db import upgrade

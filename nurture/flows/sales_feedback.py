@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from nurture.core.domain import LeadNotFound
-from nurture.core.sales import FeedbackRefused, record_feedback
+from nurture.core.sales import FeedbackRefused
 from nurture.flows.common import (
     changes_markdown,
     emit_lead_events,
@@ -28,6 +28,7 @@ from nurture.flows.common import (
     parse_as_of,
     run_suffix,
 )
+from nurture.services.feedback import record_feedback
 from nurture.store.sales import SalesStore
 
 CHANGES_KEY = "sales-feedback-changes"

@@ -7,14 +7,16 @@ from typing import Any
 
 from nurture.core.domain import LeadNotFound, normalise_email
 from nurture.core.evaluation import lead_facts
+from nurture.core.rules import Rules
 from nurture.core.segmentation import buying_stage
+from nurture.services.ports import LeadViewStore
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def explain_lead(store, rules, email: str, default_tz: str,
+def explain_lead(store: LeadViewStore, rules: Rules, email: str, default_tz: str,
                  as_of: datetime | None = None) -> dict[str, Any]:
     """The lead as JSON-ready data: stages, scores with their breakdown, campaign, touches in
     order and transitions with reasons. Scores are recomputed for `as_of` (default now)."""

@@ -19,8 +19,8 @@ from nurture.adapters.delivery.base import Delivery
 from nurture.adapters.delivery.memory import MemoryTransport
 from nurture.core.ledger import RetryPolicy
 from nurture.core.rendering import Renderer
-from nurture.core.sales import record_feedback
 from nurture.services.cycle import SendContext, plan_chunk, run_cycle
+from nurture.services.feedback import record_feedback
 from nurture.services.runs import Lease, RunFenced
 from nurture.store import tables as t
 from nurture.store.db import make_engine

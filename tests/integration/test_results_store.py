@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from nurture.core.sales import FeedbackRefused, record_feedback
+from nurture.core.sales import FeedbackRefused
+from nurture.services.feedback import record_feedback
 from nurture.store import tables as t
 from nurture.store.sales import SalesStore
 

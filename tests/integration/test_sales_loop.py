@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from nurture.adapters.delivery.memory import MemoryTransport
 from nurture.core.rendering import Renderer
-from nurture.core.sales import FeedbackRefused, record_feedback
+from nurture.core.sales import FeedbackRefused
 from nurture.services.cycle import SendContext, plan_chunk, run_cycle
+from nurture.services.feedback import record_feedback
 from nurture.store import tables as t
 from nurture.store.sales import SalesStore
 

@@ -12,7 +12,8 @@ from nurture.entrypoints.cli.common import EXIT_OK, CliError, build_app, parse_a
 def cmd_sales(args: argparse.Namespace) -> int:
     # deferred: the sales store imports SQLAlchemy (`nurture --help` stays fast)
     from nurture.core.domain import LeadNotFound
-    from nurture.core.sales import FeedbackRefused, record_feedback
+    from nurture.core.sales import FeedbackRefused
+    from nurture.services.feedback import record_feedback
     from nurture.store.limits import MAX_FUTURE
     from nurture.store.sales import SalesStore
 

@@ -145,7 +145,7 @@ class ActivityProblems(ErrorBody):
 
 
 class FeedbackResult(BaseModel):
-    """The transition recorded (see `nurture.core.sales.record_feedback`)."""
+    """The transition recorded (see `nurture.services.feedback.record_feedback`)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from nurture.core.domain import LeadNotFound
-from nurture.core.sales import FeedbackRefused, record_feedback
+from nurture.core.sales import FeedbackRefused
 from nurture.entrypoints.http.deps import (
     ContainerDep,
     body_within,
@@ -26,6 +26,7 @@ from nurture.entrypoints.http.models import (
     feedback_problem,
     json_body,
 )
+from nurture.services.feedback import record_feedback
 from nurture.store.sales import SalesStore
 
 router = APIRouter()
