@@ -23,6 +23,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import insert
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -33,8 +35,6 @@ BATCH = 20_000
 
 
 def build(engine, n_leads: int, days: int, seed: int = 7) -> dict[str, int]:
-    from sqlalchemy import insert
-
     from nurture.store import tables as t
 
     r = random.Random(seed)
@@ -42,81 +42,112 @@ def build(engine, n_leads: int, days: int, seed: int = 7) -> dict[str, int]:
     start = end - timedelta(days=days)
     counts = {"leads": 0, "touches": 0, "activities": 0, "transitions": 0}
     leads, touches, acts, trans = [], [], [], []
+    # parents first: leads before what refers to them
+    pending = ((t.leads, leads, "leads"), (t.touches, touches, "touches"),
+               (t.activities, acts, "activities"), (t.transitions, trans, "transitions"))
     tid = 0
-
-    def flush(force: bool = False) -> None:
-        if not force and max(len(leads), len(touches), len(acts), len(trans)) < BATCH:
-            return
-        for table, rows, key in ((t.leads, leads, "leads"), (t.touches, touches, "touches"),
-                                 (t.activities, acts, "activities"),
-                                 (t.transitions, trans, "transitions")):
-            if rows:  # parents first: leads before what refers to them
-                with engine.begin() as conn:
-                    conn.execute(insert(table), rows)
-                counts[key] += len(rows)
-                rows.clear()
-
     for lid in range(1, n_leads + 1):
-        created = start + timedelta(seconds=r.random() * days * 86400)
-        src = r.choice(SOURCES)
-        first = src if r.random() < 0.8 else r.choice(SOURCES)
-        utm = f"utm-{r.randrange(10)}"
-        leads.append({"id": lid, "email": f"lead{lid}@bench.example", "attributes": {},
-                      "source": src, "first_source": first, "utm_campaign": utm,
-                      "first_utm_campaign": utm, "created_at": created, "updated_at": created,
-                      "lifecycle_stage": "nurturing", "stage_entered_at": created,
-                      "recycle_count": 0})
+        lead = _lead_row(r, lid, start, days)
+        created = lead["created_at"]
+        leads.append(lead)
         trans.append({"lead_id": lid, "from_stage": "new", "to_stage": "nurturing",
                       "reason": "enrolled", "actor": "bench", "at": created})
-        campaign = CAMPAIGNS[lid % len(CAMPAIGNS)]
-        j = 0
-        sent = created + timedelta(days=1)
-        while sent < end and j < 12:
-            tid += 1
-            bounced = r.random() < 0.015
-            touches.append({
-                "id": tid, "lead_id": lid, "campaign": campaign, "track": "main",
-                "step": f"step-{j}", "round": 0, "variant": ("a", "b")[tid % 2] if j == 2
-                else None, "status": "sent", "planned_at": sent, "send_at": sent,
-                "sent_at": sent, "updated_at": sent,
-                "delivered_at": None if bounced else sent + timedelta(minutes=1),
-                "delivery_status": "bounced" if bounced else "delivered"})
-            if not bounced:
-                for kind, p, dt in (("email_machine_open", 0.25, 60),
-                                    ("email_open", 0.35, 3600),
-                                    ("email_click", 0.09, 3700),
-                                    ("email_scanner_click", 0.03, 70),
-                                    ("unsubscribe", 0.003, 3800),
-                                    ("spam_report", 0.0005, 3900)):
-                    if r.random() < p:
-                        at = sent + timedelta(seconds=dt)
-                        acts.append({"external_id": f"b-{tid}-{kind}", "lead_id": lid,
-                                     "type": kind, "occurred_at": at,
-                                     "properties": {"touch_id": tid}, "source": "sendgrid",
-                                     "received_at": at})
-            j += 1
-            sent += timedelta(days=7)
-        if r.random() < 0.06:
-            at = created + timedelta(days=1 + r.random() * 40)
-            if at < end:
-                stages = [("nurturing", "mql", None)]
-                if r.random() < 0.6:
-                    stages.append(("mql", "sal", None))
-                    if r.random() < 0.35:
-                        amount = round(r.lognormvariate(9.8, 0.6), -2)
-                        stages.append(("sal", "opportunity", amount))
-                        if r.random() < 0.4:
-                            stages.append(("opportunity", "customer", amount))
-                for a, b, amount in stages:
-                    if at >= end:
-                        break
-                    trans.append({"lead_id": lid, "from_stage": a, "to_stage": b,
-                                  "reason": "bench", "actor": "bench", "at": at,
-                                  "amount": amount})
-                    at += timedelta(days=r.random() * 10)
-        flush()
-    flush(force=True)
+        tid = _touch_rows(r, lid, created, end, tid, touches, acts)
+        trans.extend(_stage_rows(r, lid, created, end))
+        if max(len(leads), len(touches), len(acts), len(trans)) >= BATCH:
+            _flush(engine, pending, counts)
+    _flush(engine, pending, counts)
     return counts
+
+
+def _flush(engine, pending, counts: dict[str, int]) -> None:
+    """Insert and clear every non-empty batch, in the order given."""
+    for table, rows, key in pending:
+        if rows:
+            with engine.begin() as conn:
+                conn.execute(insert(table), rows)
+            counts[key] += len(rows)
+            rows.clear()
+
+
+def _lead_row(r: random.Random, lid: int, start: datetime, days: int) -> dict:
+    """One nurturing lead created at a random time in the window."""
+    created = start + timedelta(seconds=r.random() * days * 86400)
+    src = r.choice(SOURCES)
+    first = src if r.random() < 0.8 else r.choice(SOURCES)
+    utm = f"utm-{r.randrange(10)}"
+    return {"id": lid, "email": f"lead{lid}@bench.example", "attributes": {},
+            "source": src, "first_source": first, "utm_campaign": utm,
+            "first_utm_campaign": utm, "created_at": created, "updated_at": created,
+            "lifecycle_stage": "nurturing", "stage_entered_at": created,
+            "recycle_count": 0}
+
+
+def _touch_rows(r: random.Random, lid: int, created: datetime, end: datetime, tid: int,
+                touches: list[dict], acts: list[dict]) -> int:
+    """A weekly touch from the day after `created` (at most 12), with engagement on the
+    delivered ones; appends the rows and returns the last touch id used."""
+    campaign = CAMPAIGNS[lid % len(CAMPAIGNS)]
+    j = 0
+    sent = created + timedelta(days=1)
+    while sent < end and j < 12:
+        tid += 1
+        bounced = r.random() < 0.015
+        touches.append({
+            "id": tid, "lead_id": lid, "campaign": campaign, "track": "main",
+            "step": f"step-{j}", "round": 0, "variant": ("a", "b")[tid % 2] if j == 2
+            else None, "status": "sent", "planned_at": sent, "send_at": sent,
+            "sent_at": sent, "updated_at": sent,
+            "delivered_at": None if bounced else sent + timedelta(minutes=1),
+            "delivery_status": "bounced" if bounced else "delivered"})
+        if not bounced:
+            acts.extend(_engagement_rows(r, lid, tid, sent))
+        j += 1
+        sent += timedelta(days=7)
+    return tid
+
+
+_ENGAGEMENT = (("email_machine_open", 0.25, 60), ("email_open", 0.35, 3600),
+               ("email_click", 0.09, 3700), ("email_scanner_click", 0.03, 70),
+               ("unsubscribe", 0.003, 3800), ("spam_report", 0.0005, 3900))
+
+
+def _engagement_rows(r: random.Random, lid: int, tid: int, sent: datetime) -> list[dict]:
+    """SendGrid-like activities for one delivered touch: each kind with its own odds."""
+    rows = []
+    for kind, p, dt in _ENGAGEMENT:
+        if r.random() < p:
+            at = sent + timedelta(seconds=dt)
+            rows.append({"external_id": f"b-{tid}-{kind}", "lead_id": lid, "type": kind,
+                         "occurred_at": at, "properties": {"touch_id": tid},
+                         "source": "sendgrid", "received_at": at})
+    return rows
+
+
+def _stage_rows(r: random.Random, lid: int, created: datetime, end: datetime) -> list[dict]:
+    """For ~6 % of leads, the way through MQL, SAL, opportunity and won (with amounts),
+    as far as it got before `end`."""
+    if r.random() >= 0.06:
+        return []
+    at = created + timedelta(days=1 + r.random() * 40)
+    if at >= end:
+        return []
+    stages = [("nurturing", "mql", None)]
+    if r.random() < 0.6:
+        stages.append(("mql", "sal", None))
+        if r.random() < 0.35:
+            amount = round(r.lognormvariate(9.8, 0.6), -2)
+            stages.append(("sal", "opportunity", amount))
+            if r.random() < 0.4:
+                stages.append(("opportunity", "customer", amount))
+    rows = []
+    for a, b, amount in stages:
+        if at >= end:
+            break
+        rows.append({"lead_id": lid, "from_stage": a, "to_stage": b, "reason": "bench",
+                     "actor": "bench", "at": at, "amount": amount})
+        at += timedelta(days=r.random() * 10)
+    return rows
 
 
 def time_reports(engine, days: int) -> list[dict]:

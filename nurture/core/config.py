@@ -460,38 +460,61 @@ def _campaign_checks(stages: list[str] | None, campaigns: list[tuple[dict, Sourc
                 problems.append(source.problem(("name",), f"campaign name {name!r} is "
                                                f"already used by {names[name]}"))
             names[name] = source.display
-        step_ids: dict[str, KeyPath] = {}
-        track_names: set[str] = set()
-        track_stages: set[str] = set()
-        for ti, track in _items(raw.get("tracks")):
-            tname, stage = track.get("name"), track.get("stage")
-            if isinstance(tname, str):
-                if tname in track_names:
-                    problems.append(source.problem(("tracks", ti, "name"),
-                                                   f"duplicate track name {tname!r}"))
-                track_names.add(tname)
-            if isinstance(stage, str):
-                if stages is not None and stage not in stages and stage != RECYCLED:
-                    problems.append(source.problem(
-                        ("tracks", ti, "stage"),
-                        f"undefined buying stage {stage!r}; lifecycle.yaml defines "
-                        f"{', '.join(stages)} (or use `recycled`)"))
-                elif stage in track_stages:
-                    problems.append(source.problem(("tracks", ti, "stage"),
-                                                   f"another track already serves stage "
-                                                   f"{stage!r}"))
-                track_stages.add(stage)
-            for si, step in _items(track.get("steps")):
-                step_id = step.get("id")
-                if not isinstance(step_id, str):
-                    continue
-                key = ("tracks", ti, "steps", si, "id")
-                if step_id in step_ids:
-                    problems.append(source.problem(
-                        key, f"duplicate step id {step_id!r} (first at "
-                        f"{format_path(step_ids[step_id])}); step ids are unique per campaign"))
-                else:
-                    step_ids[step_id] = key
+        _track_checks(stages, raw, source, problems)
+
+
+def _track_checks(stages: list[str] | None, raw: dict, source: SourceFile,
+                  problems: list[Problem]) -> None:
+    """Within one campaign: unique track names, one track per known stage, unique step ids.
+
+    Problems are appended track by track (name, stage, then steps) so their order
+    follows the file.
+    """
+    step_ids: dict[str, KeyPath] = {}
+    track_names: set[str] = set()
+    track_stages: set[str] = set()
+    for ti, track in _items(raw.get("tracks")):
+        tname, stage = track.get("name"), track.get("stage")
+        if isinstance(tname, str):
+            if tname in track_names:
+                problems.append(source.problem(("tracks", ti, "name"),
+                                               f"duplicate track name {tname!r}"))
+            track_names.add(tname)
+        if isinstance(stage, str):
+            _track_stage_check(stages, stage, track_stages, source, ti, problems)
+            track_stages.add(stage)
+        _step_id_checks(track, ti, step_ids, source, problems)
+
+
+def _track_stage_check(stages: list[str] | None, stage: str, track_stages: set[str],
+                       source: SourceFile, ti: int, problems: list[Problem]) -> None:
+    """A track's stage must be a defined buying stage (or `recycled`) not already served by
+    another track of the campaign."""
+    if stages is not None and stage not in stages and stage != RECYCLED:
+        problems.append(source.problem(
+            ("tracks", ti, "stage"),
+            f"undefined buying stage {stage!r}; lifecycle.yaml defines "
+            f"{', '.join(stages)} (or use `recycled`)"))
+    elif stage in track_stages:
+        problems.append(source.problem(("tracks", ti, "stage"),
+                                       f"another track already serves stage "
+                                       f"{stage!r}"))
+
+
+def _step_id_checks(track: dict, ti: int, step_ids: dict[str, KeyPath], source: SourceFile,
+                    problems: list[Problem]) -> None:
+    """Step ids are unique per campaign: `step_ids` carries the first key path across tracks."""
+    for si, step in _items(track.get("steps")):
+        step_id = step.get("id")
+        if not isinstance(step_id, str):
+            continue
+        key = ("tracks", ti, "steps", si, "id")
+        if step_id in step_ids:
+            problems.append(source.problem(
+                key, f"duplicate step id {step_id!r} (first at "
+                f"{format_path(step_ids[step_id])}); step ids are unique per campaign"))
+        else:
+            step_ids[step_id] = key
 
 
 def load_config(directory: str | Path) -> Config:

@@ -171,6 +171,35 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
     timezone-aware. One pass over each input; per-lead work is plain tuples and counters.
     """
     as_of = _utc(as_of)
+    history, recycled = _histories(transitions, as_of)
+    paths, stays, source_of = _lead_paths(leads, history, as_of)
+    now_in, reached, converted = _path_counts(paths)
+    total = sum(now_in.values())
+    # plain strings in the report (its keys go to JSON, Prefect artifacts and the CLI as is)
+    stages = [str(s) for s in LIFECYCLE_STAGES] + sorted(
+        (set(now_in) | set(stays)) - set(LIFECYCLE_STAGES))
+    tally = _HandoffTally()
+    for h in handoffs:
+        tally.add(h, source_of, as_of)
+    return {
+        "as_of": as_of.isoformat(),
+        "leads_total": total,
+        "leads_by_stage": {s: now_in[s] for s in stages},
+        "reached": {s: reached[s] for s in stages},
+        "conversion": [{"from": str(a), "to": str(b), "reached_from": reached[a],
+                        "reached_to": converted[a], "rate": _rate(converted[a], reached[a])}
+                       for a, b in FUNNEL_PAIRS],
+        "median_days_in_stage": {s: _median_days(stays.get(s)) for s in stages},
+        "mql": tally.mql_section(),
+        "rejects_by_reason": _ranked(tally.rejects),
+        "mqls_by_source": _ranked(tally.by_source),
+        "recycled": {"count": sum(recycled.values()), "by_reason": _ranked(recycled)},
+    }
+
+
+def _histories(transitions: Iterable[FunnelTransition], as_of: datetime
+               ) -> tuple[dict[int, list[FunnelTransition]], Counter]:
+    """Transitions grouped per lead (unsorted), and recycle events up to `as_of` by reason."""
     history: dict[int, list[FunnelTransition]] = defaultdict(list)
     recycled: Counter = Counter()
     for tr in transitions:
@@ -178,10 +207,15 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
         history[tr.lead_id].append(tr)
         if tr.to_stage == RECYCLED and tr.at <= as_of:
             recycled[recycle_reason(tr.rule, tr.reason)] += 1
+    return history, recycled
 
-    # Per lead only its path (the stages it went through, in order) is counted: paths repeat
-    # a lot, so reached/converted are worked out once per distinct path afterwards. Stays are
-    # kept as timedeltas (no float conversion per stay).
+
+def _lead_paths(leads: Iterable[FunnelLead], history: dict[int, list[FunnelTransition]],
+                as_of: datetime
+                ) -> tuple[Counter, dict[str, list[timedelta]], dict[int, str | None]]:
+    """Per lead only its path (the stages it went through, in order) is counted: paths repeat
+    a lot, so reached/converted are worked out once per distinct path afterwards. Stays are
+    kept as timedeltas (no float conversion per stay). Also returns each lead's source."""
     paths: Counter[tuple[str, ...]] = Counter()
     stays: dict[str, list[timedelta]] = defaultdict(list)
     source_of: dict[int, str | None] = {}
@@ -194,20 +228,32 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
             stage = lead.lifecycle_stage
             stays[stage].append(as_of - lead.stage_entered_at)
             paths[(stage,)] += 1
-            continue
-        if len(trs) > 1:
-            trs.sort(key=_tr_key)
-        stage, entered = trs[0].from_stage, lead.created_at
-        path = [stage]
-        for tr in trs:
-            if tr.at > as_of:
-                break
-            stays[stage].append(tr.at - entered)
-            stage, entered = tr.to_stage, tr.at
-            path.append(stage)
-        stays[stage].append(as_of - entered)
-        paths[tuple(path)] += 1
+        else:
+            paths[_walk_history(lead, trs, as_of, stays)] += 1
+    return paths, stays, source_of
 
+
+def _walk_history(lead: FunnelLead, trs: list[FunnelTransition], as_of: datetime,
+                  stays: dict[str, list[timedelta]]) -> tuple[str, ...]:
+    """One lead's path up to `as_of`; appends the duration of each of its stays to `stays`
+    (sorts `trs` in place: they are only looked at once)."""
+    if len(trs) > 1:
+        trs.sort(key=_tr_key)
+    stage, entered = trs[0].from_stage, lead.created_at
+    path = [stage]
+    for tr in trs:
+        if tr.at > as_of:
+            break
+        stays[stage].append(tr.at - entered)
+        stage, entered = tr.to_stage, tr.at
+        path.append(stage)
+    stays[stage].append(as_of - entered)
+    return tuple(path)
+
+
+def _path_counts(paths: Counter) -> tuple[Counter, Counter, Counter]:
+    """From path counts: leads now in each stage, leads that reached each stage, and per
+    funnel pair the leads that entered `to` after first entering `from` (keyed by `from`)."""
     now_in: Counter = Counter()
     reached: Counter = Counter()
     converted: Counter = Counter()
@@ -224,64 +270,56 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
             i = first.get(a)
             if i is not None and last.get(b, -1) > i:
                 converted[a] += n
-    total = sum(now_in.values())
-    # plain strings in the report (its keys go to JSON, Prefect artifacts and the CLI as is)
-    stages = [str(s) for s in LIFECYCLE_STAGES] + sorted(
-        (set(now_in) | set(stays)) - set(LIFECYCLE_STAGES))
+    return now_in, reached, converted
 
-    status_count: Counter = Counter()
-    due = overdue = accepted_in_time = answered_in_time = 0
-    rejects: Counter = Counter()
-    by_source: Counter = Counter()
-    for h in handoffs:
+
+class _HandoffTally:
+    """Running handoff counts for the `mql`, `rejects_by_reason` and `mqls_by_source`
+    sections, each handoff seen as it stood at `as_of`."""
+
+    def __init__(self) -> None:
+        self.status_count: Counter = Counter()
+        self.due = self.overdue = self.accepted_in_time = self.answered_in_time = 0
+        self.rejects: Counter = Counter()
+        self.by_source: Counter = Counter()
+
+    def add(self, h: FunnelHandoff, source_of: dict[int, str | None], as_of: datetime) -> None:
         if h.created_at > as_of:
-            continue
+            return
         status, resolved_at = h.status, h.resolved_at
         if status != PENDING and resolved_at is not None and resolved_at > as_of:
             status, resolved_at = PENDING, None
-        status_count[status] += 1
+        self.status_count[status] += 1
         source = source_of.get(h.lead_id)
-        by_source[source or UNKNOWN_SOURCE] += 1
+        self.by_source[source or UNKNOWN_SOURCE] += 1
         if status == PENDING:
             if h.sla_due_at <= as_of:
-                overdue += 1
-                due += 1
-            continue
-        due += 1
+                self.overdue += 1
+                self.due += 1
+            return
+        self.due += 1
         in_time = resolved_at is not None and resolved_at < h.sla_due_at
         if status == ACCEPTED:
-            accepted_in_time += in_time
-            answered_in_time += in_time
+            self.accepted_in_time += in_time
+            self.answered_in_time += in_time
         elif status == REJECTED:
-            answered_in_time += in_time
-            rejects[h.outcome_reason or UNSPECIFIED_REASON] += 1
+            self.answered_in_time += in_time
+            self.rejects[h.outcome_reason or UNSPECIFIED_REASON] += 1
 
-    handed_off = sum(status_count.values())
-    resolved = sum(status_count[s] for s in RESOLVED)
-    return {
-        "as_of": as_of.isoformat(),
-        "leads_total": total,
-        "leads_by_stage": {s: now_in[s] for s in stages},
-        "reached": {s: reached[s] for s in stages},
-        "conversion": [{"from": str(a), "to": str(b), "reached_from": reached[a],
-                        "reached_to": converted[a], "rate": _rate(converted[a], reached[a])}
-                       for a, b in FUNNEL_PAIRS],
-        "median_days_in_stage": {s: _median_days(stays.get(s)) for s in stages},
-        "mql": {
-            "handed_off": handed_off,
+    def mql_section(self) -> dict[str, Any]:
+        status_count = self.status_count
+        resolved = sum(status_count[s] for s in RESOLVED)
+        return {
+            "handed_off": sum(status_count.values()),
             **{str(s): status_count[s] for s in (*RESOLVED, PENDING)},
-            "overdue": overdue,
+            "overdue": self.overdue,
             "acceptance_rate": _rate(status_count[ACCEPTED], resolved),
-            "sla_due": due,
-            "accepted_within_sla": accepted_in_time,
-            "sla_compliance": _rate(accepted_in_time, due),
-            "answered_within_sla": answered_in_time,
-            "sla_response_rate": _rate(answered_in_time, due),
-        },
-        "rejects_by_reason": _ranked(rejects),
-        "mqls_by_source": _ranked(by_source),
-        "recycled": {"count": sum(recycled.values()), "by_reason": _ranked(recycled)},
-    }
+            "sla_due": self.due,
+            "accepted_within_sla": self.accepted_in_time,
+            "sla_compliance": _rate(self.accepted_in_time, self.due),
+            "answered_within_sla": self.answered_in_time,
+            "sla_response_rate": _rate(self.answered_in_time, self.due),
+        }
 
 
 # -- presentation -------------------------------------------------------------------------

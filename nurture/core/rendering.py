@@ -50,7 +50,9 @@ def html_to_text(html: str) -> str:
     """A readable plain-text part from the HTML one (links kept as `text (url)`).
 
     A single regex pass over tags and text rather than `html.parser`: this runs once per
-    message on the hot send path and the layout is our own well-formed HTML."""
+    message on the hot send path and the layout is our own well-formed HTML. The loop stays
+    inline (no call per token) for the same reason; only `<a>` tags, a few per message, go
+    through a helper."""
     parts: list[str] = []
     skip = 0
     href: str | None = None
@@ -59,28 +61,33 @@ def html_to_text(html: str) -> str:
             if not skip:
                 parts.append(data)
             continue
-        if not tag:  # comment, doctype
-            continue
-        tag = tag.lower()
-        if not closing:
-            if tag in _SKIP:
-                skip += 1
-            elif tag in _BLOCK:
-                parts.append("\n")
-            if tag == "li":
-                parts.append("- ")
-            if tag == "a":
-                found = _HREF.search(attrs)
-                href = unescape(next(g for g in found.groups() if g is not None)) if found \
-                    else None
-        elif tag in _SKIP:
-            skip = max(0, skip - 1)
-        elif tag == "a" and href:
-            parts.append(f" ({href})")
-            href = None
+        tag = tag.lower()  # "" for a comment or doctype: matches nothing below
+        if tag in _SKIP:
+            skip = max(0, skip - 1) if closing else skip + 1
+        elif tag == "a":
+            href = _link(closing, attrs, href, parts)
         elif tag in _BLOCK:
             parts.append("\n")
-    raw = unescape("".join(parts))
+            if tag == "li" and not closing:
+                parts.append("- ")
+    return _tidy(unescape("".join(parts)))
+
+
+def _link(closing: str, attrs: str, href: str | None, parts: list[str]) -> str | None:
+    """An `<a>` tag: the opening one yields its (unescaped) href, or None; the closing one
+    appends ` (href)` after the link text. Returns the href still open."""
+    if not closing:
+        found = _HREF.search(attrs)
+        return unescape(next(g for g in found.groups() if g is not None)) if found else None
+    if href:
+        parts.append(f" ({href})")
+        return None
+    return href
+
+
+def _tidy(raw: str) -> str:
+    """Runs of spaces collapsed, lines stripped, at most one blank line in a row, and a
+    single trailing newline."""
     lines = [_SPACES.sub(" ", line).strip() for line in raw.splitlines()]
     out: list[str] = []
     for line in lines:

@@ -212,8 +212,6 @@ def simulate_sales(app: App, at: datetime, seed: int) -> Counter:
     store = SalesStore(app.engine)
     done: Counter = Counter()
     codes = sorted(app.rules.sales_rejected)
-    weights = {"not_ready": 40, "bad_timing": 25, "no_budget": 15, "bad_data": 10,
-               "competitor": 10}
 
     def act(email: str, action: str, reason: str | None = None, note: str | None = None,
             amount: float | None = None):
@@ -227,29 +225,55 @@ def simulate_sales(app: App, at: datetime, seed: int) -> Counter:
     for h in store.handoffs("pending"):
         if h["created_at"] > at:
             continue
-        r = random.Random(f"{seed}-handoff-{h['id']}").random()
-        if r < 0.55:
-            act(h["email"], "accept", note="call booked")
-        elif r < 0.75 and codes:
-            code = random.Random(f"{seed}-reason-{h['id']}").choices(
-                codes, [weights.get(c, 10) for c in codes])[0]
-            act(h["email"], "reject", code, note="not a fit right now")
+        answer = _handoff_answer(seed, h["id"], codes)
+        if answer is not None:
+            action, reason, note = answer
+            act(h["email"], action, reason, note=note)
     L = t.leads
     with app.engine.connect() as conn:
         rows = conn.execute(select(L.c.id, L.c.email, L.c.lifecycle_stage,
                                    L.c.stage_entered_at)
                             .where(L.c.lifecycle_stage.in_(("sal", "opportunity")))).all()
     for lead_id, email, stage, since in rows:
-        r = random.Random(f"{seed}-deal-{lead_id}-{stage}").random()
-        deal = round(random.Random(f"{seed}-amount-{lead_id}").lognormvariate(9.8, 0.6), -2)
-        if stage == "sal" and at - since >= timedelta(days=3) and r < 0.4:
-            act(email, "opportunity", amount=deal)
-        elif stage == "opportunity" and at - since >= timedelta(days=5):
-            if r < 0.5:
-                act(email, "won", amount=deal)
-            elif r < 0.8:
-                act(email, "lost", note="went quiet")
+        step = _deal_step(seed, lead_id, stage, at - since)
+        if step is not None:
+            action, details = step
+            act(email, action, **details)
     return done
+
+
+_REJECT_WEIGHTS = {"not_ready": 40, "bad_timing": 25, "no_budget": 15, "bad_data": 10,
+                   "competitor": 10}
+
+
+def _handoff_answer(seed: int, handoff_id: int, codes: list[str]
+                    ) -> tuple[str, str | None, str] | None:
+    """Sales' seeded answer to one pending handoff as (action, reason code, note), or None
+    when it is left unanswered."""
+    r = random.Random(f"{seed}-handoff-{handoff_id}").random()
+    if r < 0.55:
+        return "accept", None, "call booked"
+    if r < 0.75 and codes:
+        code = random.Random(f"{seed}-reason-{handoff_id}").choices(
+            codes, [_REJECT_WEIGHTS.get(c, 10) for c in codes])[0]
+        return "reject", code, "not a fit right now"
+    return None
+
+
+def _deal_step(seed: int, lead_id: int, stage: str, in_stage: timedelta
+               ) -> tuple[str, dict[str, Any]] | None:
+    """The seeded next deal step for a lead `in_stage` long in `sal` or `opportunity`, as
+    (action, its details), or None for no change yet."""
+    r = random.Random(f"{seed}-deal-{lead_id}-{stage}").random()
+    deal = round(random.Random(f"{seed}-amount-{lead_id}").lognormvariate(9.8, 0.6), -2)
+    if stage == "sal" and in_stage >= timedelta(days=3) and r < 0.4:
+        return "opportunity", {"amount": deal}
+    if stage == "opportunity" and in_stage >= timedelta(days=5):
+        if r < 0.5:
+            return "won", {"amount": deal}
+        if r < 0.8:
+            return "lost", {"note": "went quiet"}
+    return None
 
 
 def _examples(app) -> dict[str, str | None]:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from nurture.core.domain import FAILED, IN_DOUBT, PLANNED, SENT
 from nurture.core.ledger import (
@@ -29,6 +29,7 @@ from nurture.services.ports import (
     CycleStore,
     Delivery,
     OutgoingTouch,
+    SendLedger,
     Transport,
     TransportAuthError,
 )
@@ -122,15 +123,7 @@ def send_chunk(store: CycleStore, ctx: SendContext, lo: int, hi: int, as_of: dat
             return send_chunk(store, ctx, lo, hi, as_of, dry_run, own)
     ledger = store.ledger
     t0 = time.perf_counter()
-    tk = ledger.take_over(lo, hi, ctx.lapse, ctx.transport.reconcile, ctx.transport.name,
-                          lease.run_id)
-    result.ledger["taken_over"] += tk.settled
-    if tk.touches_held:
-        result.held.update(tk.owners_alive or {})
-        result.ledger["held_by_live_runs"] += tk.touches_held
-    if ctx.in_doubt_settle is not None:
-        result.ledger["in_doubt_resent"] += ledger.release_in_doubt(
-            lo, hi, datetime.now(UTC) - ctx.in_doubt_settle)
+    _settle_stopped_runs(ledger, ctx, lo, hi, lease, result)
     claim = render = send = 0.0
     t1 = time.perf_counter()
     claim += t1 - t0
@@ -143,39 +136,72 @@ def send_chunk(store: CycleStore, ctx: SendContext, lo: int, hi: int, as_of: dat
         claim += t2 - t1
         if not claimed:
             break
-        results: list[TouchResult] = []
-        messages: list[Message] = []
-        by_id = {tc.touch_id: tc for tc in claimed}
-        for tc in claimed:
-            out = _render(ctx, tc, as_of)
-            (messages if isinstance(out, Message) else results).append(out)
-        t3 = time.perf_counter()
+        t3, t4 = _send_batch(ledger, ctx, claimed, as_of, lease, result)
         render += t3 - t2
-        lease.check()  # last look at the fence before anything leaves
-        try:
-            deliveries = ctx.transport.send_many(messages) if messages else []
-        except TransportAuthError as exc:
-            msgs = {m.touch_id: m for m in messages}
-            for dl in exc.deliveries:  # went out (or may have) before the key was refused
-                results.append(_delivered(ctx, msgs[dl.touch_id], dl,
-                                          by_id[dl.touch_id].attempt, as_of))
-            done = {r.touch_id for r in results}
-            results += [decide_give_back(m.touch_id) for m in messages
-                        if m.touch_id not in done]
-            ledger.record(results, lease.run_id)
-            raise SendPhaseStopped(str(exc)) from exc
-        msgs = {m.touch_id: m for m in messages}
-        results += [_delivered(ctx, msgs[dl.touch_id], dl, by_id[dl.touch_id].attempt, as_of)
-                    for dl in deliveries]
-        refused = ledger.record(results, lease.run_id)
-        send += time.perf_counter() - t3
-        if refused:
-            result.ledger["results_refused"] += refused
-            lease.check()
-        for r in results:
-            _tally(result, by_id[r.touch_id].campaign, r)
+        send += t4 - t3
     result.seconds.update(claim=claim, render=render, send=send)
     return result
+
+
+def _settle_stopped_runs(ledger: SendLedger, ctx: SendContext, lo: int, hi: int, lease: Lease,
+                         result: ChunkResult) -> None:
+    """Take over the chunk's touches left by runs that stopped beating (counting those still
+    held by live ones), and release in-doubt touches past `ctx.in_doubt_settle`."""
+    tk = ledger.take_over(lo, hi, ctx.lapse, ctx.transport.reconcile, ctx.transport.name,
+                          lease.run_id)
+    result.ledger["taken_over"] += tk.settled
+    if tk.touches_held:
+        result.held.update(tk.owners_alive or {})
+        result.ledger["held_by_live_runs"] += tk.touches_held
+    if ctx.in_doubt_settle is not None:
+        result.ledger["in_doubt_resent"] += ledger.release_in_doubt(
+            lo, hi, datetime.now(UTC) - ctx.in_doubt_settle)
+
+
+def _send_batch(ledger: SendLedger, ctx: SendContext, claimed: list[OutgoingTouch],
+                as_of: datetime, lease: Lease, result: ChunkResult) -> tuple[float, float]:
+    """Render, send and record one claimed batch (checking the fence before anything
+    leaves), and tally it into `result`. Returns the `perf_counter` times at which rendering
+    and recording ended, for the phase timings."""
+    results: list[TouchResult] = []
+    messages: list[Message] = []
+    by_id = {tc.touch_id: tc for tc in claimed}
+    for tc in claimed:
+        out = _render(ctx, tc, as_of)
+        (messages if isinstance(out, Message) else results).append(out)
+    rendered = time.perf_counter()
+    lease.check()  # last look at the fence before anything leaves
+    try:
+        deliveries = ctx.transport.send_many(messages) if messages else []
+    except TransportAuthError as exc:
+        _record_and_stop(ledger, ctx, exc, messages, results, by_id, as_of, lease)
+    msgs = {m.touch_id: m for m in messages}
+    results += [_delivered(ctx, msgs[dl.touch_id], dl, by_id[dl.touch_id].attempt, as_of)
+                for dl in deliveries]
+    refused = ledger.record(results, lease.run_id)
+    recorded = time.perf_counter()
+    if refused:
+        result.ledger["results_refused"] += refused
+        lease.check()
+    for r in results:
+        _tally(result, by_id[r.touch_id].campaign, r)
+    return rendered, recorded
+
+
+def _record_and_stop(ledger: SendLedger, ctx: SendContext, exc: TransportAuthError,
+                     messages: list[Message], results: list[TouchResult],
+                     by_id: dict[int, OutgoingTouch], as_of: datetime, lease: Lease) -> NoReturn:
+    """The transport refused our key mid-batch: record what went out (or may have) before
+    that, give the rest of the batch back to `planned`, and stop the send phase."""
+    msgs = {m.touch_id: m for m in messages}
+    for dl in exc.deliveries:  # went out (or may have) before the key was refused
+        results.append(_delivered(ctx, msgs[dl.touch_id], dl,
+                                  by_id[dl.touch_id].attempt, as_of))
+    done = {r.touch_id for r in results}
+    results += [decide_give_back(m.touch_id) for m in messages
+                if m.touch_id not in done]
+    ledger.record(results, lease.run_id)
+    raise SendPhaseStopped(str(exc)) from exc
 
 
 def finish_held(store: CycleStore, ctx: SendContext, as_of: datetime, lease: Lease,

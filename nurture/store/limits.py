@@ -93,18 +93,26 @@ def json_problem(value: Any, what: str, max_depth: int = 32) -> str | None:
         if depth > max_depth:
             return f"{what} is nested more than {max_depth} levels deep"
         if isinstance(item, dict):
-            for k, v in item.items():
-                if isinstance(k, str) and "\x00" in k:
-                    return f"{what} has a key with a NUL character"
-                stack.append((v, depth + 1))
+            if any(isinstance(k, str) and "\x00" in k for k in item):
+                return f"{what} has a key with a NUL character"
+            stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
-        elif isinstance(item, str):
-            if "\x00" in item:
-                return f"{what} contains a NUL character"
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return f"{what} contains NaN or Infinity, which JSON does not allow"
-        elif item is not None and not isinstance(item, bool | int):
-            return f"{what} contains {type_name(item)}"
+        else:
+            problem = _scalar_problem(item, what)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _scalar_problem(item: Any, what: str) -> str | None:
+    """Why one non-container JSON value cannot be stored, or None."""
+    if isinstance(item, str):
+        if "\x00" in item:
+            return f"{what} contains a NUL character"
+    elif isinstance(item, float):
+        if not math.isfinite(item):
+            return f"{what} contains NaN or Infinity, which JSON does not allow"
+    elif item is not None and not isinstance(item, bool | int):
+        return f"{what} contains {type_name(item)}"
     return None

@@ -25,9 +25,11 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import httpx
 from sendgrid.helpers.mail import (
@@ -49,6 +51,7 @@ from nurture.adapters.delivery.base import Delivery, TransportAuthError
 from nurture.core.messages import Message
 
 MAX_CATEGORY = 255
+_T = TypeVar("_T")
 
 
 def build_mail(msg: Message, sandbox: bool = False, now: datetime | None = None) -> dict:
@@ -118,6 +121,25 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    """An attempt that did not settle the message: why, the wait SendGrid asked for (429),
+    and whether another attempt may help."""
+
+    error: str
+    wait: float | None = None
+    retry: bool = True
+
+
+def _batch_id_of(response: httpx.Response) -> str | None:
+    """The non-empty `batch_id` string of a batch-creation answer, else None."""
+    try:
+        batch_id = response.json()["batch_id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return batch_id if isinstance(batch_id, str) and batch_id else None
+
+
 class SendGridTransport:
     name = "sendgrid"
 
@@ -150,82 +172,96 @@ class SendGridTransport:
             return Delivery(msg.touch_id, False, error="not sent: " + self._auth_error,
                             unknown=False)
         body = build_mail(msg, self.sandbox)
-        last_error = ""
-        wait: float | None = None
         batch_id: str | None = None
         if body["personalizations"][0].get("send_at"):
-            # SendGrid holds a scheduled send up to 72 h; only its batch id lets an unsubscribe
-            # that arrives meanwhile cancel it (POST /v3/user/scheduled_sends). Creating an id
-            # sends nothing, so every failure is safe to retry; without one, nothing is sent.
-            for attempt in range(self.retry.attempts):
-                if attempt:
-                    time.sleep(self.retry.delay(attempt - 1, wait))
-                    wait = None
-                try:
-                    response = self._client.post("/v3/mail/batch")
-                except httpx.TransportError as exc:
-                    last_error = f"could not reach SendGrid ({type(exc).__name__}: {exc})"
-                    continue
-                if response.status_code in (200, 201):
-                    try:
-                        batch_id = response.json()["batch_id"]
-                    except (ValueError, KeyError, TypeError):
-                        batch_id = None
-                    if isinstance(batch_id, str) and batch_id:
-                        break
-                    batch_id, last_error = None, f"SendGrid answered {response.status_code} " \
-                        "without a batch_id"
-                    continue
-                if response.status_code in (401, 403):
-                    self._auth_error = error_text(response) + " (creating a batch id for a " \
-                        "scheduled send needs the Mail Send permission)"
-                    self._auth_failed.set()
-                    return Delivery(msg.touch_id, False, error=self._auth_error)
-                last_error = error_text(response)
-                if response.status_code != 429 and response.status_code < 500:
-                    break
-                wait = _retry_after(response) if response.status_code == 429 else None
-            if batch_id is None:
-                return Delivery(msg.touch_id, False, error=f"not sent: no SendGrid batch id "
-                                f"for the scheduled send, so it could not be cancelled later "
-                                f"({last_error})")
-            body["batch_id"] = batch_id
-            last_error = ""
+            scheduled = self._scheduled_batch_id(msg)
+            if isinstance(scheduled, Delivery):
+                return scheduled
+            batch_id = body["batch_id"] = scheduled
+        outcome = self._with_retries(lambda: self._mail_attempt(msg, body, batch_id))
+        if isinstance(outcome, _Failed):
+            return Delivery(msg.touch_id, False, retryable=True,
+                            error=f"{outcome.error} (gave up after {self.retry.attempts} "
+                                  "attempts in this run)")
+        return outcome
+
+    def _with_retries(self, attempt_once: Callable[[], _T | _Failed]) -> _T | _Failed:
+        """Up to `retry.attempts` calls of `attempt_once`, sleeping `retry.delay` between
+        them (the wait SendGrid asked for, if the last failure carried one). Returns the
+        first outcome that is not a retryable `_Failed`, else the last failure."""
+        last = _Failed("")
         for attempt in range(self.retry.attempts):
             if attempt:
-                time.sleep(self.retry.delay(attempt - 1, wait))
-                wait = None
-            try:
-                response = self._client.post("/v3/mail/send", json=body)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                last_error = f"could not reach SendGrid ({type(exc).__name__}: {exc})"
-                continue  # the request never left: safe to retry
-            except httpx.TimeoutException as exc:
-                return Delivery(msg.touch_id, False, unknown=True, batch_id=batch_id,
-                                error=f"no answer from SendGrid within the timeout "
-                                f"({type(exc).__name__}); it may have been accepted, so it "
-                                "is not resent: the Event Webhook settles it")
-            except httpx.TransportError as exc:
-                # the connection broke mid-request: SendGrid may or may not have it
-                return Delivery(msg.touch_id, False, unknown=True, batch_id=batch_id,
-                                error=f"connection to SendGrid failed mid-request "
-                                f"({type(exc).__name__}: {exc}); not resent")
-            status = response.status_code
-            if status in (200, 202):
-                return Delivery(msg.touch_id, True, response.headers.get("X-Message-Id"),
-                                batch_id=batch_id)
-            if status in (401, 403):
-                self._auth_error = error_text(response)
-                self._auth_failed.set()
-                return Delivery(msg.touch_id, False, error=self._auth_error)
-            if status == 429 or status >= 500:
-                last_error = error_text(response)
-                wait = _retry_after(response) if status == 429 else None
-                continue
-            return Delivery(msg.touch_id, False, error=error_text(response))
-        return Delivery(msg.touch_id, False, retryable=True,
-                        error=f"{last_error} (gave up after {self.retry.attempts} attempts "
-                              "in this run)")
+                time.sleep(self.retry.delay(attempt - 1, last.wait))
+            outcome = attempt_once()
+            if not isinstance(outcome, _Failed) or not outcome.retry:
+                return outcome
+            last = outcome
+        return last
+
+    def _scheduled_batch_id(self, msg: Message) -> str | Delivery:
+        """A batch id for a scheduled send, or the failed Delivery when none could be had.
+
+        SendGrid holds a scheduled send up to 72 h; only its batch id lets an unsubscribe
+        that arrives meanwhile cancel it (POST /v3/user/scheduled_sends). Creating an id
+        sends nothing, so every failure is safe to retry; without one, nothing is sent."""
+        outcome = self._with_retries(lambda: self._batch_attempt(msg))
+        if isinstance(outcome, _Failed):
+            return Delivery(msg.touch_id, False, error=f"not sent: no SendGrid batch id "
+                            f"for the scheduled send, so it could not be cancelled later "
+                            f"({outcome.error})")
+        return outcome
+
+    def _batch_attempt(self, msg: Message) -> str | Delivery | _Failed:
+        """One POST /v3/mail/batch: the new id, an auth failure, or why not (retryable
+        unless SendGrid refused the request itself)."""
+        try:
+            response = self._client.post("/v3/mail/batch")
+        except httpx.TransportError as exc:
+            return _Failed(f"could not reach SendGrid ({type(exc).__name__}: {exc})")
+        status = response.status_code
+        if status in (200, 201):
+            return _batch_id_of(response) or _Failed(
+                f"SendGrid answered {status} without a batch_id")
+        if status in (401, 403):
+            self._auth_error = error_text(response) + " (creating a batch id for a " \
+                "scheduled send needs the Mail Send permission)"
+            self._auth_failed.set()
+            return Delivery(msg.touch_id, False, error=self._auth_error)
+        if status != 429 and status < 500:
+            return _Failed(error_text(response), retry=False)
+        return _Failed(error_text(response), _retry_after(response) if status == 429 else None)
+
+    def _mail_attempt(self, msg: Message, body: dict, batch_id: str | None
+                      ) -> Delivery | _Failed:
+        """One POST /v3/mail/send: a final Delivery, or a `_Failed` that is safe to retry
+        (the request never reached SendGrid, or it answered 429/5xx)."""
+        try:
+            response = self._client.post("/v3/mail/send", json=body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # the request never left: safe to retry
+            return _Failed(f"could not reach SendGrid ({type(exc).__name__}: {exc})")
+        except httpx.TimeoutException as exc:
+            return Delivery(msg.touch_id, False, unknown=True, batch_id=batch_id,
+                            error=f"no answer from SendGrid within the timeout "
+                            f"({type(exc).__name__}); it may have been accepted, so it "
+                            "is not resent: the Event Webhook settles it")
+        except httpx.TransportError as exc:
+            # the connection broke mid-request: SendGrid may or may not have it
+            return Delivery(msg.touch_id, False, unknown=True, batch_id=batch_id,
+                            error=f"connection to SendGrid failed mid-request "
+                            f"({type(exc).__name__}: {exc}); not resent")
+        status = response.status_code
+        if status in (200, 202):
+            return Delivery(msg.touch_id, True, response.headers.get("X-Message-Id"),
+                            batch_id=batch_id)
+        if status in (401, 403):
+            self._auth_error = error_text(response)
+            self._auth_failed.set()
+            return Delivery(msg.touch_id, False, error=self._auth_error)
+        if status == 429 or status >= 500:
+            return _Failed(error_text(response), _retry_after(response) if status == 429 else None)
+        return Delivery(msg.touch_id, False, error=error_text(response))
 
     # -- the Transport interface ----------------------------------------------------------
     def send_many(self, messages: list[Message]) -> list[Delivery]:
