@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from nurture.core.funnel import compute_funnel, funnel_markdown
+from nurture.core.funnel import compute_funnel
 from nurture.flows.artifacts import publish_result_artifacts
 from nurture.flows.common import dated_run_name, emit_lead_events, open_app, parse_as_of
 from nurture.services.cycle import (
@@ -37,6 +37,7 @@ from nurture.services.cycle import (
     summarise,
 )
 from nurture.store.funnel_queries import load_funnel_rows
+from nurture.views.funnel import funnel_markdown
 from nurture.views.summary import headline_rows, summary_markdown
 from nurture.wiring import App, deliver_handoffs, deliverability_guard, retry_provider_events
 

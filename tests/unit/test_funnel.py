@@ -15,10 +15,10 @@ from nurture.core.funnel import (
     FunnelLead,
     FunnelTransition,
     compute_funnel,
-    funnel_markdown,
     recycle_reason,
 )
 from nurture.entrypoints.cli.tables import print_funnel
+from nurture.views.funnel import funnel_markdown
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 AS_OF = T0 + timedelta(days=30)

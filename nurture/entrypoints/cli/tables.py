@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nurture.core.funnel import FUNNEL_STAGES, format_days, format_pct, headline, report_time
+from nurture.core.funnel import FUNNEL_STAGES
+from nurture.views.funnel import format_days, format_pct, headline, report_time
 from nurture.views.summary import summary_table_rows
 
 
