@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from nurture.core.domain import MQL, Decision
-from nurture.core.evaluation import SKIP_RECYCLE_WAIT
+from nurture.core.domain import MQL, Decision, SkipReason
 
 
 def assign_owners(lead_ids: Sequence[int], owners: Sequence[str], first: int
@@ -28,6 +27,6 @@ def next_check(d: Decision) -> datetime | None:
     wait ends (new activity or a lead update clears this, so changes are never missed)."""
     if d.lifecycle_stage == MQL and d.handoff is not None:
         return d.handoff.sla_due_at
-    if d.skip_reason == SKIP_RECYCLE_WAIT:
+    if d.skip_reason == SkipReason.RECYCLE_WAIT:
         return d.recycle_until
     return None
