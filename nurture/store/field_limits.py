@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Column, Table
 
 from nurture.store import limits
 from nurture.store import tables as t
@@ -18,18 +18,22 @@ class TableLimits:
 
     earliest: datetime = limits.EARLIEST
 
-    def __init__(self) -> None:
-        self._tables: dict[str, Table] = {"leads": t.leads, "activities": t.activities}
+    def __init__(self, tables: tuple[Table, ...] = (t.leads, t.activities)) -> None:
+        # asked per value of every imported row: one dict lookup, not SQLAlchemy's
+        self._columns: dict[tuple[str, str], Column] = {
+            (table.name, c.name): c for table in tables for c in table.columns}
+        self._int_max: dict[tuple[str, str], int] = {}
 
     def text_problem(self, table: str, column: str, value: Any, what: str | None = None
                      ) -> str | None:
-        columns = self._tables[table].c
-        if column not in columns:
-            return None
-        return limits.string_problem(value, columns[column], what)
+        found = self._columns.get((table, column))
+        return None if found is None else limits.string_problem(value, found, what)
 
     def int_max(self, table: str, column: str) -> int:
-        return limits.int_range(self._tables[table].c[column])[1]
+        key = (table, column)
+        if key not in self._int_max:
+            self._int_max[key] = limits.int_range(self._columns[key])[1]
+        return self._int_max[key]
 
     def time_problem(self, value: datetime, what: str, now: datetime | None = None
                      ) -> str | None:
