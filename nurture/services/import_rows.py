@@ -86,8 +86,9 @@ def time_field(value: Any, what: str, code: str, limits: FieldLimits,
         raise RowError(code, message) from None
     problem = limits.time_problem(at, what, now=now)
     if problem:
-        late = future_code is not None and at > limits.earliest
-        raise RowError(future_code if late else code, problem)
+        if future_code is not None and at > limits.earliest:
+            code = future_code  # plausible-looking, only too far ahead
+        raise RowError(code, problem)
     return at
 
 
