@@ -240,3 +240,40 @@ class ResultsQueries(Protocol):
     def deliverability_rows(self, end: datetime, days: float, campaign: str | None
                             ) -> list[dict[str, Any]]: ...
     def campaign_statuses(self) -> list[dict[str, Any]]: ...
+
+
+# -- imports ---------------------------------------------------------------------------------
+class FieldLimits(Protocol):
+    """What the store's columns can hold. The importers check every value against it before
+    writing, so a value the database would refuse is one row's reason rather than an aborted
+    batch; the store derives it from its table definitions (`nurture.store.field_limits`),
+    so the checks cannot drift from the schema."""
+
+    @property
+    def earliest(self) -> datetime: ...
+
+    def text_problem(self, table: str, column: str, value: Any, what: str | None = None
+                     ) -> str | None:
+        """Why `value` cannot be stored as `table.column` text (None: it can, or the table
+        has no such column)."""
+
+    def int_max(self, table: str, column: str) -> int: ...
+    def time_problem(self, value: datetime, what: str, now: datetime | None = None
+                     ) -> str | None: ...
+    def json_problem(self, value: Any, what: str) -> str | None: ...
+    def type_name(self, value: Any) -> str: ...
+
+
+class ImportStore(Protocol):
+    """Where imported leads and activities are written (batches; refused rows reported to
+    `on_error` one by one), and the limits their values are checked against first."""
+
+    @property
+    def limits(self) -> FieldLimits: ...
+
+    def upsert_leads(self, rows: list[dict[str, Any]],
+                     on_error: Callable[[dict[str, Any], Exception], None] | None = None
+                     ) -> tuple[int, int]: ...
+    def insert_activities(self, rows: list[dict[str, Any]], source: str = "import",
+                          on_error: Callable[[dict[str, Any], Exception], None] | None = None
+                          ) -> dict[str, int]: ...

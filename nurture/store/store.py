@@ -21,6 +21,7 @@ from nurture.core.domain import Decision, LeadEvent, LeadSnapshot
 from nurture.services.ports import Applied
 from nurture.store import decisions as decision_writes
 from nurture.store import imports, kv, lead_detail, leads, suppression
+from nurture.store.field_limits import TableLimits
 from nurture.store.imports import RowRefused
 from nurture.store.ledger import Ledger
 from nurture.store.pauses import CampaignStatus
@@ -84,6 +85,11 @@ class LeadStore:
         return leads.stage_counts(self.engine)
 
     # -- imports and suppression --------------------------------------------------------------
+    @cached_property
+    def limits(self) -> TableLimits:
+        """What the columns hold, for the importers' checks (`FieldLimits`)."""
+        return TableLimits()
+
     def upsert_leads(self, rows: list[dict[str, Any]],
                      on_error: RowRefused | None = None) -> tuple[int, int]:
         return imports.upsert_leads(self.engine, rows, on_error)

@@ -26,6 +26,7 @@ from nurture.entrypoints.http.models import (
     json_body,
 )
 from nurture.services.ingest import RowError, activity_row, db_reason
+from nurture.services.ports import FieldLimits
 
 MAX_ACTIVITIES = 1000
 NO_ROWS = {"inserted": 0, "duplicates": 0, "leads_created": 0}
@@ -36,13 +37,13 @@ BODY_SCHEMA = {"anyOf": [ACTIVITY_SCHEMA, {"type": "array", "items": ACTIVITY_SC
 router = APIRouter()
 
 
-def check_items(items: list[Any], known: Iterable[str]
+def check_items(items: list[Any], known: Iterable[str], limits: FieldLimits
                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(rows to store, each with its `_index`; problems `{index, code, error}`)."""
     rows, problems = [], []
     for i, obj in enumerate(items):
         try:
-            row = activity_row(obj)
+            row = activity_row(obj, limits)
             problem = unknown_type_problem(row["type"], known)
             if problem:
                 raise RowError("unknown_type", problem)
@@ -65,7 +66,8 @@ async def activities(raw: Annotated[bytes, Depends(body_within(
         return error_response(400, "no activities given")
     if len(items) > MAX_ACTIVITIES:
         return error_response(413, f"at most {MAX_ACTIVITIES} activities per request")
-    rows, problems = check_items(items, known_activity_types(c.app.config.lifecycle))
+    rows, problems = check_items(items, known_activity_types(c.app.config.lifecycle),
+                                   c.app.store.limits)
 
     def refused(row: dict[str, Any], exc: Exception) -> None:
         err = db_reason(exc)
