@@ -7,15 +7,32 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from nurture.adapters.crm_webhook import deliver_pending
+from nurture.adapters.delivery.memory import MemoryTransport
+from nurture.adapters.delivery.outbox import OutboxTransport
+from nurture.adapters.delivery.sendgrid import RetryPolicy as SendRetry
+from nurture.adapters.delivery.sendgrid import SendGridTransport
+from nurture.adapters.sendgrid_events import SendGridEventParser
+from nurture.adapters.sendgrid_scheduled import ScheduledSendCanceller
 from nurture.core.config import Config
 from nurture.core.ledger import RetryPolicy
 from nurture.core.rendering import Renderer
 from nurture.core.rules import Rules
+from nurture.services import events
 from nurture.services.cycle import SendContext
 from nurture.services.deliverability import guard
+from nurture.services.events import WebhookEvents
 from nurture.services.ports import Transport
+from nurture.services.results import build
+from nurture.services.runs import Lease
 from nurture.services.validation import load_valid_config
 from nurture.settings import Settings
+from nurture.store.db import is_migrated, make_engine
+from nurture.store.events import EventStore
+from nurture.store.results_queries import SqlResultsQueries
+from nurture.store.runs import RunStore
+from nurture.store.sales import SalesStore
+from nurture.store.store import LeadStore
 
 
 class NotMigrated(Exception):
@@ -24,21 +41,15 @@ class NotMigrated(Exception):
 
 def build_transport(settings: Settings) -> Transport:
     if settings.transport == "outbox":
-        from nurture.adapters.delivery.outbox import OutboxTransport
-
         return OutboxTransport(settings.outbox_dir)
     if settings.transport == "memory":
-        from nurture.adapters.delivery.memory import MemoryTransport
-
         return MemoryTransport()
     if settings.transport == "sendgrid":
-        from nurture.adapters.delivery.sendgrid import RetryPolicy, SendGridTransport
-
         return SendGridTransport(sendgrid_api_key(settings), settings.sendgrid_host,
                                  timeout_seconds=settings.sendgrid_timeout_seconds,
                                  concurrency=settings.sendgrid_concurrency,
                                  sandbox=settings.sendgrid_sandbox,
-                                 retry=RetryPolicy(attempts=settings.sendgrid_max_attempts))
+                                 retry=SendRetry(attempts=settings.sendgrid_max_attempts))
     raise ValueError(f"unknown transport {settings.transport!r}")
 
 
@@ -52,6 +63,7 @@ def sendgrid_api_key(settings: Settings) -> str:
     if settings.sendgrid_api_key:
         return settings.sendgrid_api_key
     try:
+        # deferred: Prefect (≈0.6 s) is needed only when the key is not in the environment
         from prefect.blocks.system import Secret
 
         value = Secret.load("sendgrid-api-key", _sync=True).get()
@@ -64,10 +76,6 @@ def sendgrid_api_key(settings: Settings) -> str:
 
 def webhook_events(engine):
     """Provider-event orchestration over the store and the SendGrid parser (its ports)."""
-    from nurture.adapters.sendgrid_events import SendGridEventParser
-    from nurture.services.events import WebhookEvents
-    from nurture.store.events import EventStore
-
     return WebhookEvents(EventStore(engine), SendGridEventParser())
 
 
@@ -79,14 +87,10 @@ class App:
 
     @cached_property
     def engine(self):
-        from nurture.store.db import make_engine
-
         return make_engine(self.settings.database_url)
 
     @cached_property
     def store(self):
-        from nurture.store.store import LeadStore
-
         return LeadStore(self.engine)
 
     @cached_property
@@ -94,8 +98,6 @@ class App:
         return webhook_events(self.engine)
 
     def require_schema(self) -> None:
-        from nurture.store.db import is_migrated
-
         if not is_migrated(self.engine):
             raise NotMigrated(f"the database at {self.settings.database_url} is not set up or "
                               "is out of date; run `nurture db upgrade` first")
@@ -136,9 +138,6 @@ class App:
 
     def lease(self, kind: str, as_of: datetime | None = None):
         """A run lease in the store's run registry (heartbeat thread; fencing)."""
-        from nurture.services.runs import Lease
-        from nurture.store.runs import RunStore
-
         return Lease(RunStore(self.engine), kind, as_of, self.settings.run_heartbeat_seconds,
                      self.settings.run_lapse_seconds)
 
@@ -147,8 +146,6 @@ def deliver_handoffs(app: App, now: datetime | None = None) -> dict[str, int] | 
     """Push pending MQL handoffs to the CRM webhook, when one is configured (else None)."""
     if not app.settings.handoff_webhook_url:
         return None
-    from nurture.adapters.crm_webhook import deliver_pending
-    from nurture.store.sales import SalesStore
 
     with app.lease("handoff-delivery") as lease:
         return deliver_pending(SalesStore(app.engine), app.settings.handoff_webhook_url,
@@ -159,8 +156,6 @@ def deliver_handoffs(app: App, now: datetime | None = None) -> dict[str, int] | 
 def make_canceller(settings: Settings):
     """A scheduled-send canceller when SendGrid is configured (scheduled sends exist only
     there), else None."""
-    from nurture.adapters.sendgrid_scheduled import ScheduledSendCanceller
-
     if settings.transport != "sendgrid" and not settings.sendgrid_api_key:
         return None
     try:
@@ -174,16 +169,12 @@ def make_canceller(settings: Settings):
 def cancel_scheduled_sends(app: App, emails: list[str] | None = None,
                            now: datetime | None = None) -> dict[str, Any]:
     """`nurture.services.events.cancel_scheduled_sends` with this app's store and SendGrid."""
-    from nurture.services import events
-
     return events.cancel_scheduled_sends(app.webhook_events,
                                          lambda: make_canceller(app.settings), emails, now)
 
 
 def retry_provider_events(app: App, max_attempts: int | None = None) -> dict[str, Any]:
     """`nurture.services.events.retry_provider_events` with this app's store and SendGrid."""
-    from nurture.services import events
-
     return events.retry_provider_events(app.webhook_events,
                                         lambda: make_canceller(app.settings),
                                         app.settings.scanner_click_seconds, max_attempts)
@@ -192,14 +183,9 @@ def retry_provider_events(app: App, max_attempts: int | None = None) -> dict[str
 def deliverability_guard(engine, as_of: datetime | None = None, emit: bool = True
                          ) -> list[dict[str, Any]]:
     """The deliverability guard over the SQL store on `engine` (pauses made now)."""
-    from nurture.store.store import LeadStore
-
     return guard(LeadStore(engine), as_of, emit)
 
 
 def results_report(engine, report: str, w, **options: Any) -> dict[str, Any]:
     """`nurture.services.results.build` over the SQL store on `engine`."""
-    from nurture.services.results import build
-    from nurture.store.results_queries import SqlResultsQueries
-
     return build(SqlResultsQueries(engine), report, w, **options)
