@@ -9,14 +9,27 @@ from __future__ import annotations
 import contextlib
 import json
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nurture.devtools.fake_sendgrid.schema import sg_error
 
-if TYPE_CHECKING:
-    from nurture.devtools.fake_sendgrid.server import FakeSendGrid
-
 SCHEDULED = "/v3/user/scheduled_sends"
+
+
+class FakeSendGrid(Protocol):
+    """What the handler asks of the fake it serves (`server.FakeSendGrid`)."""
+
+    messages: list[Any]
+    public_key: str
+
+    def handle_scheduled(self, method: str, path: str, auth: str | None, raw: bytes
+                         ) -> tuple[int, Any]: ...
+    def handle_send(self, auth: str | None, raw: bytes) -> tuple[int, dict, dict | None]: ...
+    def inject(self, status: int | None = None, delay: float = 0.0, times: int = 1,
+               *args: Any) -> None: ...
+    def events_for(self, kinds: list[str], *args: Any) -> list[dict]: ...
+    def post_events(self, url: str, events: list[dict], *args: Any) -> Any: ...
+    def clear(self) -> None: ...
 
 
 def make_handler(fake: FakeSendGrid) -> type[BaseHTTPRequestHandler]:
