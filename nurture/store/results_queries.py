@@ -13,14 +13,12 @@ from typing import Any
 
 from sqlalchemy import (
     Float,
-    Interval,
     and_,
     case,
     cast,
     exists,
     func,
     literal,
-    literal_column,
     or_,
     select,
 )
@@ -30,88 +28,14 @@ from nurture.core.domain import CUSTOMER, OPPORTUNITY, SENT
 from nurture.core.reporting import ATTRIBUTED, CONVERSIONS, SOURCE_STAGES, UNKNOWN, Window
 from nurture.store import tables as t
 from nurture.store.pauses import CampaignStatus
-
-HUMAN_OPEN, MACHINE_OPEN = "email_open", "email_machine_open"
-HUMAN_CLICK, SCANNER_CLICK = "email_click", "email_scanner_click"
-UNSUBSCRIBE, SPAM = "unsubscribe", "spam_report"
-ENGAGEMENT = (HUMAN_OPEN, MACHINE_OPEN, HUMAN_CLICK, SCANNER_CLICK, UNSUBSCRIBE, SPAM)
-
-
-def _in(col, w: Window) -> list:
-    out = []
-    if w.start is not None:
-        out.append(col >= w.start)
-    if w.end is not None:
-        out.append(col < w.end)
-    return out
-
-
-def days_between(engine: Engine, a, b):
-    """Fractional days from `a` to `b` (SQL expression)."""
-    if engine.dialect.name == "sqlite":
-        return func.julianday(b) - func.julianday(a)
-    return func.extract("epoch", b - a) / 86400.0
-
-
-def plus_days(engine: Engine, col, days: float):
-    """`col` + `days` as a value comparable with stored datetimes on the backend."""
-    if engine.dialect.name == "sqlite":
-        # stored as 'YYYY-MM-DD HH:MM:SS.ffffff': strftime keeps that shape
-        return func.strftime("%Y-%m-%d %H:%M:%f000", col, f"{days:+f} days")
-    return col + literal(timedelta(days=days), Interval())
-
-
-def touch_id_of(engine: Engine):
-    """The touch an activity belongs to (`properties.touch_id`, set by the webhook)."""
-    A = t.activities
-    if engine.dialect.name == "postgresql":
-        return cast(A.c.properties.op("->>")(literal_column("'touch_id'")), t.Id)
-    return func.json_extract(A.c.properties, "$.touch_id")
-
-
-def month_of(engine: Engine, col):
-    if engine.dialect.name == "sqlite":
-        return func.strftime("%Y-%m", col)
-    return func.to_char(col, "YYYY-MM")
-
-
-def _rows(engine: Engine, *queries) -> list[list[dict[str, Any]]]:
-    """Run the queries in one read snapshot (REPEATABLE READ on PostgreSQL)."""
-    opts: dict = ({"isolation_level": "REPEATABLE READ"}
-                  if engine.dialect.name == "postgresql" else {})
-    with engine.connect().execution_options(**opts) as conn, conn.begin():
-        if engine.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")  # months are UTC months
-        return [[dict(r._mapping) for r in conn.execute(q)] for q in queries]
-
-
-def _touch_engagement(engine: Engine, since: datetime | None):
-    """One row per touch with engagement: flags per activity kind (0/1)."""
-    A = t.activities
-    tid = touch_id_of(engine)
-
-    def flag(*kinds: str):
-        return func.max(case((A.c.type.in_(kinds), 1), else_=0))
-
-    q = (select(tid.label("tid"),
-                flag(HUMAN_OPEN, HUMAN_CLICK).label("opened"),
-                flag(MACHINE_OPEN).label("machine_open"),
-                flag(HUMAN_CLICK).label("clicked"),
-                flag(SCANNER_CLICK).label("scanner_click"),
-                flag(UNSUBSCRIBE).label("unsubscribed"),
-                flag(SPAM).label("spam"))
-         .where(A.c.type.in_(ENGAGEMENT), tid.is_not(None)).group_by(tid))
-    if since is not None:
-        q = q.where(A.c.occurred_at >= since)
-    return q.subquery("eng")
-
-
-def _sent_touches(w: Window, *cols):
-    T = t.touches
-    q = select(*cols).where(T.c.status == SENT, *_in(T.c.sent_at, w))
-    if w.campaign:
-        q = q.where(T.c.campaign == w.campaign)
-    return q
+from nurture.store.report_sql import (
+    days_between,
+    in_window,
+    month_of,
+    plus_days,
+    read_snapshot,
+    touch_engagement,
+)
 
 
 def step_rows(engine: Engine, w: Window, credit_days: float) -> list[dict[str, Any]]:
@@ -119,7 +43,7 @@ def step_rows(engine: Engine, w: Window, credit_days: float) -> list[dict[str, A
     followed each (engagement on that touch; stage entries of its lead within
     `credit_days` after it was sent)."""
     T, TR = t.touches, t.transitions
-    eng = _touch_engagement(engine, w.start)
+    eng = touch_engagement(engine, w.start)
     stage = func.max
     conv = (select(T.c.id.label("tid"),
                    *[stage(case((TR.c.to_stage == s, 1), else_=0)).label(f"c_{s}")
@@ -127,7 +51,7 @@ def step_rows(engine: Engine, w: Window, credit_days: float) -> list[dict[str, A
             .select_from(T.join(TR, and_(
                 TR.c.lead_id == T.c.lead_id, TR.c.to_stage.in_(CONVERSIONS),
                 TR.c.at >= T.c.sent_at, TR.c.at < plus_days(engine, T.c.sent_at, credit_days))))
-            .where(T.c.status == SENT, *_in(T.c.sent_at, w),
+            .where(T.c.status == SENT, *in_window(T.c.sent_at, w),
                    *([T.c.campaign == w.campaign] if w.campaign else []))
             .group_by(T.c.id).subquery("conv"))
 
@@ -140,7 +64,7 @@ def step_rows(engine: Engine, w: Window, credit_days: float) -> list[dict[str, A
     variant = func.coalesce(T.c.variant, "")
     keys = (T.c.campaign, T.c.track, T.c.step, variant)
     cols = (T.c.campaign, T.c.track, T.c.step, variant.label("variant"))
-    where = [T.c.status == SENT, *_in(T.c.sent_at, w),
+    where = [T.c.status == SENT, *in_window(T.c.sent_at, w),
              *([T.c.campaign == w.campaign] if w.campaign else [])]
     sent_q = (select(*cols, func.count(T.c.id).label("sent"),
                      total(case((T.c.delivered_at.is_not(None), 1), else_=0)).label("delivered"),
@@ -158,7 +82,7 @@ def step_rows(engine: Engine, w: Window, credit_days: float) -> list[dict[str, A
              .select_from(eng.join(T, T.c.id == eng.c.tid)).where(*where).group_by(*keys))
     conv_q = (select(*cols, *[total(conv.c[f"c_{s}"]).label(s) for s in CONVERSIONS])
               .select_from(conv.join(T, T.c.id == conv.c.tid)).group_by(*keys))
-    sent, engaged, converted = _rows(engine, sent_q, eng_q, conv_q)
+    sent, engaged, converted = read_snapshot(engine, sent_q, eng_q, conv_q)
     extra: dict[tuple, dict[str, Any]] = {}
     for r in engaged + converted:
         extra.setdefault((r["campaign"], r["track"], r["step"], r["variant"]), {}).update(r)
@@ -186,7 +110,7 @@ def source_rows(engine: Engine, w: Window, by: str = "source", touch: str = "fir
     median days from creation to it, deal values, and costs for the window."""
     L, TR, T, C = t.leads, t.transitions, t.touches, t.source_costs
     g = _group_expr(engine, by, touch).label("grp")
-    lead_where = _in(L.c.created_at, w)
+    lead_where = in_window(L.c.created_at, w)
     if w.campaign:
         lead_where.append(exists(select(T.c.id).where(T.c.lead_id == L.c.id,
                                                       T.c.campaign == w.campaign)))
@@ -218,13 +142,13 @@ def source_rows(engine: Engine, w: Window, by: str = "source", touch: str = "fir
         key = C.c.source if by == "source" else C.c.utm_campaign
         cost_q = (select(func.coalesce(func.nullif(key, ""), UNKNOWN).label("grp"),
                          func.sum(C.c.amount).label("cost"))
-                  .where(*_in(C.c.period_start, w)).group_by(key))
+                  .where(*in_window(C.c.period_start, w)).group_by(key))
         if by == "source":
             cost_q = cost_q.where(C.c.utm_campaign == "")
         else:
             cost_q = cost_q.where(C.c.source == "")
         queries.append(cost_q)
-    res = _rows(engine, *queries)
+    res = read_snapshot(engine, *queries)
     return {"leads": res[0], "money": res[1], "stages": res[2],
             "costs": res[3] if len(res) > 3 else []}
 
@@ -234,7 +158,7 @@ def attribution_rows(engine: Engine, w: Window, lookback_days: float,
     """Conversions (stage entries into MQL, opportunity, customer with `at` in the window)
     and their credit per campaign × step under four models, plus per source."""
     T, TR, L = t.touches, t.transitions, t.leads
-    conv_where = [TR.c.to_stage.in_(ATTRIBUTED), *_in(TR.c.at, w)]
+    conv_where = [TR.c.to_stage.in_(ATTRIBUTED), *in_window(TR.c.at, w)]
     if w.campaign:
         conv_where.append(exists(select(T.c.id).where(T.c.lead_id == TR.c.lead_id,
                                                       T.c.campaign == w.campaign)))
@@ -281,7 +205,7 @@ def attribution_rows(engine: Engine, w: Window, lookback_days: float,
                                func.coalesce(func.sum(TR.c.amount), 0.0).label("amount"))
                         .select_from(TR.join(L, L.c.id == TR.c.lead_id))
                         .where(*conv_where).group_by(TR.c.to_stage, g))
-    res = _rows(engine, by_step, totals, touched, *src_rows)
+    res = read_snapshot(engine, by_step, totals, touched, *src_rows)
     hit = {r["stage"]: r["touched"] for r in res[2]}
     for r in res[1]:
         r["touched"] = hit.get(r["stage"], 0)
@@ -295,7 +219,7 @@ def deliverability_rows(engine: Engine, end: datetime, days: float,
     hard bounces, spam reports and unsubscribes on those touches. `since_resume` starts a
     resumed campaign's window at its resume (what the guard judges)."""
     T, CS = t.touches, t.campaign_status
-    eng = _touch_engagement(engine, end - timedelta(days=days))
+    eng = touch_engagement(engine, end - timedelta(days=days))
     start = end - timedelta(days=days)
 
     def total(col):
@@ -318,7 +242,7 @@ def deliverability_rows(engine: Engine, end: datetime, days: float,
              .select_from(eng.join(T, T.c.id == eng.c.tid)
                           .outerjoin(CS, CS.c.campaign == T.c.campaign))
              .where(*where).group_by(T.c.campaign))
-    sent, engaged = _rows(engine, sent_q, eng_q)
+    sent, engaged = read_snapshot(engine, sent_q, eng_q)
     by = {r["campaign"]: r for r in engaged}
     return [{**r, "spam_reports": 0, "unsubscribes": 0,
              **{k: v for k, v in by.get(r["campaign"], {}).items() if k != "campaign"}}
