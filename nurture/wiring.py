@@ -182,8 +182,15 @@ def retry_provider_events(app: App, max_attempts: int | None = None) -> dict[str
 
 def deliverability_guard(engine, as_of: datetime | None = None, emit: bool = True
                          ) -> list[dict[str, Any]]:
-    """The deliverability guard over the SQL store on `engine` (pauses made now)."""
-    return guard(LeadStore(engine), as_of, emit)
+    """The deliverability guard over the SQL store on `engine` (pauses made now); with `emit`,
+    pauses are announced as Prefect events."""
+    announce = None
+    if emit:
+        # deferred: Prefect's events client (≈0.6 s to import) only when pauses are announced
+        from nurture.adapters.prefect_events import announce_pauses
+
+        announce = announce_pauses
+    return guard(LeadStore(engine), as_of, announce)
 
 
 def results_report(engine, report: str, w, **options: Any) -> dict[str, Any]:

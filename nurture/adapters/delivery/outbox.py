@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nurture.adapters.delivery.base import Delivery
 from nurture.core.messages import Message, to_eml
+from nurture.views.outbox import write_viewer
 
 # one line per attempt to send a touch whose message file already exists (a duplicate send)
 DUPLICATES = "duplicates.jsonl"
@@ -81,6 +82,4 @@ def write_index(directory: Path) -> Path:
     `touch-N.html` view beside each `.eml` (rendered HTML in a sandboxed frame, the text part
     and the headers), so a browser shows messages instead of downloading `.eml` files.
     Views are written only when missing or older than their `.eml`."""
-    from nurture.views.outbox import write_viewer
-
     return write_viewer(Path(directory))
