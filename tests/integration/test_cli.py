@@ -463,3 +463,12 @@ def test_cycle_rejects_a_bad_as_of_before_running(cycled):
     line = one_sentence_error(nurture("cycle", "--as-of", "yesterday", env=env, cwd=root))
     assert line == ("error: --as-of 'yesterday' is not an ISO 8601 date or datetime "
                     "(e.g. 2026-11-23T08:00:00Z)")
+
+
+def test_report_html_creates_the_directory_it_writes_into(world):
+    """`--out` into a directory that does not exist yet: written, not a traceback."""
+    root, env = world
+    out = root / "reports" / "2026-11" / "results.html"
+    proc = ok(nurture("report", "html", "--out", str(out), env=env, cwd=root))
+    assert out.is_file() and "<html" in out.read_text()
+    assert str(out) in proc.stdout

@@ -9,6 +9,7 @@ import io
 import json
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from nurture.entrypoints.cli.common import (
@@ -161,7 +162,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_report_html(args: argparse.Namespace) -> int:
-    from nurture.views.results_html import render_html  # deferred: the engine (--help)
+    from nurture.views.html_kit import write  # deferred: the engine (--help)
+    from nurture.views.results_html import render_html
 
     app = build_app()
     app.require_schema()
@@ -169,8 +171,7 @@ def cmd_report_html(args: argparse.Namespace) -> int:
     reps["cohorts"] = build_report(app, "sources", argparse.Namespace(
         **{**vars(args), "by": "month", "touch": "first"}))
     html = render_html(reps, generated_at=datetime.now(UTC))
-    with open(args.out, "w", encoding="utf-8") as fh:
-        fh.write(html)
+    write(Path(args.out), html)  # atomic; creates the directory, like `simulate --out`
     print(f"wrote {args.out} ({len(html) // 1024} KiB)")
     return EXIT_OK
 
