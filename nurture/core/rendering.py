@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from html import unescape
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nurture.core.config import Campaign, Step, Track
+from nurture.core.html_text import SPACES as _SPACES
+from nurture.core.html_text import html_to_text, tidy
+from nurture.core.text_template import TextEnvironment, adversarial_contexts, mismatch
+
+__all__ = ["RenderError", "RenderedEmail", "Renderer", "html_to_text", "one_line", "sample_lead"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-_SPACES = re.compile(r"[ \t]+")
 
 
 class RenderError(Exception):
@@ -40,62 +43,6 @@ def one_line(subject: str) -> str:
     return _SPACES.sub(" ", _CONTROL.sub(" ", subject)).strip()
 
 
-_TOKEN = re.compile(r"<!--.*?-->|<!.*?>|<(/?)([a-zA-Z][a-zA-Z0-9]*)([^>]*)>|([^<]+|<)", re.S)
-_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
-_BLOCK = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"})
-_SKIP = frozenset({"style", "script", "head", "title"})
-
-
-def html_to_text(html: str) -> str:
-    """A readable plain-text part from the HTML one (links kept as `text (url)`).
-
-    A single regex pass over tags and text rather than `html.parser`: this runs once per
-    message on the hot send path and the layout is our own well-formed HTML. The loop stays
-    inline (no call per token) for the same reason; only `<a>` tags, a few per message, go
-    through a helper."""
-    parts: list[str] = []
-    skip = 0
-    href: str | None = None
-    for closing, tag, attrs, data in _TOKEN.findall(html):
-        if data:
-            if not skip:
-                parts.append(data)
-            continue
-        tag = tag.lower()  # "" for a comment or doctype: matches nothing below
-        if tag in _SKIP:
-            skip = max(0, skip - 1) if closing else skip + 1
-        elif tag == "a":
-            href = _link(closing, attrs, href, parts)
-        elif tag in _BLOCK:
-            parts.append("\n")
-            if tag == "li" and not closing:
-                parts.append("- ")
-    return _tidy(unescape("".join(parts)))
-
-
-def _link(closing: str, attrs: str, href: str | None, parts: list[str]) -> str | None:
-    """An `<a>` tag: the opening one yields its (unescaped) href, or None; the closing one
-    appends ` (href)` after the link text. Returns the href still open."""
-    if not closing:
-        found = _HREF.search(attrs)
-        return unescape(next(g for g in found.groups() if g is not None)) if found else None
-    if href:
-        parts.append(f" ({href})")
-        return None
-    return href
-
-
-def _tidy(raw: str) -> str:
-    """Runs of spaces collapsed, lines stripped, at most one blank line in a row, and a
-    single trailing newline."""
-    lines = [_SPACES.sub(" ", line).strip() for line in raw.splitlines()]
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    return "\n".join(out).strip() + "\n"
-
-
 def sample_lead() -> dict[str, Any]:
     """The lead `nurture validate` renders every template for."""
     return {"email": "jordan.lee@example.com", "first_name": "Jordan", "last_name": "Lee",
@@ -105,10 +52,36 @@ def sample_lead() -> dict[str, Any]:
             "utm_campaign": "brand", "created_at": "2026-01-05T12:00:00+00:00"}
 
 
-class Renderer:
-    """Compiled templates, cached for the life of a run (rendering is the hot send path)."""
 
-    def __init__(self, templates_dir: Path) -> None:
+
+@dataclass(slots=True)
+class _Prepared:
+    """What is constant for one (campaign, track, step, variant): the context apart from the
+    lead and its link, the compiled subject and templates, and how the text part is made.
+    The config objects are kept to notice a reloaded config with the same names."""
+
+    owners: tuple[Campaign, Track, Step]
+    where: str
+    template: str
+    text_name: str | None  # a hand-written .txt.j2 sibling, else None
+    context: dict[str, Any]
+    subject: Any = None
+    html: Template | None = None
+    text: Template | None = None
+    text_decided: bool = False
+    error: RenderError | None = None  # at compile time; raised where rendering would fail
+
+
+class Renderer:
+    """Compiled templates, cached for the life of a run (rendering is the hot send path).
+
+    Per (campaign, track, step, variant) everything but the lead is prepared once; per HTML
+    template the text part is derived once (`text_template`) and checked against
+    `html_to_text` before it is used. Templates it cannot be derived for are listed in
+    `text_fallbacks` and keep `html_to_text` per message, as does every template when
+    `derive_text` is False."""
+
+    def __init__(self, templates_dir: Path, derive_text: bool = True) -> None:
         self.templates_dir = Path(templates_dir)
         self.env = ImmutableSandboxedEnvironment(
             loader=FileSystemLoader(str(self.templates_dir)),
@@ -119,6 +92,11 @@ class Renderer:
         self._exists: dict[str, bool] = {}
         self._text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined,
                                                       autoescape=False)
+        self._sibling_env = self._text_env.overlay(loader=self.env.loader)
+        self._derived_env = TextEnvironment(self.env) if derive_text else None
+        self._derived: dict[str, Template | None] = {}
+        self._prepared: dict[tuple, _Prepared] = {}
+        self.text_fallbacks: dict[str, str] = {}
 
     def has_template(self, name: str) -> bool:
         found = self._exists.get(name)
@@ -134,34 +112,111 @@ class Renderer:
 
     def render(self, campaign: Campaign, track: Track, step: Step, variant: str | None,
                lead: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
-        subject_src, template = step.content(variant)
-        ctx = {
-            "lead": lead,
-            "campaign": SimpleNamespace(name=campaign.name, description=campaign.description),
-            "track": SimpleNamespace(name=track.name, stage=track.stage),
-            "step": SimpleNamespace(id=step.id, variant=variant),
-            "sender": SimpleNamespace(**campaign.sender.model_dump()),
-            "unsubscribe_url": unsubscribe_url,
-        }
-        where = f"{campaign.name}/{step.id}" + (f" variant {variant}" if variant else "")
+        p = self._prepare(campaign, track, step, variant)
+        ctx = {"lead": lead, "unsubscribe_url": unsubscribe_url, **p.context}
+        if p.subject is None and p.error:
+            raise p.error
         try:
-            subject = one_line(self._subject_template(subject_src).render(ctx))
+            subject = one_line(p.subject.render(ctx))
         except Exception as exc:  # jinja raises many types; all mean "this subject is broken"
-            raise RenderError(f"subject of {where} failed to render: {exc}") from exc
+            raise RenderError(f"subject of {p.where} failed to render: {exc}") from exc
+        if p.html is None and p.error:
+            raise p.error
         try:
-            html = self.env.get_template(template).render(ctx)
+            html = p.html.render(ctx)
         except Exception as exc:
-            raise RenderError(f"template {template} ({where}) failed to render: {exc}") from exc
-        text_name = re.sub(r"\.html(\.j2)?$", ".txt.j2", template)
-        if text_name != template and self.has_template(text_name):
-            try:
-                text = self._text_env.overlay(loader=self.env.loader).get_template(
-                    text_name).render(ctx)
-            except Exception as exc:
-                raise RenderError(f"template {text_name} ({where}) failed to render: {exc}"
-                                  ) from exc
-        else:
-            text = html_to_text(html)
+            raise RenderError(f"template {p.template} ({p.where}) failed to render: {exc}"
+                              ) from exc
+        text = self._text(p, ctx, html)
         if not subject:
-            raise RenderError(f"subject of {where} rendered empty")
+            raise RenderError(f"subject of {p.where} rendered empty")
         return RenderedEmail(subject, html, text)
+
+    def _prepare(self, campaign: Campaign, track: Track, step: Step,
+                 variant: str | None) -> _Prepared:
+        key = (campaign.name, track.name, step.id, variant)
+        p = self._prepared.get(key)
+        owners = (campaign, track, step)
+        if p is not None and all(a is b for a, b in zip(p.owners, owners, strict=True)):
+            return p
+        subject_src, template = step.content(variant)
+        where = f"{campaign.name}/{step.id}" + (f" variant {variant}" if variant else "")
+        text_name = re.sub(r"\.html(\.j2)?$", ".txt.j2", template)
+        p = _Prepared(owners, where, template,
+                      text_name if text_name != template and self.has_template(text_name)
+                      else None,
+                      {"campaign": SimpleNamespace(name=campaign.name,
+                                                   description=campaign.description),
+                       "track": SimpleNamespace(name=track.name, stage=track.stage),
+                       "step": SimpleNamespace(id=step.id, variant=variant),
+                       "sender": SimpleNamespace(**campaign.sender.model_dump())})
+        self._compile(p, subject_src)
+        if p.error is None:
+            self._prepared[key] = p
+        return p
+
+    def _compile(self, p: _Prepared, subject_src: str) -> None:
+        """Compile what `p` renders; the first failure is kept in `p.error` with the message
+        rendering it would have raised (a broken entry is not cached: tried again next time)."""
+        try:
+            p.subject = self._subject_template(subject_src)
+        except Exception as exc:
+            p.error = RenderError(f"subject of {p.where} failed to render: {exc}")
+            return
+        try:
+            p.html = self.env.get_template(p.template)
+        except Exception as exc:
+            p.error = RenderError(f"template {p.template} ({p.where}) failed to render: {exc}")
+            return
+        if p.text_name is None:
+            return
+        try:
+            p.text = self._sibling_env.get_template(p.text_name)
+            p.text_decided = True
+        except Exception as exc:
+            p.error = RenderError(f"template {p.text_name} ({p.where}) failed to render: {exc}")
+
+    def _text(self, p: _Prepared, ctx: dict[str, Any], html: str) -> str:
+        if p.text_name is not None:
+            if p.text is None and p.error:
+                raise p.error
+            try:
+                return p.text.render(ctx)
+            except Exception as exc:
+                raise RenderError(f"template {p.text_name} ({p.where}) failed to render: "
+                                  f"{exc}") from exc
+        if not p.text_decided:
+            p.text = self._derived_text(p, ctx, html)
+            p.text_decided = True
+        if p.text is None:
+            return html_to_text(html)
+        try:
+            return tidy(p.text.render(ctx))
+        except Exception:  # MarkupValue, or anything the HTML part did not raise: the slow way
+            return html_to_text(html)
+
+    def _derived_text(self, p: _Prepared, ctx: dict[str, Any], html: str) -> Template | None:
+        """The text template derived from `p.template`, once per template name and only if
+        it gives `html_to_text`'s text for this context and for adversarial leads."""
+        if p.template in self._derived:
+            return self._derived[p.template]
+        text, reason = None, "text derivation is off (derive_text=False)"
+        if self._derived_env is not None:
+            text, reason = self._derive(p, ctx, html)
+        if reason:
+            self.text_fallbacks[p.template] = reason
+        self._derived[p.template] = text
+        return text
+
+    def _derive(self, p: _Prepared, ctx: dict[str, Any], html: str
+                ) -> tuple[Template | None, str | None]:
+        try:
+            text = self._derived_env.get_template(p.template)
+            first = tidy(text.render(ctx))
+        except Exception as exc:  # Underivable, or the derived template does not render
+            return None, f"{type(exc).__name__}: {exc}"
+        if first != html_to_text(html):
+            return None, "derived text differs from html_to_text"
+        reason = mismatch(p.html, text, adversarial_contexts(ctx, sample_lead()),
+                          html_to_text, tidy)
+        return (None, reason) if reason else (text, None)
