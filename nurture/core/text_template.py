@@ -339,6 +339,8 @@ def mismatch(html_template, text_template, contexts, to_text: Callable[[str], st
             continue
         try:
             text = tidy(text_template.render(ctx))
+        except MarkupValue:  # HTML in the lead data: such a message falls back on its own
+            continue
         except Exception as exc:
             return f"derived text failed: {exc!r}"
         if text != to_text(html):
