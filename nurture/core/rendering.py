@@ -14,11 +14,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, Template, select_autoescape
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nurture.core.config import Campaign, Step, Track
 from nurture.core.html_text import SPACES as _SPACES
 from nurture.core.html_text import html_to_text, tidy
+from nurture.core.sandbox import Sandbox
 from nurture.core.text_template import TextEnvironment, adversarial_contexts, mismatch
 
 __all__ = ["RenderError", "RenderedEmail", "Renderer", "html_to_text", "one_line", "sample_lead"]
@@ -83,15 +83,15 @@ class Renderer:
 
     def __init__(self, templates_dir: Path, derive_text: bool = True) -> None:
         self.templates_dir = Path(templates_dir)
-        self.env = ImmutableSandboxedEnvironment(
+        self.env = Sandbox(
             loader=FileSystemLoader(str(self.templates_dir)),
             autoescape=select_autoescape(enabled_extensions=("html", "htm", "j2"),
                                          default_for_string=False),
-            undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+            undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+            auto_reload=False)  # compiled once per renderer, as documented above
         self._subjects: dict[str, Any] = {}
         self._exists: dict[str, bool] = {}
-        self._text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined,
-                                                      autoescape=False)
+        self._text_env = Sandbox(undefined=StrictUndefined, autoescape=False)
         self._sibling_env = self._text_env.overlay(loader=self.env.loader)
         self._derived_env = TextEnvironment(self.env) if derive_text else None
         self._derived: dict[str, Template | None] = {}

@@ -23,18 +23,21 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from html import unescape
+from html.entities import html5
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nurture.core.html_text import BLOCK, HREF, SKIP, SPACES, TOKEN
+from nurture.core.sandbox import Sandbox
 
 HREF_FILTER = "nurture_derived_href"
 _EXPR, _STMT = "\x00", "\x01"  # stand-ins for a `{{ }}` and a `{% %}` in a run of literal HTML
 _MARKERS = re.compile("[\x00\x01]")
-# An entity still open at the end of literal text: what follows could complete it.
-_OPEN_ENTITY = re.compile(r"&[^\t\n\f <&;]*$")
+# `&name` at the end of literal text, where what follows could make it an entity:
+# `html.unescape` would decode across the join if some entity name goes on from `name`.
+_ENTITY_TAIL = re.compile(r"&([^\t\n\f <&;]*)$")
+_ENTITY_PREFIXES = frozenset(k[:i] for k in html5 for i in range(len(k)))
 # Filters whose result differs once autoescape is off, or that differ between two renders.
 _UNSAFE_FILTERS = frozenset({"safe", "e", "escape", "forceescape", "urlize", "xmlattr",
                              "tojson", "random"})
@@ -82,6 +85,12 @@ def _interleave(literals: tuple[str, ...], values: list[str]) -> str:
     for value, literal in zip(values, literals[1:], strict=True):
         parts += (value, literal)
     return "".join(parts)
+
+
+def open_entity(text: str) -> bool:
+    """Whether text that ends `text` could become part of an entity with what follows."""
+    found = _ENTITY_TAIL.search(text)
+    return found is not None and (found.group(1)[:1] == "#" or found.group(1) in _ENTITY_PREFIXES)
 
 
 def pretidy(text: str) -> str:
@@ -199,10 +208,10 @@ class _Walk:
             self.state = replace(self.state, href=unescape(raw))
             return values
         literal = raw.split(_EXPR)
-        if any(_OPEN_ENTITY.search(text) for text in literal[:-1]):
+        if any(open_entity(text) for text in literal[:-1]):
             raise Underivable("an entity lead data could complete, in an href")
         once = tuple(unescape(text) for text in literal)
-        piecewise = not any(_OPEN_ENTITY.search(text) for text in once[:-1])
+        piecewise = not any(open_entity(text) for text in once[:-1])
         parts = (nodes.Const((once, tuple(unescape(t) for t in once), piecewise)),
                  *values[:shown])
         self.state = replace(self.state, href=tuple(parts))
@@ -219,7 +228,7 @@ class _Walk:
             return
         text = "".join(self.text)
         self.text = []
-        if "&" in text and _OPEN_ENTITY.search(text):
+        if "&" in text and open_entity(text):
             raise Underivable("an entity lead data could complete")
         self.out.append(nodes.Output([nodes.TemplateData(pretidy(unescape(text)))]))
 
@@ -284,15 +293,16 @@ def derive(template: nodes.Template) -> nodes.Template:
     return template
 
 
-class TextEnvironment(ImmutableSandboxedEnvironment):
+class TextEnvironment(Sandbox):
     """Serves, for every template name, the text template derived from the HTML one (so
     `extends`, `include` and blocks resolve to derived templates too). Same loader and
     whitespace rules as the HTML environment, no autoescape, strict undefined."""
 
-    def __init__(self, html_env: ImmutableSandboxedEnvironment) -> None:
+    def __init__(self, html_env: Sandbox) -> None:
         super().__init__(loader=html_env.loader, autoescape=False,
                          undefined=html_env.undefined, trim_blocks=html_env.trim_blocks,
-                         lstrip_blocks=html_env.lstrip_blocks, finalize=refuse_markup)
+                         lstrip_blocks=html_env.lstrip_blocks, finalize=refuse_markup,
+                         auto_reload=html_env.auto_reload)
         self._autoescaped: Callable[[str | None], bool] = html_env.autoescape  # type: ignore
         self.filters[HREF_FILTER] = derived_href
 

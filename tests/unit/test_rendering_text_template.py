@@ -245,3 +245,33 @@ def tidy_reference(raw: str) -> str:
                max_size=60))
 def test_tidy_is_the_per_line_definition(raw):
     assert tidy(raw) == tidy_reference(raw)
+
+
+# -- the lookup shortcut and the entity check ------------------------------------------------
+@pytest.mark.parametrize("attribute", ["first_name", "missing", "items", "get", "__class__",
+                                       "_private", "pop", "x", "format"])
+def test_sandbox_lookups_give_what_the_plain_sandbox_gives(attribute):
+    from types import SimpleNamespace
+
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from nurture.core.sandbox import Sandbox
+    fast = Sandbox(undefined=StrictUndefined)
+    plain = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+    objects = [{"first_name": "Jo", "items": 1, "_private": 2, "x": None},
+               SimpleNamespace(first_name="Jo", x=[1], _private=3, format="f"), "text"]
+    for obj in objects:
+        got, want = fast.getattr(obj, attribute), plain.getattr(obj, attribute)
+        assert type(got) is type(want)
+        if not isinstance(want, StrictUndefined) and not callable(want):
+            assert got == want
+
+
+@pytest.mark.parametrize(("text", "is_open"), [
+    ("a&", True), ("a&amp", True), ("a&copy", True), ("a&#", True), ("a&#x3", True),
+    ("a&amp;", False), ("a& b", False), ("x&utm_campaign=", False), ("a&zzz", False),
+    ("no entity", False)])
+def test_open_entities_at_the_end_of_literal_text(text, is_open):
+    from nurture.core.text_template import open_entity
+    assert open_entity(text) is is_open
