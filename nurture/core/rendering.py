@@ -64,12 +64,21 @@ class _Prepared:
     where: str
     template: str
     text_name: str | None  # a hand-written .txt.j2 sibling, else None
-    context: dict[str, Any]
+    context: dict[str, Any]  # the globals (range, cycler…) and campaign, track, step, sender
     subject: Any = None
     html: Template | None = None
     text: Template | None = None
     text_decided: bool = False
     error: RenderError | None = None  # at compile time; raised where rendering would fail
+
+
+def _render(template: Template, variables: dict[str, Any]) -> str:
+    """`template.render(variables)` without its two copies of the variables (they are built
+    per message, with the environment's globals in them: see `_Prepared.context`)."""
+    try:
+        return "".join(template.root_render_func(template.new_context(variables, shared=True)))
+    except Exception:
+        return template.environment.handle_exception()  # raises, as `render` does
 
 
 class Renderer:
@@ -117,13 +126,13 @@ class Renderer:
         if p.subject is None and p.error:
             raise p.error
         try:
-            subject = one_line(p.subject.render(ctx))
+            subject = one_line(_render(p.subject, ctx))
         except Exception as exc:  # jinja raises many types; all mean "this subject is broken"
             raise RenderError(f"subject of {p.where} failed to render: {exc}") from exc
         if p.html is None and p.error:
             raise p.error
         try:
-            html = p.html.render(ctx)
+            html = _render(p.html, ctx)
         except Exception as exc:
             raise RenderError(f"template {p.template} ({p.where}) failed to render: {exc}"
                               ) from exc
@@ -145,7 +154,8 @@ class Renderer:
         p = _Prepared(owners, where, template,
                       text_name if text_name != template and self.has_template(text_name)
                       else None,
-                      {"campaign": SimpleNamespace(name=campaign.name,
+                      {**self.env.globals,
+                       "campaign": SimpleNamespace(name=campaign.name,
                                                    description=campaign.description),
                        "track": SimpleNamespace(name=track.name, stage=track.stage),
                        "step": SimpleNamespace(id=step.id, variant=variant),
@@ -181,7 +191,7 @@ class Renderer:
             if p.text is None and p.error:
                 raise p.error
             try:
-                return p.text.render(ctx)
+                return _render(p.text, ctx)
             except Exception as exc:
                 raise RenderError(f"template {p.text_name} ({p.where}) failed to render: "
                                   f"{exc}") from exc
@@ -191,7 +201,7 @@ class Renderer:
         if p.text is None:
             return html_to_text(html)
         try:
-            return tidy(p.text.render(ctx))
+            return tidy(_render(p.text, ctx))
         except Exception:  # MarkupValue, or anything the HTML part did not raise: the slow way
             return html_to_text(html)
 
