@@ -122,7 +122,7 @@ class Renderer:
     def render(self, campaign: Campaign, track: Track, step: Step, variant: str | None,
                lead: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
         p = self._prepare(campaign, track, step, variant)
-        ctx = {"lead": lead, "unsubscribe_url": unsubscribe_url, **p.context}
+        ctx = {**p.context, "lead": lead, "unsubscribe_url": unsubscribe_url}
         if p.subject is None and p.error:
             raise p.error
         try:
