@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-ms", type=float, default=30.0, help="sink answer delay (30)")
     p.add_argument("--validate-every", type=int, default=100,
                    help="sink validates one body in N against the schema (100; 0: none)")
+    p.add_argument("--no-validate", action="store_true", help="same as --validate-every 0")
     p.add_argument("--schema", type=Path, default=None, help="schema for the sample check")
     p.add_argument("--rate-limit", type=int, default=0,
                    help="sink's sends per second before 429 (0: 1,000,000)")
@@ -292,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON line on stdout")
     args = p.parse_args(argv)
     args.batch = args.batch or [args.concurrency]
+    if args.no_validate:
+        args.validate_every = 0
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     sys.path.insert(0, str(ROOT))
     out = run(args)
