@@ -196,7 +196,7 @@ class SendGridTransport:
                                              keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
                 headers=self._headers, connector=connector, timeout=self._timeout,
-                cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False)
+                cookie_jar=aiohttp.DummyCookieJar())
         return self._session
 
     async def _post(self, path: str, data: bytes | None = None) -> _Answer:
