@@ -8,8 +8,10 @@
    against the Mail Send schema (`$NURTURE_SENDGRID_SCHEMA`/tsg_mail_v3.json, SendGrid's
    official OpenAPI description, when set; else nurture's own).
 2. The sink's own ceiling: a raw asyncio load generator (`--ceiling-connections` keep-alive
-   connections, no HTTP library) for `--ceiling-seconds`. It must be at least twice the
-   target (2 x 1,667/s), or the sink, not the engine, would be what is measured.
+   connections, no HTTP library) for `--ceiling-seconds`, and the requests the sink answers
+   per CPU second it used (its ceiling on one free core, whatever else the machine runs).
+   It must be at least twice the target (2 x 1,667/s), or the sink, not the engine, would
+   be what is measured.
 3. End to end: a fresh SQLite database with N due touches, sent by the real send path
    (`nurture.services.sending.send_chunk`: claim a batch, render, send with the `sendgrid`
    transport, record) — messages/minute, per-batch latency, phase seconds, peak RSS.
@@ -248,11 +250,18 @@ def run(args: argparse.Namespace) -> dict:
     out: dict = {"latency_ms": args.latency_ms, "target_per_min": TARGET_PER_MIN,
                  "schema": str(schema or "nurture's own")}
     try:
+        before = sink_stats(port)
         ceiling = sink_ceiling(port, args.ceiling_connections, args.ceiling_seconds)
+        after = sink_stats(port)
+        per_cpu = (after["requests"] - before["requests"]) / max(
+            1e-9, after["cpu_seconds"] - before["cpu_seconds"])
         out["sink_ceiling_per_s"] = round(ceiling)
+        out["sink_per_cpu_second"] = round(per_cpu)
         need = 2 * TARGET_PER_MIN / 60
-        log(f"sink ceiling: {ceiling:,.0f} req/s with {args.ceiling_connections} connections "
-            f"({'OK' if ceiling >= need else 'BELOW'} the {need:,.0f}/s it must reach)")
+        log(f"sink ceiling: {ceiling:,.0f} req/s measured with {args.ceiling_connections} "
+            f"connections ({'OK' if ceiling >= need else 'BELOW'} the {need:,.0f}/s it must "
+            f"reach); {per_cpu:,.0f} req per CPU second of the sink (its ceiling on one free "
+            "core)")
         base = sink_stats(port)["accepted"]
         with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
             out["end_to_end"] = [bench_end_to_end(url, args.messages, args.concurrency, b,

@@ -7,8 +7,9 @@ fake; at 100,000 messages a minute it would be the bottleneck. This sink is one 
 with SendGrid's `X-RateLimit-Limit/Remaining/Reset` headers (a fixed one-second window of
 `--rate-limit` requests, 429 with `Retry-After` past it), and one body in
 `--validate-every` is checked against the schema (`load_validator`). `GET /__sink__/stats`
-answers its counters as JSON. It prints `listening <port>` on stdout once it accepts
-connections, so a parent process can start it and read the port.
+answers its counters as JSON, with the process's CPU seconds (its ceiling per core is
+requests / CPU second, whatever else the machine is doing). It prints `listening <port>` on
+stdout once it accepts connections, so a parent process can start it and read the port.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class _Conn(asyncio.Protocol):
                 headers["X-Message-Id"] = secrets.token_hex(11)
             payload = b"" if status == 202 else b'{"errors":[{"message":"too many requests"}]}'
         elif method == "GET" and path == "/__sink__/stats":
-            status, headers, payload = 200, {}, json.dumps(sink.stats).encode()
+            stats = sink.stats | {"cpu_seconds": time.process_time()}
+            status, headers, payload = 200, {}, json.dumps(stats).encode()
         else:
             status, headers, payload = 404, {}, b'{"errors":[{"message":"no route"}]}'
         head = [f"HTTP/1.1 {status} ".encode() + _REASONS.get(status, b"")]
