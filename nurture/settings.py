@@ -56,7 +56,8 @@ class Settings(BaseSettings):
                                                     "NURTURE_SENDGRID_API_KEY"))
     sendgrid_host: str = "https://api.sendgrid.com"
     sendgrid_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    sendgrid_concurrency: int = Field(default=8, ge=1, le=64)
+    # requests in flight at once over pooled keep-alive connections (also the send batch)
+    sendgrid_concurrency: int = Field(default=256, ge=1, le=2048)
     sendgrid_max_attempts: int = Field(default=5, ge=1, le=10)
     sendgrid_sandbox: bool = False
     # -- the HTTP app (`nurture serve`) ---------------------------------------------------

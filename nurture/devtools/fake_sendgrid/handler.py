@@ -91,7 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _inject(self, spec: dict) -> None:
         self.fake.inject(spec.get("status"), float(spec.get("delay", 0)),
-                         int(spec.get("times", 1)), to=spec.get("to"), path=spec.get("path"))
+                         int(spec.get("times", 1)), to=spec.get("to"), path=spec.get("path"),
+                         retry_after=float(spec.get("retry_after", 0)))
         self._reply(204)
 
     def _post_events(self, spec: dict) -> None:

@@ -14,6 +14,7 @@ class Fault:
     #                                 a send the client cannot tell from a failure
     to: str | None = None           # only for mail to this recipient (None: any)
     path: str | None = None         # only for this endpoint (None: mail send)
+    retry_after: float = 0.0        # a 429's `Retry-After`, in seconds
 
 
 @dataclass

@@ -55,6 +55,11 @@ class FakeSendGrid:
     fault_rate: float = 0.0
     fault_delay: float = 2.0
     fault_seed: int | None = None
+    # SendGrid's rate limit: at most this many sends per one-second window (0: no limit);
+    # every send answer then carries `X-RateLimit-Limit/Remaining/Reset`, and a send past
+    # the limit gets 429 with `Retry-After`. `throttled` counts every 429 answered.
+    rate_limit: int = 0
+    throttled: int = 0
 
     def __post_init__(self) -> None:
         self._validator = load_validator(self.schema_path) if self.validate else None
@@ -65,6 +70,7 @@ class FakeSendGrid:
         self.batches: dict[str, str | None] = {}  # batch id -> scheduled-send status
         self._thread: threading.Thread | None = None
         self._rng = random.Random(self.fault_seed)
+        self._window = (0, 0)  # (window start, sends counted in it)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> FakeSendGrid:
@@ -95,11 +101,13 @@ class FakeSendGrid:
 
     # -- faults -------------------------------------------------------------------------
     def inject(self, status: int | None = None, delay: float = 0.0, times: int = 1,
-               to: str | None = None, path: str | None = None) -> None:
-        """Queue `times` faults, consumed by the next matching requests in order."""
+               to: str | None = None, path: str | None = None,
+               retry_after: float = 0.0) -> None:
+        """Queue `times` faults, consumed by the next matching requests in order (a 429
+        asks the client to wait `retry_after` seconds)."""
         with self._lock:
             for _ in range(times):
-                self._faults.append(Fault(status, delay, to, path))
+                self._faults.append(Fault(status, delay, to, path, retry_after))
 
     def _next_fault(self, to: str | None, path: str | None = None) -> Fault | None:
         with self._lock:
@@ -158,15 +166,38 @@ class FakeSendGrid:
             to = body["personalizations"][0]["to"][0]["email"]
         except (KeyError, IndexError, TypeError):
             to = None
+        limits, over = self._rate_window()
+        if over:
+            return self._throttle(limits | {"Retry-After": "1"})
         fault = self._play_fault(to)
+        if fault and fault.status == 429:
+            return self._throttle(limits | {"Retry-After": f"{fault.retry_after:g}"})
         if fault:
-            headers = {"Retry-After": "0"} if fault.status == 429 else {}
-            message = {429: "too many requests", 400: "Bad Request (injected)"}.get(
-                fault.status, "internal server error (injected)")
-            return fault.status, headers, {"errors": [sg_error(message)]}
+            message = {400: "Bad Request (injected)"}.get(fault.status,
+                                                           "internal server error (injected)")
+            return fault.status, limits, {"errors": [sg_error(message)]}
         if body is None:
             return 400, {}, {"errors": [sg_error("Bad Request: the body is not valid JSON")]}
-        return self._accept(body)
+        status, headers, answer = self._accept(body)
+        return status, limits | headers, answer
+
+    def _rate_window(self) -> tuple[dict, bool]:
+        """SendGrid's rate-limit headers for one send, and whether it is past the limit."""
+        if not self.rate_limit:
+            return {}, False
+        with self._lock:
+            window = int(time.time())
+            start, used = self._window
+            used = used + 1 if start == window else 1
+            self._window = (window, used)
+        return {"X-RateLimit-Limit": str(self.rate_limit),
+                "X-RateLimit-Remaining": str(max(0, self.rate_limit - used)),
+                "X-RateLimit-Reset": str(window + 1)}, used > self.rate_limit
+
+    def _throttle(self, headers: dict) -> tuple[int, dict, dict]:
+        with self._lock:
+            self.throttled += 1
+        return 429, headers, {"errors": [sg_error("too many requests")]}
 
     def _accept(self, body: Any) -> tuple[int, dict, dict | None]:
         """Record a well-formed send (202 with its message id), or reject it (400)."""
