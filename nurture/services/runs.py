@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Protocol
 
 from nurture.services.ports import RunRegistry, RunStatus
 
@@ -64,4 +65,28 @@ class Lease:
             self.registry.finish(self.run_id, status, detail)
 
 
-__all__ = ["Lease", "RunFenced", "RunRegistry"]
+class RunRows(Protocol):
+    """What a worker needs of the run registry: is the run still running?"""
+
+    def is_running(self, run_id: int) -> bool: ...
+
+
+class RunFence:
+    """A run's fence as seen from a worker (a thread, a Dask process, another machine): the
+    lease and its heartbeat stay in the flow's process; `check()` reads the run's row, so a
+    run taken over — or ended by its flow — is refused here before the next claim or send.
+    Duck-types the parts of `Lease` that `send_chunk` uses (`run_id`, `lapse`, `check`)."""
+
+    def __init__(self, rows: RunRows, run_id: int, lapse_seconds: float) -> None:
+        self.rows = rows
+        self.run_id = run_id
+        self.lapse = timedelta(seconds=lapse_seconds)
+
+    def check(self) -> None:
+        """Raise `RunFenced` unless the run's row still says running."""
+        if not self.rows.is_running(self.run_id):
+            raise RunFenced(f"run {self.run_id} is no longer running (taken over, or its "
+                            "flow ended): this worker stops and writes nothing more")
+
+
+__all__ = ["Lease", "RunFence", "RunFenced", "RunRegistry"]
