@@ -33,6 +33,7 @@ from nurture.flows.scale import (
     SettingsData,
     adopt,
     fits,
+    prefect_api_for_workers,
     runner_kind,
     task_runner_for,
     worker_fence,
@@ -186,7 +187,7 @@ def _concurrently(app: App, ctx, lease, ranges, when: datetime, dry_run: bool, w
     data = adopt(app, ctx)  # threads use the flow's own App; Dask processes build theirs
     run_id = None if dry_run else lease.run_id
     args = (when, dry_run, run_id, app.settings.run_lapse_seconds)
-    with own if own is not None else nullcontext():
+    with own if own is not None else nullcontext(), prefect_api_for_workers(kind):
         def start(lo: int, hi: int):
             if own is None:
                 return cycle_chunk_task.submit(data, lo, hi, *args)

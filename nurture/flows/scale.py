@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,12 +108,23 @@ def task_runner_for(settings: Settings, workers: int):
         return ThreadPoolTaskRunner(max_workers=workers)
     from prefect_dask import DaskTaskRunner  # deferred: Dask is only paid for when used
 
+    _quiet_dask()
     if kind == "dask-address":
         return DaskTaskRunner(address=settings.dask_address)
+    # a free port for the dashboard (8787 may be taken); one thread per process: the
+    # chunk work is Python (GIL-bound), processes are what spread it over cores
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": None,
-                                          "silence_logs": 40})
+                                          "processes": True, "dashboard_address": ":0"})
+
+
+def _quiet_dask() -> None:
+    """Dask's own start/stop chatter (INFO, and a WARNING for every worker it stops) is
+    shown only when Prefect's logging is as chatty (`nurture -v`, PREFECT_LOGGING_LEVEL)."""
+    prefect_level = logging.getLogger("prefect").getEffectiveLevel()
+    if prefect_level > logging.INFO:
+        for name in ("distributed", "prefect.task_runner.dask"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def fits(runner: Any, kind: str) -> bool:
@@ -119,3 +133,24 @@ def fits(runner: Any, kind: str) -> bool:
     name = type(runner).__name__
     return (kind == "threads" and name == "ThreadPoolTaskRunner") or (
         kind.startswith("dask") and name == "DaskTaskRunner")
+
+
+@contextmanager
+def prefect_api_for_workers(kind: str) -> Iterator[None]:
+    """Dask workers report their task runs to the flow's Prefect API. A flow run without
+    PREFECT_API_URL uses a temporary server that only this process knows of (a worker would
+    try to start its own and time out), so its address goes into the settings the tasks
+    carry to the workers."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if not kind.startswith("dask") or PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    if server.server_process is None:  # no temporary server either: nothing to hand on
+        yield
+        return
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield
