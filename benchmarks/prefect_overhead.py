@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     from nurture.entrypoints.cli.common import quiet_prefect
 
     quiet_prefect()  # the same quiet defaults `nurture cycle` uses (no shutdown chatter)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.update({"NURTURE_CAMPAIGNS_DIR": str(ROOT / "campaigns"),
                        "NURTURE_TEMPLATES_DIR": str(ROOT / "templates"),
                        "NURTURE_CHUNK_SIZE": str(args.chunk_size)})
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"building {args.leads:,} leads on {'PostgreSQL' if args.pg_url else 'SQLite'}")
         build(args, dbs)
+        log("built; starting Prefect's temporary server")
         warm_up_prefect()
         out = report(args, measure(args, dbs))
     finally:
