@@ -18,7 +18,12 @@ def test_a_worker_fence_follows_the_run_row(migrated_engine):
     runs = RunStore(migrated_engine)
     run_id = runs.register("daily-cycle")
     fence = RunFence(runs, run_id, 60)
-    fence.check()  # running: fine
+    fence.check()  # running, fresh heartbeat: fine
+    # the flow process died (no heartbeat for 3/4 of the lapse): stop before a takeover
+    threading.Event().wait(0.05)
+    with pytest.raises(RunFenced, match="heartbeat has been silent"):
+        RunFence(runs, run_id, 0.01).check()
+    assert runs.beat(run_id)
     runs.finish(run_id)  # the flow ended (or a newer run took over): workers stop
     with pytest.raises(RunFenced, match=f"run {run_id} is no longer running"):
         fence.check()
