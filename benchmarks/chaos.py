@@ -20,6 +20,10 @@ delivery run finish the day, and the harness counts duplicate emails, lost touch
 duplicate open handoffs, duplicate MQL transitions, duplicate CRM posts and impossible
 final states.
 
+With `--workers 2`, every cycle works on several chunks at once (NURTURE_WORKERS: a local
+Dask cluster of worker processes on PostgreSQL, threads on SQLite) — kill -9 takes the whole
+process group, the Dask workers with it — and the same counts must stay 0.
+
 Prints a table (and `--json`: one JSON object); exit 1 when any count that must be 0 is not,
 2 when the harness itself could not run.
 """
@@ -123,8 +127,8 @@ def kill_lane(ctx: Ctx, backend: str, transport: str, rng: random.Random) -> Lan
             db.upgrade()
             ce.seed(db, ctx.work, a.leads, a.seed, a.start)
         db.snapshot("seed")
-        env = ce.base_env(ctx.prefect_api) | {"NURTURE_DATABASE_URL": db.url,
-                                              "NURTURE_SENDGRID_TIMEOUT_SECONDS": "1"}
+        env = ce.base_env(ctx.prefect_api) | ce.workers_env(a.workers, a.leads) | {
+            "NURTURE_DATABASE_URL": db.url, "NURTURE_SENDGRID_TIMEOUT_SECONDS": "1"}
         # the control: no faults, no kill — what a correct engine delivers for this day
         t0 = time.monotonic()
         if transport == "outbox":
@@ -234,7 +238,8 @@ def round_lane(ctx: Ctx, backend: str, rng: random.Random) -> LaneResult:
         with SETUP:
             db.upgrade()
             ce.seed(db, ctx.work, a.leads, a.seed, a.start)
-        env = ce.base_env(ctx.prefect_api) | {"NURTURE_DATABASE_URL": db.url}
+        env = ce.base_env(ctx.prefect_api) | ce.workers_env(a.workers, a.leads) | {
+            "NURTURE_DATABASE_URL": db.url}
         day0 = ctx.as_of
         # a week later: next steps are due (cadence) and day 0's MQLs are past their SLA,
         # so sales feedback races the SLA expiry as well as the cycles
@@ -439,6 +444,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latency-ms", type=float, default=30.0,
                    help="the fake SendGrid's answer delay (default 30)")
     p.add_argument("--jobs", type=int, default=2, help="lanes run at once (default 2)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="workers per cycle (NURTURE_WORKERS): above 1, chunks run at once on "
+                        "a local Dask cluster (PostgreSQL) or threads (SQLite), in chunks "
+                        "small enough that each worker gets several (default 1)")
     p.add_argument("--pg-url", default=ce.PG_DEFAULT,
                    help="PostgreSQL to use; each lane gets a fresh schema")
     p.add_argument("--keep", type=Path, help="work in this directory and keep it (logs)")
@@ -449,6 +458,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{name} must be 0 or more")
     if args.jobs < 1:
         p.error("--jobs must be at least 1")
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
     if not 0 <= args.fault_rate <= 1:
         p.error("--fault-rate must be between 0 and 1")
     return args
@@ -514,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = failing(results)
     if args.json:
         print(json.dumps({"wall_seconds": round(wall, 1), "leads": args.leads,
+                          "workers": args.workers,
                           "fault_rate": args.fault_rate, "seed": args.seed,
                           "results": [r.as_dict() for r in results], "not_zero": bad,
                           "errors": [r.error for r in results if r.error]}))

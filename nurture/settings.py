@@ -24,6 +24,16 @@ class Settings(BaseSettings):
     outbox_dir: Path = Field(default=Path("outbox"))
     default_timezone: str = "UTC"
     chunk_size: int = Field(default=5000, ge=1, le=200_000)
+    # -- scale-out (docs/scaling.md) ------------------------------------------------------
+    workers: int = Field(default=1, ge=1, le=256,
+                         description="chunks of leads the cycle works on at once (1: one "
+                         "after another, in the flow's process)")
+    task_runner: Literal["auto", "threads", "dask"] = Field(
+        default="auto", description="how chunks run when workers > 1: auto = a Dask cluster "
+        "on PostgreSQL (processes), threads on SQLite (one writer at a time anyway)")
+    dask_address: str | None = Field(default=None,
+                                     description="an existing Dask scheduler, e.g. "
+                                     "tcp://10.0.0.5:8786 (else a local cluster is started)")
     public_url: str = Field(default="http://localhost:8000",
                             description="base of unsubscribe links")
     secret_key: str | None = Field(default=None, min_length=16,
@@ -77,6 +87,29 @@ class Settings(BaseSettings):
             raise ValueError("NURTURE_RUN_LAPSE_SECONDS must be at least twice "
                              "NURTURE_RUN_HEARTBEAT_SECONDS (a live run must never look dead)")
         return self
+
+    @model_validator(mode="after")
+    def _dask_needs_a_server_database(self) -> Settings:
+        uses_dask = self.task_runner == "dask" or bool(self.dask_address)
+        if uses_dask and self.database_url.startswith("sqlite"):
+            raise ValueError("Dask workers are separate processes (or machines) and SQLite "
+                             "takes one writer at a time on one machine: use PostgreSQL "
+                             "(NURTURE_DATABASE_URL=postgresql+psycopg://...), or "
+                             "NURTURE_TASK_RUNNER=threads")
+        return self
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if "://" not in value:
+            value = f"tcp://{value}"
+        scheme, _, rest = value.partition("://")
+        if scheme not in ("tcp", "tls", "ws", "wss", "inproc") or ":" not in rest:
+            raise ValueError(f"expected a Dask scheduler address like tcp://host:8786, "
+                             f"got {value!r}")
+        return value
 
     @field_validator("default_timezone")
     @classmethod

@@ -87,6 +87,15 @@ class Service:
         self._fh.close()
 
 
+def workers_env(workers: int, leads: int) -> dict[str, str]:
+    """Cycles with several workers (`NURTURE_WORKERS`: a local Dask cluster on PostgreSQL,
+    threads on SQLite) over chunks small enough that each worker gets several."""
+    if workers <= 1:
+        return {}
+    return {"NURTURE_WORKERS": str(workers),
+            "NURTURE_CHUNK_SIZE": str(max(10, -(-leads // (3 * workers))))}
+
+
 def base_env(prefect_api: str | None) -> dict[str, str]:
     """The environment every nurture subprocess gets: our settings, never the caller's."""
     env = {k: v for k, v in os.environ.items()

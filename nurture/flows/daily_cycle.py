@@ -10,6 +10,7 @@ artifacts under keys ending in `-dry-run`, so the live "latest" is never a dry r
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -21,21 +22,35 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from nurture.core.funnel import compute_funnel
 from nurture.flows.artifacts import publish_result_artifacts
 from nurture.flows.common import dated_run_name, emit_lead_events, open_app, parse_as_of
+from nurture.flows.scale import (
+    SettingsData,
+    adopt,
+    fits,
+    prefect_api_for_workers,
+    runner_kind,
+    task_runner_for,
+    worker_fence,
+    worker_parts,
+)
 from nurture.services.cycle import (
     NO_CAMPAIGN,
     ChunkResult,
+    cycle_chunk,
     finish_held,
     plan_chunk,
     run_chunks,
+    run_chunks_concurrent,
     send_chunk,
     summarise,
 )
+from nurture.settings import Settings
 from nurture.store.funnel_queries import load_funnel_rows
 from nurture.views.funnel import funnel_markdown
 from nurture.views.summary import headline_rows, summary_markdown
@@ -79,6 +94,17 @@ def send_chunk_task(app: App, ctx, lo: int, hi: int, as_of: datetime,
     return send_chunk(app.store, ctx, lo, hi, as_of, dry_run, lease)
 
 
+@task(name="cycle-chunk", cache_policy=NO_CACHE, task_run_name="plan and send leads {lo}-{hi}")
+def cycle_chunk_task(data: SettingsData, lo: int, hi: int, as_of: datetime, dry_run: bool,
+                     run_id: int | None, lapse_seconds: float) -> ChunkResult:
+    """One chunk planned then sent, in a worker thread, Dask process or machine: it uses its
+    process's own App (built once from `data`) and checks the run's fence in the database
+    before each write or send; the lease's heartbeat stays in the flow's process."""
+    app, ctx = worker_parts(data)
+    return cycle_chunk(app.store, ctx, lo, hi, as_of, app.settings.default_timezone, dry_run,
+                       worker_fence(app, run_id, lapse_seconds))
+
+
 @task(name="funnel-report", cache_policy=NO_CACHE, task_run_name="funnel report")
 def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
     """The marketing ↔ sales funnel after this cycle, as a markdown artifact."""
@@ -116,10 +142,11 @@ class _TerminalProgress:
 
 
 def _run_chunks(app: App, lease, ranges, when: datetime, dry_run: bool, progress_id,
-                total_leads: int) -> ChunkResult:
+                total_leads: int, workers: int) -> ChunkResult:
     """The service's chunk loop with this flow's tasks: lead events are announced after each
     plan; touches other live runs hold are waited for (or taken over once their heartbeat
-    stops), with the wait logged as a warning."""
+    stops), with the wait logged as a warning. With `workers` > 1, up to that many chunk
+    tasks run at once on the flow's task runner (threads or Dask)."""
     logger = get_run_logger()
     ctx = app.send_context()
     bar = _TerminalProgress(total_leads)
@@ -128,26 +155,65 @@ def _run_chunks(app: App, lease, ranges, when: datetime, dry_run: bool, progress
         bar.update(done)
         update_progress_artifact(progress_id, 100.0 * done / max(total_leads, 1))
 
+    def finish(held, held_ranges):
+        return finish_held(app.store, ctx, when, lease, held, held_ranges,
+                           notify=logger.warning, max_wait=app.settings.run_wait_seconds)
+
+    announce = (lambda: emit_lead_events(app, lease)) if lease is not None else None
     try:
+        if workers > 1 and len(ranges) > 1:
+            return _concurrently(app, ctx, lease, ranges, when, dry_run, workers, finish,
+                                 announce, progress)
         return run_chunks(
             ranges,
             plan=lambda lo, hi: plan_chunk_task(app, lo, hi, when, dry_run),
             send=lambda lo, hi: send_chunk_task(app, ctx, lo, hi, when, dry_run, lease),
-            finish=lambda held, held_ranges: finish_held(
-                app.store, ctx, when, lease, held, held_ranges, notify=logger.warning,
-                max_wait=app.settings.run_wait_seconds),
-            after_plan=(lambda: emit_lead_events(app, lease)) if lease is not None else None,
-            progress=progress)
+            finish=finish, after_plan=announce, progress=progress)
     finally:
         bar.stop()
         ctx.transport.close()
+
+
+def _concurrently(app: App, ctx, lease, ranges, when: datetime, dry_run: bool, workers: int,
+                  finish, announce, progress) -> ChunkResult:
+    """Chunk tasks on the flow run's task runner when it is the one `workers` calls for
+    (`nurture cycle` sets it with `with_options`); else — a deployment run with the default
+    runner — on that runner opened here for this loop."""
+    kind = runner_kind(app.settings, workers)
+    current = FlowRunContext.get().task_runner
+    own = None if fits(current, kind) else task_runner_for(app.settings, workers)
+    get_run_logger().info("%d chunk(s), up to %d at once on %s", len(ranges), workers,
+                          type(own or current).__name__)
+    data = adopt(app, ctx)  # threads use the flow's own App; Dask processes build theirs
+    run_id = None if dry_run else lease.run_id
+    args = (when, dry_run, run_id, app.settings.run_lapse_seconds)
+    with own if own is not None else nullcontext(), prefect_api_for_workers(kind):
+        def start(lo: int, hi: int):
+            if own is None:
+                return cycle_chunk_task.submit(data, lo, hi, *args)
+            return own.submit(cycle_chunk_task, parameters=dict(
+                zip(("data", "lo", "hi", "as_of", "dry_run", "run_id", "lapse_seconds"),
+                    (data, lo, hi, *args), strict=True)))
+
+        return run_chunks_concurrent(ranges, start, workers, finish, after_chunk=announce,
+                                     progress=progress)
+
+
+def cycle_flow(workers: int | None = None, settings: Settings | None = None):
+    """`daily_nurture_cycle` with the task runner for `workers` chunks at once (default
+    NURTURE_WORKERS): threads, a local Dask cluster, or NURTURE_DASK_ADDRESS's scheduler."""
+    settings = settings or Settings()
+    runner = task_runner_for(settings, workers or settings.workers)
+    return daily_nurture_cycle if runner is None else daily_nurture_cycle.with_options(
+        task_runner=runner)
 
 
 @flow(name="daily-nurture-cycle", flow_run_name=_run_name, log_prints=True,
       validate_parameters=True)
 def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
                         chunk_size: int | None = None,
-                        campaigns_dir: str | None = None) -> dict[str, Any]:
+                        campaigns_dir: str | None = None,
+                        workers: int | None = None) -> dict[str, Any]:
     """Score every due lead, segment, route (MQL, SLA, recycle), plan and send touches.
 
     Args:
@@ -158,11 +224,15 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
         chunk_size: Leads per task. Empty: NURTURE_CHUNK_SIZE (5000).
         campaigns_dir: Directory with lifecycle.yaml and the campaigns. Empty:
             NURTURE_CAMPAIGNS_DIR (campaigns/).
+        workers: Chunks worked on at once. Empty: NURTURE_WORKERS (1: one after another).
+            Above 1: a local Dask cluster of that many processes on PostgreSQL, threads on
+            SQLite, or the scheduler at NURTURE_DASK_ADDRESS (docs/scaling.md).
     """
     logger = get_run_logger()
     when = parse_as_of(as_of)
     app = open_app(campaigns_dir)
     size = chunk_size or app.settings.chunk_size
+    workers = workers or app.settings.workers
     ranges = app.store.cycle_ranges(when, size)
     total_leads = sum(n for _, _, n in ranges)
     logger.info("Cycle as of %s UTC: %d leads to look at in %d chunk(s) of up to %d%s",
@@ -173,13 +243,15 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     progress_id = create_progress_artifact(0.0, key=PROGRESS_KEY + dry,
                                            description=f"{label}Leads processed in this cycle")
     if dry_run:
-        total = _run_chunks(app, None, ranges, when, True, progress_id, total_leads)
+        total = _run_chunks(app, None, ranges, when, True, progress_id, total_leads,
+                            workers)
     else:
         with app.lease("daily-cycle", when) as lease:
             retry_provider_events(app)  # webhook events whose application failed, and more
             deliverability_guard(app.engine, when)  # pause campaigns over the limits first
             emit_lead_events(app, lease)  # anything a stopped run recorded but never sent
-            total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads)
+            total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads,
+                                workers)
             emit_lead_events(app, lease)
     if not ranges:
         update_progress_artifact(progress_id, 100.0)

@@ -10,9 +10,10 @@ directly. The store and the transport come in through the ports (`nurture.servic
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from nurture.services.cycle_result import NO_CAMPAIGN, CampaignStats, ChunkResult, summarise
 from nurture.services.deliverability import guard as deliverability_guard
@@ -62,6 +63,80 @@ def run_chunks(ranges: list[Range], plan: ChunkStep, send: ChunkStep,
     return total
 
 
+def cycle_chunk(store: CycleStore, ctx: SendContext, lo: int, hi: int, as_of: datetime,
+                default_tz: str, dry_run: bool = False, fence: Any = None) -> ChunkResult:
+    """One chunk, planned then sent — the unit of work a concurrent worker runs. `fence`
+    (the run's `Lease`, or a `RunFence` in a worker) is checked before anything is written;
+    `send_chunk` checks it again before every claim and send."""
+    if fence is not None:
+        fence.check()
+    part = plan_chunk(store, ctx.rules, lo, hi, as_of, default_tz, dry_run)
+    part.merge(send_chunk(store, ctx, lo, hi, as_of, dry_run, fence))
+    return part
+
+
+class ChunkFuture(Protocol):
+    """A submitted chunk task (a Prefect future, a `concurrent.futures.Future`)."""
+
+    def result(self) -> ChunkResult: ...
+
+
+def run_chunks_concurrent(ranges: list[Range], start: Callable[[int, int], ChunkFuture],
+                          workers: int,
+                          finish: Callable[[dict[int, Any], list[Range]], ChunkResult],
+                          after_chunk: Callable[[], object] | None = None,
+                          progress: Callable[[int, int], None] | None = None) -> ChunkResult:
+    """Up to `workers` chunks at once, each planned then sent by one task that `start`
+    submits (to threads, Dask processes or machines). Results are merged here, in the
+    caller's process, in submission order: `after_chunk` (the flow announces lead events)
+    and `progress` run after each. The database claims keep two workers off one touch; a
+    failed chunk stops further submissions, the running ones are waited for, then its
+    error is raised. Held touches go to `finish` as in `run_chunks`."""
+    total = ChunkResult()
+    all_leads = sum(n for _, _, n in ranges)
+    done = 0
+    held_ranges: list[Range] = []
+    errors: list[BaseException] = []
+    todo: Iterator[Range] = iter(ranges)
+    running: deque[tuple[Range, ChunkFuture]] = deque()
+
+    def fill() -> None:
+        while not errors and len(running) < max(1, workers):
+            nxt = next(todo, None)
+            if nxt is None:
+                return
+            running.append((nxt, start(nxt[0], nxt[1])))
+
+    fill()
+    while running:
+        (lo, hi, n), future = running.popleft()
+        try:
+            part = future.result()
+        except Exception as exc:  # noqa: BLE001 - raised once the running chunks are done
+            errors.append(exc)
+            continue
+        if part.held:
+            held_ranges.append((lo, hi, n))
+        total.merge(part)
+        if after_chunk is not None:
+            after_chunk()
+        done += n
+        if progress is not None:
+            progress(done, all_leads)
+        fill()
+    if errors:
+        raise errors[0]
+    return _finish_held(total, held_ranges, finish)
+
+
+def _finish_held(total: ChunkResult, held_ranges: list[Range],
+                 finish: Callable[[dict[int, Any], list[Range]], ChunkResult]) -> ChunkResult:
+    if total.held:
+        total.merge(finish(total.held, held_ranges))
+        total.held = {}
+    return total
+
+
 def run_cycle(store: CycleStore, ctx: SendContext, as_of: datetime, default_tz: str,
               chunk_size: int, dry_run: bool = False,
               progress: Callable[[int, int], None] | None = None,
@@ -87,5 +162,6 @@ def run_cycle(store: CycleStore, ctx: SendContext, as_of: datetime, default_tz: 
 
 
 __all__ = ["DEFAULT_SEND_BATCH", "NO_CAMPAIGN", "STALE_ROUNDS", "CampaignStats", "ChunkResult",
-           "RunIncomplete", "SendContext", "SendPhaseStopped", "finish_held", "plan_chunk",
-           "run_chunks", "run_cycle", "send_chunk", "summarise"]
+           "RunIncomplete", "SendContext", "SendPhaseStopped", "cycle_chunk", "finish_held",
+           "plan_chunk", "run_chunks", "run_chunks_concurrent", "run_cycle", "send_chunk",
+           "summarise"]

@@ -8,9 +8,10 @@ at its next beat and stops before its next write or send (`RunFenced`).
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from nurture.services.ports import RunRegistry, RunStatus
+from nurture.services.ports import RunInfo, RunRegistry, RunStatus
 
 
 class RunFenced(Exception):
@@ -64,4 +65,38 @@ class Lease:
             self.registry.finish(self.run_id, status, detail)
 
 
-__all__ = ["Lease", "RunFenced", "RunRegistry"]
+class RunRows(Protocol):
+    """What a worker needs of the run registry: the run's status and last heartbeat."""
+
+    def runs(self, ids: set[int]) -> dict[int, RunInfo]: ...
+
+
+class RunFence:
+    """A run's fence as seen from a worker (a thread, a Dask process, another machine): the
+    lease and its heartbeat stay in the flow's process; `check()` reads the run's row.
+
+    A worker stops when the run is no longer running (taken over, or ended by its flow) —
+    and also when the run's heartbeat is older than 3/4 of the lapse: on another machine a
+    worker can outlive a dead flow process, and it must stop before a newer run may take
+    over (at the full lapse), not after. A live flow beats at least every half lapse, so
+    this never stops a healthy run. Duck-types what `send_chunk` uses of `Lease`."""
+
+    def __init__(self, rows: RunRows, run_id: int, lapse_seconds: float) -> None:
+        self.rows = rows
+        self.run_id = run_id
+        self.lapse = timedelta(seconds=lapse_seconds)
+
+    def check(self) -> None:
+        """Raise `RunFenced` unless the run's row says running, with a fresh heartbeat."""
+        run = self.rows.runs({self.run_id}).get(self.run_id)
+        if run is None or run.status != RunStatus.RUNNING:
+            raise RunFenced(f"run {self.run_id} is no longer running (taken over, or its "
+                            "flow ended): this worker stops and writes nothing more")
+        silent = datetime.now(UTC) - run.heartbeat_at
+        if silent > self.lapse * 0.75:
+            raise RunFenced(f"run {self.run_id}'s heartbeat has been silent for "
+                            f"{silent.total_seconds():.0f} s (its flow process stopped?): "
+                            "this worker stops before a newer run may take over")
+
+
+__all__ = ["Lease", "RunFence", "RunFenced", "RunRegistry"]

@@ -39,20 +39,32 @@ def pg_skip_reason() -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory) -> dict:
+def _harness(tmp_path_factory, *extra: str) -> dict:
     reason = pg_skip_reason()
     if reason and REQUIRE_PG:
         pytest.fail(f"PostgreSQL is required (NURTURE_REQUIRE_POSTGRES=1): {reason}")
     backend = "sqlite" if reason else "both"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "chaos.py"), "--trials", str(TRIALS),
-           "--rounds", str(ROUNDS), "--backend", backend, "--leads", "150", "--json",
-           "--pg-url", PG_URL, "--keep", str(tmp_path_factory.mktemp("chaos") / "work")]
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, str(REPO / "benchmarks" / "chaos.py"), "--backend", backend,
+           "--leads", "150", "--json", "--pg-url", PG_URL,
+           "--keep", str(tmp_path_factory.mktemp("chaos") / "work"), *extra]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode in (0, 1), f"harness failed ({r.returncode}):\n{r.stderr[-3000:]}"
     out = json.loads(r.stdout)
     out["returncode"] = r.returncode
     return out
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    return _harness(tmp_path_factory, "--trials", str(TRIALS), "--rounds", str(ROUNDS))
+
+
+@pytest.fixture(scope="module")
+def workers_report(tmp_path_factory) -> dict:
+    """Cycles on two workers (Dask processes on PostgreSQL, threads on SQLite): one kill
+    trial per backend (outbox) and one concurrent round, where two such cycles race."""
+    return _harness(tmp_path_factory, "--workers", "2", "--trials", "1", "--rounds", "1",
+                    "--transport", "outbox")
 
 
 def _kills(report: dict) -> list[dict]:
@@ -91,3 +103,28 @@ def test_kill_trials_count_zero(report, count):
 def test_concurrent_rounds_count_zero(report, count):
     assert {r["backend"]: r["counts"].get(count, 0) for r in _rounds(report)} == {
         r["backend"]: 0 for r in _rounds(report)}
+
+
+def test_the_harness_ran_with_two_workers(workers_report):
+    assert workers_report["errors"] == []
+    assert workers_report["workers"] == 2
+    kills = _kills(workers_report)
+    assert kills and all(r["runs"] == 1 and r["control_deliveries"] > 50 for r in kills)
+    assert [r["runs"] for r in _rounds(workers_report)] == [1] * len(_rounds(workers_report))
+    assert all(r["counts"]["delivered"] > 0 for r in _rounds(workers_report))
+
+
+@pytest.mark.parametrize("count", ["duplicates", "lost", "unwanted", "unsettled",
+                                   "rerun_failed"])
+def test_kill_trials_with_two_workers_count_zero(workers_report, count):
+    assert {r["backend"]: r["counts"].get(count, 0) for r in _kills(workers_report)} == {
+        r["backend"]: 0 for r in _kills(workers_report)}
+
+
+@pytest.mark.parametrize("count", ["duplicates", "lost", "unsettled", "dup_open_handoffs",
+                                   "dup_handoffs", "dup_mql_transitions", "dup_crm_posts",
+                                   "crm_missing", "impossible_states", "rerun_failed",
+                                   "hung"])
+def test_concurrent_rounds_with_two_workers_count_zero(workers_report, count):
+    assert {r["backend"]: r["counts"].get(count, 0) for r in _rounds(workers_report)} == {
+        r["backend"]: 0 for r in _rounds(workers_report)}

@@ -16,14 +16,16 @@ from nurture.entrypoints.cli.common import (
 )
 
 
-def run_cycle_flow(as_of: datetime | None, dry_run: bool, chunk_size: int | None
-                   ) -> dict[str, Any]:
-    """Run the daily flow in-process (Prefect starts a temporary server if none is set)."""
+def run_cycle_flow(as_of: datetime | None, dry_run: bool, chunk_size: int | None,
+                   workers: int | None = None) -> dict[str, Any]:
+    """Run the daily flow in-process (Prefect starts a temporary server if none is set),
+    on the task runner `workers` calls for (threads, a local Dask cluster, or the
+    scheduler at NURTURE_DASK_ADDRESS)."""
     # deferred: Prefect takes about a second to import; `nurture --help` must not pay it
-    from nurture.flows.daily_cycle import daily_nurture_cycle
+    from nurture.flows.daily_cycle import cycle_flow
 
-    return daily_nurture_cycle(as_of=as_of.isoformat() if as_of else None, dry_run=dry_run,
-                               chunk_size=chunk_size)
+    return cycle_flow(workers)(as_of=as_of.isoformat() if as_of else None, dry_run=dry_run,
+                               chunk_size=chunk_size, workers=workers)
 
 
 def cmd_cycle(args: argparse.Namespace) -> int:
@@ -31,10 +33,11 @@ def cmd_cycle(args: argparse.Namespace) -> int:
 
     as_of = parse_as_of(args.as_of)
     in_range(args.chunk_size, "--chunk-size", 1, 200_000)
+    in_range(args.workers, "--workers", 1, 256)
     app = build_app()
     app.require_schema()
     app.config  # noqa: B018 - a bad config fails here with every problem listed
-    summary = run_cycle_flow(as_of, args.dry_run, args.chunk_size)
+    summary = run_cycle_flow(as_of, args.dry_run, args.chunk_size, args.workers)
     if args.json:
         print_json(summary)
     else:
@@ -50,5 +53,9 @@ def add_commands(sub) -> None:
     c.add_argument("--as-of", help="ISO datetime the cycle runs at (default now)")
     c.add_argument("--dry-run", action="store_true", help="decide and report; write nothing")
     c.add_argument("--chunk-size", type=int, help="leads per Prefect task")
+    c.add_argument("--workers", type=int, metavar="N",
+                   help="chunks worked on at once (default NURTURE_WORKERS, 1). Above 1: a "
+                        "local Dask cluster of N processes on PostgreSQL, N threads on "
+                        "SQLite, or the scheduler at NURTURE_DASK_ADDRESS")
     c.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     c.set_defaults(func=cmd_cycle)
