@@ -207,6 +207,10 @@ def run(args: argparse.Namespace, work: Path, db: Database) -> dict:
         "phase_us_per_touch": {k: per_touch(v, summary["touches_sent"])
                                for k, v in summary.get("seconds", {}).items()},
         "peak_rss_mb": engine_rss,
+        # this process's CPU: steadier than wall time on a shared machine (SQLite: all of
+        # the work; PostgreSQL: the server's share is not in it)
+        "cpu_seconds": day0["cpu_seconds"],
+        "cpu_us_per_touch": per_touch(day0["cpu_seconds"], summary["touches_sent"]),
     }
     if not args.no_floor:
         out["floor"] = run_floor(args, db, as_of, work, log)
@@ -214,6 +218,8 @@ def run(args: argparse.Namespace, work: Path, db: Database) -> dict:
         f = out["floor"]
         out["ratio_to_floor"] = round(out["us_per_touch"] / f["us_per_touch"], 2) \
             if f["us_per_touch"] else None
+        out["cpu_ratio_to_floor"] = round(out["cpu_us_per_touch"] / f["cpu_us_per_touch"], 2) \
+            if f.get("cpu_us_per_touch") else None
     if args.days > 1:
         out["days"] = later_days(args, app, as_of, emails, day0, work, log)
     app.engine.dispose()
@@ -223,7 +229,7 @@ def run(args: argparse.Namespace, work: Path, db: Database) -> dict:
 def cycle(args: argparse.Namespace, app, as_of, log) -> dict:
     """One cycle at `as_of`: its summary and wall seconds."""
     from nurture.services.cycle import run_cycle
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if args.flow:
         from nurture.flows.daily_cycle import daily_nurture_cycle
         summary = daily_nurture_cycle(as_of=as_of.isoformat(), chunk_size=args.chunk_size)
@@ -231,7 +237,8 @@ def cycle(args: argparse.Namespace, app, as_of, log) -> dict:
         summary = run_cycle(app.store, app.send_context(), as_of,
                             app.settings.default_timezone, args.chunk_size,
                             progress=lambda done, total: log(f"cycle {done:,}/{total:,} leads"))
-    return {"summary": summary, "seconds": round(time.perf_counter() - t0, 3)}
+    return {"summary": summary, "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_seconds": round(time.process_time() - c0, 3)}
 
 
 def run_floor(args: argparse.Namespace, db: Database, as_of, work: Path, log) -> dict:
@@ -301,7 +308,9 @@ def print_table(out: dict) -> None:
         f = out["floor"]
         w(f"{'floor':10}{f['seconds']:>10.2f}{f['us_per_touch']:>10.0f}"
           f"{f['peak_rss_mb']:>10.0f}\n")
-        w(f"engine / floor per touch: {out['ratio_to_floor']}x\n")
+        w(f"engine / floor per touch: {out['ratio_to_floor']}x wall, "
+          f"{out['cpu_ratio_to_floor']}x CPU ({out['cpu_us_per_touch']:.0f} vs "
+          f"{f['cpu_us_per_touch']:.0f} µs CPU/touch)\n")
     w("engine µs/touch by phase: " + ", ".join(
         f"{k} {v:.0f}" for k, v in out["phase_us_per_touch"].items() if v) + "\n")
     for d in out.get("days", []):

@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> dict:
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS floor_touches"))
         conn.execute(text(SCRATCH))
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     with engine.connect() as conn:
         leads = read(conn, as_of, rules, args.timezone)
     t2 = time.perf_counter()
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> dict:
     with engine.begin() as conn:
         if rows:
             conn.execute(INSERT, rows)
-    t5 = time.perf_counter()
+    t5, cpu = time.perf_counter(), time.process_time() - c1
     if not args.keep_scratch:
         with engine.begin() as conn:
             conn.execute(text("DROP TABLE IF EXISTS floor_touches"))
@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> dict:
     return {"due_leads": len(leads), "touches": emitted, "seconds": round(total, 3),
             "us_per_touch": round(total / n * 1e6, 1),
             "phase_us_per_touch": {k: round(v / n * 1e6, 1) for k, v in sec.items()},
+            "cpu_seconds": round(cpu, 3), "cpu_us_per_touch": round(cpu / n * 1e6, 1),
             "transport": args.transport, "render": args.render, "setup_s": round(t1 - t0, 3),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
