@@ -27,7 +27,7 @@ from nurture.services.ports import Applied
 from nurture.store import tables as t
 from nurture.store.db import retrying, write_tx
 from nurture.store.kv import next_counter
-from nurture.store.rows import IN_BATCH, chunks, upsert
+from nurture.store.rows import IN_BATCH, chunks, insert_ids, upsert
 
 Events = dict[int, list[LeadEvent | None]]
 
@@ -74,7 +74,7 @@ def _write(engine, conn, decisions: list[Decision], as_of: datetime, owners: Seq
     _write_leads(conn, decisions, as_of)
     _write_states(engine, conn, decisions, as_of, now)
     handoff_of = _write_handoffs(engine, conn, decisions, as_of, owners, out)
-    _write_transitions(conn, decisions, as_of, actor, events, handoff_of, out, now)
+    _write_transitions(engine, conn, decisions, as_of, actor, events, handoff_of, out, now)
     touches = [{"lead_id": d.lead_id, "campaign": p.campaign, "track": p.track,
                 "step": p.step, "round": p.round, "variant": p.variant,
                 "status": PLANNED, "planned_at": as_of, "send_at": p.send_at,
@@ -141,13 +141,12 @@ def _write_handoffs(engine, conn, decisions: list[Decision], as_of: datetime,
               "status": HandoffStatus.PENDING, "rule": d.handoff.rule,
               "reason": d.handoff.reason, "score": d.score, "grade": d.grade,
               "created_at": as_of, "sla_due_at": d.handoff.sla_due_at} for d in mqls]
-    ids = conn.execute(insert(H).returning(H.c.id, sort_by_parameter_order=True),
-                       hrows).scalars().all()
+    ids = insert_ids(engine, conn, H, hrows)
     out.mqls = len(mqls)
     return {r["lead_id"]: hid for r, hid in zip(hrows, ids, strict=True)}
 
 
-def _write_transitions(conn, decisions: list[Decision], as_of: datetime, actor: str,
+def _write_transitions(engine, conn, decisions: list[Decision], as_of: datetime, actor: str,
                        events: Events, handoff_of: dict[int, int], out: Applied,
                        now: datetime) -> None:
     """Transitions, and the lead events they cause (the MQL transition names its handoff:
@@ -167,8 +166,7 @@ def _write_transitions(conn, decisions: list[Decision], as_of: datetime, actor: 
     if not trows:
         return
     TR = t.transitions
-    tids = conn.execute(insert(TR).returning(TR.c.id, sort_by_parameter_order=True),
-                        trows).scalars().all()
+    tids = insert_ids(engine, conn, TR, trows)
     erows = []
     for tid, row, ev in zip(tids, trows, tevents, strict=True):
         if ev is None:

@@ -22,7 +22,7 @@ from nurture.core.domain import (
     TouchFact,
 )
 from nurture.store import tables as t
-from nurture.store.rows import chunks, lead_fields
+from nurture.store.rows import chunks, lead_field_columns, lead_fields
 
 
 def cycle_where(as_of: datetime, engaged_only: bool = False):
@@ -61,7 +61,10 @@ def load_snapshots(engine: Engine, lo: int, hi: int, as_of: datetime, horizon_da
     L, cs = t.leads, t.campaign_states
     with engine.connect() as conn:
         rows = conn.execute(
-            select(L, cs.c.campaign.label("cs_campaign"), cs.c.track.label("cs_track"),
+            select(L.c.id, L.c.lifecycle_stage, L.c.stage_entered_at,
+                   L.c.engagement_since, L.c.recycle_count, L.c.recycle_until, L.c.version,
+                   *lead_field_columns(L), cs.c.campaign.label("cs_campaign"),
+                   cs.c.track.label("cs_track"),
                    cs.c.track_rounds, t.suppressions.c.email.label("suppressed"))
             .outerjoin(cs, cs.c.lead_id == L.c.id)
             .outerjoin(t.suppressions, t.suppressions.c.email == L.c.email)

@@ -29,7 +29,7 @@ from nurture.core.ledger import TouchResult, decide_takeover
 from nurture.services.ports import OutgoingTouch, Takeover
 from nurture.store import tables as t
 from nurture.store.db import retrying, write_tx
-from nurture.store.rows import IN_BATCH, chunks, lead_fields
+from nurture.store.rows import IN_BATCH, chunks, lead_field_columns, lead_fields
 from nurture.store.runs import RunStore
 from nurture.store.tables import UTCDateTime
 
@@ -57,7 +57,8 @@ class Ledger:
         suppressed since planning are cancelled instead: nothing unwanted is sent."""
         T, L, S = t.touches, t.leads, t.suppressions
         q = (select(T.c.id, T.c.lead_id, T.c.campaign, T.c.track, T.c.step, T.c.round,
-                    T.c.variant, T.c.send_at, L, S.c.email.label("suppressed"))
+                    T.c.variant, T.c.send_at, L.c.lifecycle_stage,
+                    *lead_field_columns(L), S.c.email.label("suppressed"))
              .join(L, L.c.id == T.c.lead_id)
              .outerjoin(S, S.c.email == L.c.email)
              .where(T.c.lead_id.between(lo, hi), T.c.status == PLANNED,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nurture.core.domain import LEAD_FIELDS
@@ -36,6 +36,27 @@ def upsert(engine: Engine, table):
     """INSERT … ON CONFLICT for both backends (`.on_conflict_do_update` on the result)."""
     return (postgresql.insert(table) if engine.dialect.name == "postgresql"
             else sqlite.insert(table))
+
+
+def lead_field_columns(leads) -> list:
+    """The lead columns `lead_fields` reads: select only these where a lead is rendered or
+    scored (each unused timestamp column costs a conversion per row)."""
+    return [leads.c.attributes, leads.c.created_at, *(leads.c[c] for c in LEAD_COLUMNS)]
+
+
+def insert_ids(engine: Engine, conn, table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert `rows` and return their new ids in order. On SQLite, inside a write
+    transaction (which holds the database's one write lock) the ids are given explicitly
+    from MAX(id) + 1 — what SQLite would pick — because an INSERT … RETURNING in parameter
+    order runs one statement per row there; elsewhere INSERT … RETURNING in batches."""
+    if engine.dialect.name != "sqlite":
+        return list(conn.execute(insert(table).returning(table.c.id,
+                                                         sort_by_parameter_order=True),
+                                 rows).scalars().all())
+    first = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
+    ids = list(range(first, first + len(rows)))
+    conn.execute(insert(table), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
+    return ids
 
 
 def lead_fields(row: Any) -> dict[str, Any]:
