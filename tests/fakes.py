@@ -44,6 +44,7 @@ class FakeStore:
         self.events: list[LeadEvent] = []
         self.suppressed: set[str] = set()
         self.owner_turn = 0
+        self.rules_fingerprint: str | None = None
         self.pauses = FakePauses()
         self.ledger = FakeLedger(self)
 
@@ -76,10 +77,22 @@ class FakeStore:
 
     def cycle_ranges(self, as_of: datetime, chunk_size: int, engaged_only: bool = False
                      ) -> list[tuple[int, int, int]]:
-        ids = [i for i, lead in sorted(self.leads.items())
-               if self._due(lead, as_of, engaged_only)]
+        ids = {i for i, lead in self.leads.items() if self._due(lead, as_of, engaged_only)}
+        if not engaged_only:  # the send phase's work: leads with touches not yet settled
+            ids |= {tc.lead_id for tc in self.touches.values()
+                    if tc.status in (PLANNED, SENDING, IN_DOUBT)}
+        ids = sorted(ids)
         parts = [ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size)]
         return [(p[0], p[-1], len(p)) for p in parts]
+
+    def wake_for_new_rules(self, fingerprint: str) -> int:
+        if self.rules_fingerprint == fingerprint:
+            return 0
+        self.rules_fingerprint = fingerprint
+        woken = [lead for lead in self.leads.values() if lead["next_check_at"] is not None]
+        for lead in woken:
+            lead.update(next_check_at=None, version=lead["version"] + 1)
+        return len(woken)
 
     def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
                        points: dict[str, float], default_tz: str, any_stage: bool = False,

@@ -228,6 +228,7 @@ class Decision:
     touch: PlannedTouch | None = None
     skip_reason: SkipReason | None = None
     version: int = 0  # of the snapshot it was made from: a stale decision is not written
+    next_check_at: datetime | None = None  # when the cycle looks again (core.next_check)
 
     @property
     def mql(self) -> bool:

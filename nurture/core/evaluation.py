@@ -30,6 +30,7 @@ from nurture.core.domain import (
     SkipReason,
     Transition,
 )
+from nurture.core.next_check import next_check_at
 from nurture.core.rules import CompiledTrack, Rules
 from nurture.core.scheduling import (
     cadence_elapsed,
@@ -87,8 +88,12 @@ def evaluate(lead: LeadSnapshot, rules: Rules, as_of: datetime,
     skip = _route(lead, _Routing(rules, as_of, facts, d))
     if skip is not None:
         d.skip_reason = skip
-        return d
-    return _plan_touch(lead, rules, as_of, facts, d, paused)
+    else:
+        _plan_touch(lead, rules, as_of, facts, d, paused)
+    d.next_check_at = next_check_at(
+        d, lead, facts, rules.triggers, rules.scores.half_life_days, rules.horizon_days,
+        rules.cadence_days(d.campaign, d.track), as_of)
+    return d
 
 
 @dataclass(slots=True)

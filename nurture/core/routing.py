@@ -29,4 +29,4 @@ def next_check(d: Decision) -> datetime | None:
         return d.handoff.sla_due_at
     if d.skip_reason == SkipReason.RECYCLE_WAIT:
         return d.recycle_until
-    return None
+    return d.next_check_at

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from nurture.core.conditions import Compiled, compile_condition
 from nurture.core.config import Campaign, Config, RejectAction, Step, Track
+from nurture.core.next_check import TimeTriggers
 from nurture.core.scoring import HORIZON_HALF_LIVES, ScoreTable
 
 
@@ -49,6 +51,7 @@ class Rules:
     max_touches_per_week: int
     campaigns: tuple[CompiledCampaign, ...]  # highest priority first
     horizon_days: float
+    triggers: TimeTriggers = TimeTriggers()  # what changes with time alone (next_check)
 
     @classmethod
     def compile(cls, config: Config) -> Rules:
@@ -78,6 +81,7 @@ class Rules:
             campaigns=tuple(campaigns),
             horizon_days=max([HORIZON_HALF_LIVES * lc.scoring.decay_half_life_days,
                               *_day_windows(config)]),
+            triggers=TimeTriggers.from_config(config),
         )
 
     def campaign(self, name: str | None) -> CompiledCampaign | None:
@@ -85,6 +89,19 @@ class Rules:
             if c.name == name:
                 return c
         return None
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the config does (leads asleep under old rules are woken)."""
+        digest = hashlib.sha256(self.config.lifecycle.model_dump_json().encode())
+        for c in self.config.campaigns:
+            digest.update(c.model_dump_json().encode())
+        return digest.hexdigest()[:32]
+
+    def cadence_days(self, campaign: str | None, track: str | None) -> int | None:
+        compiled = self.campaign(campaign)
+        found = compiled.tracks_by_name.get(track) if compiled and track else None
+        return found.track.cadence_days if found else None
 
 
 def _day_windows(config: Config) -> list[float]:

@@ -233,6 +233,8 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     app = open_app(campaigns_dir)
     size = chunk_size or app.settings.chunk_size
     workers = workers or app.settings.workers
+    if not dry_run:  # new rules: leads sleeping until their next check are looked at too
+        app.store.wake_for_new_rules(app.rules.fingerprint)
     ranges = app.store.cycle_ranges(when, size)
     total_leads = sum(n for _, _, n in ranges)
     logger.info("Cycle as of %s UTC: %d leads to look at in %d chunk(s) of up to %d%s",

@@ -150,6 +150,7 @@ def run_cycle(store: CycleStore, ctx: SendContext, as_of: datetime, default_tz: 
             return run_cycle(store, ctx, as_of, default_tz, chunk_size, dry_run, progress,
                              own, notify)
     if not dry_run:  # pause campaigns over the spam/bounce limits before planning
+        store.wake_for_new_rules(ctx.rules.fingerprint)  # new rules: sleeping leads too
         deliverability_guard(store, as_of)
     total = run_chunks(
         store.cycle_ranges(as_of, chunk_size),

@@ -193,6 +193,10 @@ class CycleStore(Protocol):
     def cycle_ranges(self, as_of: datetime, chunk_size: int, engaged_only: bool = False
                      ) -> list[tuple[int, int, int]]: ...
 
+    def wake_for_new_rules(self, fingerprint: str) -> int:
+        """Leads sleeping until their next check are looked at again under new rules."""
+        ...
+
     def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
                        points: dict[str, float], default_tz: str, any_stage: bool = False,
                        engaged_only: bool = False, ids: Sequence[int] | None = None

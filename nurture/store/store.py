@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from nurture.core.domain import Decision, LeadEvent, LeadSnapshot
 from nurture.services.ports import Applied
 from nurture.store import decisions as decision_writes
-from nurture.store import imports, kv, lead_detail, leads, suppression
+from nurture.store import imports, kv, lead_detail, leads, suppression, wakeups
 from nurture.store.field_limits import TableLimits
 from nurture.store.imports import RowRefused
 from nurture.store.ledger import Ledger
@@ -48,6 +48,9 @@ class LeadStore:
     def cycle_ranges(self, as_of: datetime, chunk_size: int, engaged_only: bool = False
                      ) -> list[tuple[int, int, int]]:
         return leads.cycle_ranges(self.engine, as_of, chunk_size, engaged_only)
+
+    def wake_for_new_rules(self, fingerprint: str) -> int:
+        return wakeups.wake_for_new_rules(self.engine, fingerprint)
 
     def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
                        points: dict[str, float], default_tz: str,
