@@ -436,7 +436,7 @@ def sample_leads(n: int, share: float, seed: int = 7, start: datetime | None = N
 
 def generate_fresh_activities(leads: Iterable[dict], day: datetime, seed: int = 7
                               ) -> Iterator[dict[str, Any]]:
-    """One to three activities per lead during the UTC day starting at `day` (a steady-state
+    """One to three activities per lead in the 24 hours from `day` (a steady-state
     day's new engagement); ids `fresh-<seed>-<date>-<n>-<k>` (n: the lead's place in
     `leads`) are unique per day."""
     day = _utc(day)
