@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Engine, case, cast, func, literal, select, update
+from sqlalchemy import JSON, Engine, case, cast, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
@@ -221,7 +221,10 @@ def _copy_activities(conn, rows: list[dict[str, Any]], source: str) -> dict[str,
             ["email", "attributes", "created_at", "updated_at", "lifecycle_stage",
              "stage_entered_at", "recycle_count"],
             select(S.c.email, literal({}, L.c.attributes.type), at, at, literal("new"), at,
-                   literal(0)).group_by(S.c.email).order_by(S.c.email))
+                   literal(0))
+            # only the unknown ones: a conflict would still spend a sequence value
+            .where(~exists().where(L.c.email == S.c.email))
+            .group_by(S.c.email).order_by(S.c.email))
         .on_conflict_do_nothing().returning(L.c.id)).all()
     first = (select(S.c.ord, S.c.external_id, L.c.id.label("lead_id"), S.c.type,
                     S.c.occurred_at, S.c.properties)
