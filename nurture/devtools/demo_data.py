@@ -392,3 +392,64 @@ def write_activities_jsonl(path: Path, rows: Iterable[dict]) -> int:
             write(dumps(row) + "\n")
             count += 1
     return count
+
+
+def _written(rows: Iterable[dict], writer: Any, counter: list[int]) -> Iterator[dict]:
+    """Each row written to the CSV as it passes by (the header from the first row's keys)."""
+    for row in rows:
+        if writer.fieldnames is None:
+            writer.fieldnames = list(row)
+            writer.writeheader()
+        writer.writerow(row)
+        counter[0] += 1
+        yield row
+
+
+def write_demo_files(leads_path: Path, activities_path: Path, n: int, seed: int = 7,
+                     start: datetime | None = None, days: int = 0) -> tuple[int, int]:
+    """Write `n` leads (CSV) and their activities (JSONL) in one pass, in constant memory:
+    each lead goes to the CSV as it is generated and its activities are drawn right after,
+    so nothing holds the whole list. The files are byte for byte what `write_leads_csv` of
+    `generate_leads` and `write_activities_jsonl` of `generate_activities` over the same
+    leads write. Returns (leads, activities)."""
+    leads_path = Path(leads_path)
+    leads_path.parent.mkdir(parents=True, exist_ok=True)
+    counter = [0]
+    with open(leads_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=None)  # type: ignore[arg-type]
+        leads = _written(generate_leads(n, seed=seed, start=start), writer, counter)
+        acts = write_activities_jsonl(activities_path,
+                                      generate_activities(leads, _utc(start), days, seed=seed))
+        if writer.fieldnames is None:  # no leads: the header alone, as write_leads_csv
+            writer.fieldnames = list(LEAD_COLUMNS)
+            writer.writeheader()
+    return counter[0], acts
+
+
+def sample_leads(n: int, share: float, seed: int = 7, start: datetime | None = None
+                 ) -> Iterator[dict[str, Any]]:
+    """About `share` of the `n` demo leads (the same rows `generate_leads` gives), drawn
+    with their own seeded stream: the leads a steady-state day hears from again."""
+    pick = random.Random(f"nurture-demo-sample:{seed}:{share}").random
+    return (lead for lead in generate_leads(n, seed=seed, start=start) if pick() < share)
+
+
+def generate_fresh_activities(leads: Iterable[dict], day: datetime, seed: int = 7
+                              ) -> Iterator[dict[str, Any]]:
+    """One to three activities per lead in the 24 hours from `day` (a steady-state
+    day's new engagement); ids `fresh-<seed>-<date>-<n>-<k>` (n: the lead's place in
+    `leads`) are unique per day."""
+    day = _utc(day)
+    r = random.Random(f"nurture-demo-fresh:{seed}:{day.date()}").random
+    clock = _Clock(day, day + timedelta(days=1))
+    base = int(day.timestamp())
+    tag = f"fresh-{seed}-{day.date().isoformat()}-"
+    for index, lead in enumerate(leads):
+        email = lead["email"]
+        for k in range(1 + int(r() * 3)):
+            x = r()
+            typ, props = (("pricing_page_view", {"url": "/pricing"}) if x < 0.2 else
+                          ("email_click", {"url": SITE + BLOG[int(r() * len(BLOG))]})
+                          if x < 0.5 else ("page_view", {"url": BLOG[int(r() * len(BLOG))]}))
+            yield {"id": f"{tag}{index}-{k}", "email": email, "type": typ,
+                   "occurred_at": clock.iso(base + int(r() * (_DAY - 1))), "properties": props}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -52,15 +53,20 @@ def _company_size(value: str, limits: FieldLimits) -> int:
                        f"company_size {show(value, limits.type_name)} {msg}") from None
 
 
-def _timezone(value: str, limits: FieldLimits) -> str:
-    too_long = limits.text_problem("leads", "timezone", value)
+@lru_cache(maxsize=1024)
+def _known_zone(value: str) -> bool:
+    """Whether the zone database has `value` (cached: ZoneInfo keeps only a few zones
+    strongly, so a million rows would otherwise reload the same files over and over)."""
     try:
-        if too_long:
-            raise ValueError(too_long)
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise RowError("bad_timezone",
-                       f"unknown time zone {show(value, limits.type_name)}") from None
+        return False
+    return True
+
+
+def _timezone(value: str, limits: FieldLimits) -> str:
+    if limits.text_problem("leads", "timezone", value) or not _known_zone(value):
+        raise RowError("bad_timezone", f"unknown time zone {show(value, limits.type_name)}")
     return value
 
 

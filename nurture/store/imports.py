@@ -11,13 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Engine, case, cast, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import JSON, Engine, case, cast, exists, func, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 
 from nurture.store import tables as t
 from nurture.store.db import write_tx
-from nurture.store.rows import IN_BATCH, LEAD_COLUMNS, chunks, insert_ignore
+from nurture.store.pg_copy import ACTIVITIES_STAGE, LEADS_STAGE, copy_rows
+from nurture.store.rows import IN_BATCH, LEAD_COLUMNS, chunks, insert_ignore, upsert
 
 # A batch the database refuses for one row's sake (a value it cannot store, a constraint)
 # is retried row by row; connection trouble (OperationalError) is not a row's fault.
@@ -70,14 +71,11 @@ def upsert_leads(engine: Engine, rows: list[dict[str, Any]],
 def _upsert_leads(engine: Engine, conn, rows: list[dict[str, Any]]) -> tuple[int, int]:
     now = datetime.now(UTC)
     L = t.leads
-    values = []
-    for row in rows:
-        created = row.get("created_at") or now
-        values.append({**{c: row.get(c) for c in LEAD_COLUMNS},
-                       "attributes": row.get("attributes") or {}, "created_at": created,
-                       "updated_at": now, "lifecycle_stage": "new",
-                       "stage_entered_at": created, "recycle_count": 0})
-    stmt = (postgresql.insert(L) if engine.dialect.name == "postgresql" else sqlite.insert(L))
+    if engine.dialect.name == "postgresql" and len(rows) > 1:
+        # a batch: COPY into the staging table, merged by one INSERT … SELECT below
+        stmt, values = postgresql.insert(L).from_select(*_staged_leads(conn, rows, now)), None
+    else:
+        stmt, values = upsert(engine, L), [_lead_values(row, now) for row in rows]
     ex = stmt.excluded
     stmt = stmt.on_conflict_do_update(
         index_elements=[L.c.email],
@@ -86,9 +84,40 @@ def _upsert_leads(engine: Engine, conn, rows: list[dict[str, Any]]) -> tuple[int
               "updated_at": ex.updated_at, "next_check_at": None,
               "version": L.c.version + 1})
     # a fresh row has version 0; an updated one was just bumped to 1 or more
-    versions = conn.execute(stmt.returning(L.c.version), values).scalars().all()
+    stmt = stmt.returning(L.c.version)
+    result = conn.execute(stmt) if values is None else conn.execute(stmt, values)
+    versions = result.scalars().all()
     inserted = sum(1 for v in versions if v == 0)
     return inserted, len(versions) - inserted
+
+
+def _lead_values(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    created = row.get("created_at") or now
+    return {**{c: row.get(c) for c in LEAD_COLUMNS}, "attributes": row.get("attributes") or {},
+            "created_at": created, "updated_at": now, "lifecycle_stage": "new",
+            "stage_entered_at": created, "recycle_count": 0}
+
+
+_FIRST_TOUCH = {"first_source": "source", "first_utm_source": "utm_source",
+                "first_utm_medium": "utm_medium", "first_utm_campaign": "utm_campaign"}
+
+
+def _staged_leads(conn, rows: list[dict[str, Any]], now: datetime) -> tuple[list[str], Any]:
+    """COPY the batch into the staging table; (columns, SELECT) for the same values as
+    `_lead_values`, first-touch fields included (a column default cannot read an INSERT …
+    SELECT's rows)."""
+    S = LEADS_STAGE
+    copy_rows(conn, S, ([*(row.get(c) for c in LEAD_COLUMNS), row.get("attributes") or {},
+                         row.get("created_at")] for row in rows))
+    at = literal(now, t.leads.c.updated_at.type)
+    created = func.coalesce(S.c.created_at, at)
+    cols = {**{c: S.c[c] for c in LEAD_COLUMNS},
+            **{first: S.c[c] for first, c in _FIRST_TOUCH.items()},
+            "attributes": S.c.attributes, "created_at": created, "updated_at": at,
+            "lifecycle_stage": literal("new"), "stage_entered_at": created,
+            "recycle_count": literal(0)}
+    return list(cols), select(*cols.values())
+
 
 def _merged_attributes(engine: Engine, new):
     """Stored custom attributes with the new ones on top (a shallow merge, in SQL)."""
@@ -119,6 +148,8 @@ def insert_activities(engine: Engine, rows: list[dict[str, Any]], source: str = 
     inserted, duplicates, leads_created."""
     try:
         with write_tx(engine) as conn:
+            if engine.dialect.name == "postgresql" and len(rows) > 1:
+                return _copy_activities(conn, rows, source)
             return _insert_activities(engine, conn, rows, source)
     except _ROW_ERRORS as exc:
         if on_error is None or isinstance(exc, OperationalError | InterfaceError):
@@ -174,3 +205,42 @@ def _insert_activities(engine: Engine, conn, rows: list[dict[str, Any]], source:
                                  version=L.c.version + 1))
     return {"inserted": len(stored), "duplicates": len(rows) - len(stored),
             "leads_created": created}
+
+
+def _copy_activities(conn, rows: list[dict[str, Any]], source: str) -> dict[str, int]:
+    """`_insert_activities` for a PostgreSQL batch: COPY into the staging table, then three
+    set statements — create the unknown leads (in email order), store each new external id
+    once (its first row in the batch, in file order), flag the touched leads."""
+    now = datetime.now(UTC)
+    A, L, S = t.activities, t.leads, ACTIVITIES_STAGE
+    copy_rows(conn, S, ((i, r["id"], r["email"], r["type"], r["occurred_at"],
+                         r.get("properties") or {}) for i, r in enumerate(rows)))
+    at = literal(now, L.c.updated_at.type)
+    made = conn.execute(
+        postgresql.insert(L).from_select(
+            ["email", "attributes", "created_at", "updated_at", "lifecycle_stage",
+             "stage_entered_at", "recycle_count"],
+            select(S.c.email, literal({}, L.c.attributes.type), at, at, literal("new"), at,
+                   literal(0))
+            # only the unknown ones: a conflict would still spend a sequence value
+            .where(~exists().where(L.c.email == S.c.email))
+            .group_by(S.c.email).order_by(S.c.email))
+        .on_conflict_do_nothing().returning(L.c.id)).all()
+    first = (select(S.c.ord, S.c.external_id, L.c.id.label("lead_id"), S.c.type,
+                    S.c.occurred_at, S.c.properties)
+             .join(L, L.c.email == S.c.email)
+             .distinct(S.c.external_id).order_by(S.c.external_id, S.c.ord).subquery())
+    stored = conn.execute(
+        postgresql.insert(A).from_select(
+            ["external_id", "lead_id", "type", "occurred_at", "properties", "source",
+             "received_at"],
+            select(first.c.external_id, first.c.lead_id, first.c.type, first.c.occurred_at,
+                   first.c.properties, literal(source), literal(now, A.c.received_at.type))
+            .order_by(first.c.ord))
+        .on_conflict_do_nothing().returning(A.c.lead_id)).scalars().all()
+    for part in chunks(sorted(set(stored)), IN_BATCH):
+        conn.execute(update(L).where(L.c.id.in_(part))
+                     .values(next_check_at=None, activity_pending=True,
+                             version=L.c.version + 1))
+    return {"inserted": len(stored), "duplicates": len(rows) - len(stored),
+            "leads_created": len(made)}

@@ -9,12 +9,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, case, func, or_, select
+from sqlalchemy import Engine, and_, case, func, literal_column, or_, select
 
 from nurture.core.domain import (
     CYCLE_STAGES,
     IN_DOUBT,
     MARKETING_STAGES,
+    PLANNED,
     SENDING,
     ActivityFact,
     HandoffStatus,
@@ -22,7 +23,7 @@ from nurture.core.domain import (
     TouchFact,
 )
 from nurture.store import tables as t
-from nurture.store.rows import chunks, lead_field_columns, lead_fields
+from nurture.store.rows import lead_field_columns, lead_fields
 
 
 def cycle_where(as_of: datetime, engaged_only: bool = False):
@@ -35,15 +36,32 @@ def cycle_where(as_of: datetime, engaged_only: bool = False):
                 or_(t.leads.c.next_check_at.is_(None), t.leads.c.next_check_at <= as_of))
 
 
+# touches the send phase may still have to send or settle (`nurture.services.sending`)
+OPEN_TOUCH = (PLANNED, SENDING, IN_DOUBT)
+
+
 def cycle_ranges(engine: Engine, as_of: datetime, chunk_size: int, engaged_only: bool = False
                  ) -> list[tuple[int, int, int]]:
     """Split the leads the cycle must look at into id ranges of about `chunk_size`:
-    (first id, last id, number of leads). Leads waiting (an MQL inside its SLA, a recycled
-    lead inside its wait) cost nothing."""
-    q = select(t.leads.c.id).where(cycle_where(as_of, engaged_only)).order_by(t.leads.c.id)
+    (first id, last id, number of leads). Leads asleep until their next check (a touch
+    sent and its cadence running, an MQL inside its SLA, a recycled lead inside its wait)
+    cost nothing — unless a touch of theirs is still to be sent or settled (a retry, a
+    release, a run that stopped): the send phase works by lead range, so those are in."""
+    # numbered in id order and grouped by the database: a million due leads come back as
+    # two hundred rows, never as a million ids held here
+    ids = select(t.leads.c.id.label("id")).where(cycle_where(as_of, engaged_only))
+    if not engaged_only:
+        T = t.touches
+        ids = ids.union(select(T.c.lead_id).where(T.c.status.in_(OPEN_TOUCH)))
+    ids = ids.subquery()
+    rn = func.row_number().over(order_by=ids.c.id).label("rn")
+    due = select(ids.c.id, rn).subquery()
+    # integer division on both backends (a plain `/` operator: no cast, no FLOOR)
+    bucket = (due.c.rn - 1).self_group().op("/")(literal_column(str(max(int(chunk_size), 1))))
+    q = (select(func.min(due.c.id), func.max(due.c.id), func.count())
+         .group_by(bucket).order_by(func.min(due.c.id)))
     with engine.connect() as conn:
-        ids = conn.execute(q).scalars().all()
-    return [(c[0], c[-1], len(c)) for c in chunks(ids, chunk_size)]
+        return [(lo, hi, n) for lo, hi, n in conn.execute(q)]
 
 
 def load_snapshots(engine: Engine, lo: int, hi: int, as_of: datetime, horizon_days: float,

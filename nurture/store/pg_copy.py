@@ -1,0 +1,72 @@
+"""PostgreSQL bulk import: a batch goes in with one COPY into a session temp table, then one
+INSERT … SELECT … ON CONFLICT merges it, instead of thousands of bound parameters.
+
+The staging tables hold text, numbers and times as given (no length limits), so a value the
+real column cannot take fails the merge statement — a SQLAlchemy `StatementError` like the
+plain INSERT's — and the caller's row-by-row retry finds the refused row exactly as before.
+The tables are `ON COMMIT DELETE ROWS`: each batch's transaction starts with them empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Column, MetaData, Table, text
+from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.types import JSON, BigInteger, Integer, Text, TypeEngine
+
+from nurture.store.rows import LEAD_COLUMNS
+from nurture.store.tables import UTCDateTime
+
+_meta = MetaData()
+
+
+def _staging(name: str, columns: Sequence[tuple[str, TypeEngine]]) -> Table:
+    return Table(name, _meta, *(Column(c, typ) for c, typ in columns), prefixes=["TEMPORARY"])
+
+
+_LEAD_TYPES: dict[str, TypeEngine] = {"company_size": BigInteger()}
+LEADS_STAGE = _staging("nurture_stage_leads", [
+    *((c, _LEAD_TYPES.get(c, Text())) for c in LEAD_COLUMNS),
+    ("attributes", JSON()), ("created_at", UTCDateTime())])
+ACTIVITIES_STAGE = _staging("nurture_stage_activities", [
+    ("ord", Integer()), ("external_id", Text()), ("email", Text()), ("type", Text()),
+    ("occurred_at", UTCDateTime()), ("properties", JSON())])
+
+
+def _ensure(conn, table: Table) -> None:
+    """Create the session's staging table once (it lives as long as the connection)."""
+    cols = ", ".join(f"{c.name} {c.type.compile(conn.dialect)}" for c in table.columns)
+    conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.name} ({cols}) "
+                      "ON COMMIT DELETE ROWS"))
+
+
+def copy_rows(conn, table: Table, rows: Iterable[Sequence[Any]]) -> None:
+    """COPY `rows` (sequences in `table`'s column order) into the staging table. Values go
+    through the columns' own bind processing (a naive time is refused as on INSERT; JSON is
+    encoded); a refused value or a driver error is raised as SQLAlchemy's `StatementError`,
+    so callers handle it like the plain INSERT's."""
+    _ensure(conn, table)
+    sql = f"COPY {table.name} ({', '.join(c.name for c in table.columns)}) FROM STDIN"
+    procs = [_processor(c.type, conn.dialect) for c in table.columns]
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.cursor()
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row([v if p is None or v is None else p(v)
+                                for p, v in zip(procs, row, strict=True)])
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dbapi.Error) from exc
+    except (ValueError, TypeError) as exc:
+        raise StatementError(str(exc), sql, None, exc) from exc
+    finally:
+        cursor.close()
+
+
+def _processor(typ: TypeEngine, dialect) -> Any:
+    if isinstance(typ, JSON):
+        return json.dumps
+    return typ.bind_processor(dialect)
