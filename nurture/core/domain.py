@@ -173,6 +173,7 @@ class LeadSnapshot:
     sla_due_at: datetime | None = None
     handoff_id: int | None = None
     version: int = 0  # the row version it was loaded at (writes compare-and-set on it)
+    next_activity_at: datetime | None = None  # first activity after as_of (loaded ahead)
 
 
 @dataclass(slots=True, frozen=True)

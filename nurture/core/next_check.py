@@ -107,6 +107,8 @@ def next_check_at(d: Decision, lead: LeadSnapshot, facts: Facts, triggers: TimeT
                               horizon_days, as_of)
     if change is not None:
         wake = min(wake, change)
+    if lead.next_activity_at is not None:  # a history loaded ahead (simulations)
+        wake = min(wake, lead.next_activity_at)
     return max(wake, as_of)
 
 

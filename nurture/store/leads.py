@@ -90,6 +90,7 @@ def load_snapshots(engine: Engine, lo: int, hi: int, as_of: datetime, horizon_da
         acts = _activities(conn, lo, hi, since, as_of, points)
         tch = _touches(conn, lo, hi)
         hand = _open_handoffs(conn, lo, hi)
+        ahead = _next_activities(conn, lo, hi, as_of)
     out = []
     for r in rows:
         h = hand.get(r.id)
@@ -102,8 +103,18 @@ def load_snapshots(engine: Engine, lo: int, hi: int, as_of: datetime, horizon_da
             touches=tch.get(r.id, []), campaign=r.cs_campaign, track=r.cs_track,
             track_rounds=dict(r.track_rounds or {}),
             handoff_id=h[0] if h else None, sla_due_at=h[1] if h else None,
-            version=r.version))
+            version=r.version, next_activity_at=ahead.get(r.id)))
     return out
+
+
+def _next_activities(conn, lo: int, hi: int, as_of: datetime) -> dict[int, datetime]:
+    """Each lead's first activity after `as_of` (a history loaded ahead, as simulations do):
+    the lead wakes when it happens (`nurture.core.next_check`)."""
+    A = t.activities
+    return dict(conn.execute(
+        select(A.c.lead_id, func.min(A.c.occurred_at))
+        .where(A.c.lead_id.between(lo, hi), A.c.occurred_at > as_of)
+        .group_by(A.c.lead_id)).all())
 
 
 def _activities(conn, lo: int, hi: int, since: datetime, as_of: datetime,

@@ -117,7 +117,8 @@ def test_failures_past_the_attempt_limit_fail_for_good_and_hold_the_lead(store, 
     run_cycle(store, c, AS_OF, "UTC", 100)
     run_cycle(store, c, AS_OF + timedelta(minutes=2), "UTC", 100)
     assert statuses(store) == {"failed": 2}
-    summary = run_cycle(store, c, AS_OF + DAY, "UTC", 100)
+    # the next time the cycle looks at these leads (their cadence: core.next_check)
+    summary = run_cycle(store, c, AS_OF + 7 * DAY, "UTC", 100)
     assert summary["skipped"].get("step_failed") == 2  # held, not moved on to step 2
     assert store.ledger.with_status(["failed"])[0]["error"].startswith("gave up after 2 attempts")
     released = store.ledger.release([r["id"] for r in store.ledger.with_status(["failed"])],

@@ -348,11 +348,13 @@ def test_waiting_lead_is_not_loaded_until_new_activity(store, rules, templates_d
     hot = lead_row(store, "hot@example.com")
     assert hot.lifecycle_stage == "mql"
     assert hot.next_check_at == AS_OF + timedelta(hours=48)
-    assert lead_row(store, "calm@example.com").next_check_at is None
+    # the other lead got its first touch: asleep until its cadence (core.next_check)
+    calm = lead_row(store, "calm@example.com")
+    assert calm.next_check_at is not None and calm.next_check_at > AS_OF + timedelta(days=1)
 
     later = AS_OF + timedelta(hours=1)
-    assert snapshot_emails(store, rules, later) == {"calm@example.com"}
-    assert sum(n for *_, n in store.cycle_ranges(later, 10)) == 1
+    assert snapshot_emails(store, rules, later) == set()
+    assert store.cycle_ranges(later, 10) == []
     # the lead's own snapshot (lead show) is still available on demand
     points = {k: v[0] for k, v in rules.scores.points.items()}
     assert store.snapshot(hot.id, later, rules.horizon_days, points, "UTC").email == \
@@ -362,7 +364,7 @@ def test_waiting_lead_is_not_loaded_until_new_activity(store, rules, templates_d
 
     store.insert_activities([act("p1", "hot@example.com", "page_view", later)])
     assert lead_row(store, "hot@example.com").next_check_at is None
-    assert snapshot_emails(store, rules, later) == {"calm@example.com", "hot@example.com"}
+    assert snapshot_emails(store, rules, later) == {"hot@example.com"}
 
 
 def test_lead_update_makes_a_waiting_lead_due(store, rules, templates_dir):
