@@ -52,6 +52,10 @@ class Resolved:
             return self.lead_of.get(self.touches[e.touch_id].lead_id)
         return self.leads.get(e.email)
 
+    def outcome(self, e: ProviderEvent) -> str:
+        """How the event's row ends once applied (core's `outcome_for`)."""
+        return outcome_for(e, self.lead_for(e) is not None or e.touch_id is not None)
+
 
 def _rank(col):
     return case(*((col == k, v) for k, v in DELIVERY_RANK.items()), else_=0)
@@ -91,8 +95,9 @@ class EventApplication:
             out.append(e)
         touches = {i: TouchState(r.id, r.lead_id, r.sent_at, r.delivered_at)
                    for i, r in found.items()}
-        leads = {r.email: LeadRef(r.id, r.email)
-                 for r in rows_by(L.c.email, {e.email for e in out}, L.c.id, L.c.email)}
+        # by address only for events without a touch: a touch's event is about its lead
+        leads = {r.email: LeadRef(r.id, r.email) for r in rows_by(
+            L.c.email, {e.email for e in out if e.touch_id is None}, L.c.id, L.c.email)}
         lead_ids = {touches[e.touch_id].lead_id for e in out if e.touch_id}
         lead_ids -= {r.id for r in leads.values()}
         lead_of = {r.id: LeadRef(r.id, r.email)
@@ -107,8 +112,7 @@ class EventApplication:
         PE = t.provider_events
         by_outcome: dict[str, list[int]] = {}
         for row_id, e in items:
-            matched = res.lead_for(e) is not None or e.touch_id is not None
-            by_outcome.setdefault(outcome_for(e, matched), []).append(row_id)
+            by_outcome.setdefault(res.outcome(e), []).append(row_id)
         claimed: set[int] = set()
         for outcome, ids in by_outcome.items():
             for part in chunks(sorted(ids), IN_BATCH):
@@ -120,16 +124,20 @@ class EventApplication:
 
     def apply_claimed(self, conn: Connection, items: list[tuple[int, ProviderEvent]],
                       expected: Sequence[str], rep: ApplyReport, now: datetime,
-                      scanner_seconds: float, res: Resolved | None = None) -> None:
+                      scanner_seconds: float, res: Resolved | None = None,
+                      recorded: frozenset[int] = frozenset()) -> None:
         """Claim the events' rows and apply what `decide` says about those claimed here.
-        With `res`, the events are already resolved and their rows carry touch and lead."""
+        With `res`, the events are already resolved and their rows carry touch and lead.
+        `recorded`: rows this very transaction inserted with their final outcome — no other
+        applier can see them before it commits, so they are ours without a claim."""
         if not items:
             return
         known = res is not None
         if res is None:
             res = self.resolve(conn, [e for _, e in items])
             items = [(row_id, e) for (row_id, _), e in zip(items, res.events, strict=True)]
-        claimed = self.claim(conn, items, expected, res)
+        claimed = self.claim(conn, [i for i in items if i[0] not in recorded], expected, res)
+        claimed |= recorded
         if not known:  # who the events turned out to be about (`nurture lead show`)
             self._link(conn, [(row_id, e) for row_id, e in items if row_id in claimed], res)
         fresh = [e for row_id, e in items if row_id in claimed]
