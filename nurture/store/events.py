@@ -88,17 +88,11 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
                   for p in parsed]
         lead_of = {p.effect.event_id: res.lead_for(p.effect) for p in parsed if p.effect}
         rows = self.event_rows(batch_id, parsed, now, lead_of)
-        inserted: dict[str, int] = {}
-        if self.engine.dialect.name == "sqlite":
-            # RETURNING is cheap here (on PostgreSQL, through executemany, it costs more
-            # than the claim it saves): rows recorded as applied by this transaction
-            for row, p in zip(rows, parsed, strict=True):
-                if p.effect is not None:
-                    row.update(outcome=res.outcome(p.effect), attempts=1)
-            inserted = self.record_event_rows(conn, rows)
-        else:
-            self.insert_event_rows(conn, rows)
-        # rows recorded `pending` (now, or by an earlier attempt at this batch): CAS claim
+        for row, p in zip(rows, parsed, strict=True):
+            if p.effect is not None:  # recorded as applied: this transaction applies it
+                row.update(outcome=res.outcome(p.effect), attempts=1)
+        inserted = self.record_event_rows(conn, rows)
+        # rows an earlier attempt at this same batch left unapplied are claimed (CAS)
         mine = {k: (i, 1) for k, i in inserted.items()}
         rest = {p.key for p in parsed} - inserted.keys()
         if rest:
