@@ -143,6 +143,8 @@ class Parsed:
 
 def clean_text(value: str, limit: int = MAX_TEXT) -> str:
     """A string any database column takes: no NUL, no lone surrogates, at most `limit`."""
+    if value.isascii() and "\x00" not in value:  # the common case, without re-encoding
+        return value[:limit]
     return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")[:limit]
 
 

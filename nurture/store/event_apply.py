@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from nurture.core.domain import CANCELLED, SENT
@@ -27,6 +27,7 @@ from nurture.core.engagement import (
     TouchState,
     decide,
     outcome_for,
+    rank,
 )
 from nurture.core.provider_events import (
     ApplyReport,
@@ -50,6 +51,10 @@ class Resolved:
         if e.touch_id is not None:
             return self.lead_of.get(self.touches[e.touch_id].lead_id)
         return self.leads.get(e.email)
+
+    def outcome(self, e: ProviderEvent) -> str:
+        """How the event's row ends once applied (core's `outcome_for`)."""
+        return outcome_for(e, self.lead_for(e) is not None or e.touch_id is not None)
 
 
 def _rank(col):
@@ -90,8 +95,9 @@ class EventApplication:
             out.append(e)
         touches = {i: TouchState(r.id, r.lead_id, r.sent_at, r.delivered_at)
                    for i, r in found.items()}
-        leads = {r.email: LeadRef(r.id, r.email)
-                 for r in rows_by(L.c.email, {e.email for e in out}, L.c.id, L.c.email)}
+        # by address only for events without a touch: a touch's event is about its lead
+        leads = {r.email: LeadRef(r.id, r.email) for r in rows_by(
+            L.c.email, {e.email for e in out if e.touch_id is None}, L.c.id, L.c.email)}
         lead_ids = {touches[e.touch_id].lead_id for e in out if e.touch_id}
         lead_ids -= {r.id for r in leads.values()}
         lead_of = {r.id: LeadRef(r.id, r.email)
@@ -106,8 +112,7 @@ class EventApplication:
         PE = t.provider_events
         by_outcome: dict[str, list[int]] = {}
         for row_id, e in items:
-            matched = res.lead_for(e) is not None or e.touch_id is not None
-            by_outcome.setdefault(outcome_for(e, matched), []).append(row_id)
+            by_outcome.setdefault(res.outcome(e), []).append(row_id)
         claimed: set[int] = set()
         for outcome, ids in by_outcome.items():
             for part in chunks(sorted(ids), IN_BATCH):
@@ -119,16 +124,20 @@ class EventApplication:
 
     def apply_claimed(self, conn: Connection, items: list[tuple[int, ProviderEvent]],
                       expected: Sequence[str], rep: ApplyReport, now: datetime,
-                      scanner_seconds: float, res: Resolved | None = None) -> None:
+                      scanner_seconds: float, res: Resolved | None = None,
+                      recorded: frozenset[int] = frozenset()) -> None:
         """Claim the events' rows and apply what `decide` says about those claimed here.
-        With `res`, the events are already resolved and their rows carry touch and lead."""
+        With `res`, the events are already resolved and their rows carry touch and lead.
+        `recorded`: rows this very transaction inserted with their final outcome — no other
+        applier can see them before it commits, so they are ours without a claim."""
         if not items:
             return
         known = res is not None
         if res is None:
             res = self.resolve(conn, [e for _, e in items])
             items = [(row_id, e) for (row_id, _), e in zip(items, res.events, strict=True)]
-        claimed = self.claim(conn, items, expected, res)
+        claimed = self.claim(conn, [i for i in items if i[0] not in recorded], expected, res)
+        claimed |= recorded
         if not known:  # who the events turned out to be about (`nurture lead show`)
             self._link(conn, [(row_id, e) for row_id, e in items if row_id in claimed], res)
         fresh = [e for row_id, e in items if row_id in claimed]
@@ -177,15 +186,30 @@ class EventApplication:
         rep.suppressed += len(new)
         rep.suppressed_emails += new
         by_email = {s.email: s for s in d.suppressions}
-        for email in new:
-            s = by_email.get(email)
-            if s is None or s.lead_id is None:
-                continue
-            # the stage as it is now, read by the INSERT itself
-            stage = select(L.c.lifecycle_stage).where(L.c.id == s.lead_id).scalar_subquery()
-            conn.execute(t.transitions.insert().values(
-                lead_id=s.lead_id, from_stage=stage, to_stage=stage, reason=s.audit_reason,
-                rule=s.rule, actor=ACTOR, at=s.at))
+        audits = [by_email[e] for e in new
+                  if e in by_email and by_email[e].lead_id is not None]
+        if audits:
+            # one executemany; the stage as it is now, read by the INSERT itself
+            lid = bindparam("lid", type_=L.c.id.type)
+            stage = select(L.c.lifecycle_stage).where(L.c.id == lid).scalar_subquery()
+            TR = t.transitions
+            conn.execute(TR.insert().values(
+                lead_id=lid, from_stage=stage, to_stage=stage,
+                reason=bindparam("reason", type_=TR.c.reason.type),
+                rule=bindparam("rule", type_=TR.c.rule.type), actor=ACTOR,
+                at=bindparam("at", type_=TR.c.at.type)), [
+                {"lid": s.lead_id, "reason": s.audit_reason, "rule": s.rule, "at": s.at}
+                for s in audits])
+
+    def _settle_candidates(self, conn: Connection, ids: list[int]) -> set[int]:
+        """Touches that are in doubt/failed, or a cancelled scheduled send, right now."""
+        T = t.touches
+        out: set[int] = set()
+        for part in chunks(sorted(set(ids)), IN_BATCH):
+            out.update(conn.execute(select(T.c.id).where(
+                T.c.id.in_(part), or_(T.c.status.in_(SETTLEABLE), and_(
+                    T.c.status == CANCELLED, T.c.provider_batch_id.is_not(None))))).scalars())
+        return out
 
     def _update_touches(self, conn: Connection, changes: Sequence[TouchChange],
                         now: datetime) -> int:
@@ -194,7 +218,12 @@ class EventApplication:
         T = t.touches
         when, text = T.c.delivered_at.type, T.c.error.type
         settled = 0
-        settle = [{"tid": c.touch_id, "at": c.settle_at} for c in changes if c.settle_at]
+        # nearly every touch is plainly `sent`: the two CAS statements below only get the
+        # touches that could match them now (the CAS itself still decides)
+        maybe = self._settle_candidates(conn, [c.touch_id for c in changes
+                                               if c.settle_at or c.went_out])
+        settle = [{"tid": c.touch_id, "at": c.settle_at} for c in changes
+                  if c.settle_at and c.touch_id in maybe]
         if settle:
             res = conn.execute(
                 # OR of equalities, not IN: an expanding IN cannot be used with executemany
@@ -205,7 +234,8 @@ class EventApplication:
                         error=None, updated_at=now)
                 .execution_options(preserve_rowcount=True), settle)
             settled = max(res.rowcount, 0)
-        late = [{"tid": c.touch_id, "msg": c.late_send_note} for c in changes if c.went_out]
+        late = [{"tid": c.touch_id, "msg": c.late_send_note} for c in changes
+                if c.went_out and c.touch_id in maybe]
         if late:
             conn.execute(update(T).where(T.c.id == bindparam("tid"), T.c.status == CANCELLED,
                                          T.c.provider_batch_id.is_not(None))
@@ -214,10 +244,12 @@ class EventApplication:
         ds = bindparam("ds", type_=T.c.delivery_status.type)
         err = bindparam("err", type_=text)
         le = bindparam("le", type_=when)
-        stronger = and_(ds.is_not(None), _rank(ds) >= _rank(T.c.delivery_status))
+        # the new status's rank is computed here (core's `rank`; -1: no status), so each row
+        # binds it once instead of SQL ranking a parameter in every branch
+        stronger = bindparam("win", type_=Integer()) >= _rank(T.c.delivery_status)
         conn.execute(update(T).where(T.c.id == bindparam("tid")).values(
             delivery_status=case((stronger, ds), else_=T.c.delivery_status),
-            error=case((and_(stronger, err.is_not(None)), err), else_=T.c.error),
+            error=case((stronger, func.coalesce(err, T.c.error)), else_=T.c.error),
             delivered_at=func.coalesce(T.c.delivered_at, bindparam("da", type_=when)),
             last_event_at=case((or_(T.c.last_event_at.is_(None), le > T.c.last_event_at), le),
                                else_=T.c.last_event_at),
@@ -225,6 +257,7 @@ class EventApplication:
                 T.c.provider_message_id, bindparam("mid", type_=T.c.provider_message_id.type)),
             updated_at=now), [
             {"tid": c.touch_id, "ds": c.delivery_status, "err": c.error,
+             "win": rank(c.delivery_status) if c.delivery_status else -1,
              "da": c.delivered_at, "le": c.last_event_at, "mid": c.message_id}
             for c in changes])
         return settled

@@ -120,6 +120,15 @@ class BatchRecords:
         if rows:  # executemany: "insertmanyvalues" batches on PostgreSQL, no compile per row
             conn.execute(insert_ignore(self.engine, t.provider_events), rows)
 
+    def record_event_rows(self, conn: Connection, rows: list[dict]) -> dict[str, int]:
+        """Insert the rows (a repeated event id is skipped: the unique constraint decides);
+        event id -> row id of those this statement inserted (RETURNING lists only them)."""
+        if not rows:
+            return {}
+        PE = t.provider_events
+        return {r.event_id: r.id for r in conn.execute(
+            insert_ignore(self.engine, PE).returning(PE.c.event_id, PE.c.id), rows)}
+
     def rows_of_batch(self, conn: Connection, batch_id: int, keys: Iterable[str],
                       outcomes: Sequence[str] = (PENDING,)) -> dict[str, tuple[int, int]]:
         """event id -> (row id, attempts) of this batch's rows still in `outcomes`."""

@@ -87,8 +87,16 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
         parsed = [replace(p, effect=next(resolved)) if p.effect is not None else p
                   for p in parsed]
         lead_of = {p.effect.event_id: res.lead_for(p.effect) for p in parsed if p.effect}
-        self.insert_event_rows(conn, self.event_rows(batch_id, parsed, now, lead_of))
-        mine = self.rows_of_batch(conn, batch_id, (p.key for p in parsed), UNAPPLIED)
+        rows = self.event_rows(batch_id, parsed, now, lead_of)
+        for row, p in zip(rows, parsed, strict=True):
+            if p.effect is not None:  # recorded as applied: this transaction applies it
+                row.update(outcome=res.outcome(p.effect), attempts=1)
+        inserted = self.record_event_rows(conn, rows)
+        # rows an earlier attempt at this same batch left unapplied are claimed (CAS)
+        mine = {k: (i, 1) for k, i in inserted.items()}
+        rest = {p.key for p in parsed} - inserted.keys()
+        if rest:
+            mine |= self.rows_of_batch(conn, batch_id, rest, UNAPPLIED)
         fresh: list[tuple[int, ProviderEvent]] = []
         for p in _first_of_each(parsed, mine):
             if p.effect is None:
@@ -98,7 +106,7 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
         rep.new = len({p.key for p in parsed if p.key in mine})
         rep.duplicates = len(parsed) - rep.new
         self.apply_claimed(conn, fresh, (PENDING,), rep, now, scanner_seconds,
-                           res)
+                           res, frozenset(inserted.values()))
         self.finish_batch(conn, batch_id, rep, None, now)
         return rep
 
