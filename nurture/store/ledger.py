@@ -28,10 +28,18 @@ from nurture.core.domain import (
 from nurture.core.ledger import TouchResult, decide_takeover
 from nurture.services.ports import OutgoingTouch, Takeover
 from nurture.store import tables as t
-from nurture.store.db import retrying, write_tx
+from nurture.store.db import bind_time, executemany, is_sqlite, retrying, write_tx
 from nurture.store.rows import IN_BATCH, chunks, lead_field_columns, lead_fields
 from nurture.store.runs import RunStore
 from nurture.store.tables import UTCDateTime
+
+_RECORD_SQL = (
+    "UPDATE touches SET status = ?, sent_at = COALESCE(?, sent_at), "
+    "provider_message_id = COALESCE(?, provider_message_id), "
+    "provider_batch_id = COALESCE(?, provider_batch_id), subject = COALESCE(?, subject), "
+    "transport = COALESCE(?, transport), error = ?, retry_at = ?, attempts = attempts - ?, "
+    "run_id = CASE WHEN ? = ? THEN NULL ELSE run_id END, updated_at = ? "
+    "WHERE id = ? AND status = ? AND run_id = ?")
 
 
 class Ledger:
@@ -101,33 +109,19 @@ class Ledger:
         rows = [_as_row(r) for r in results]
         if not rows:
             return 0
-        T = t.touches
-        now = datetime.now(UTC)
-        owner = T.c.run_id == bindparam("b_run")
-        stmt = (update(T).where(T.c.id == bindparam("b_id"), T.c.status == SENDING, owner)
-                .values(status=bindparam("b_status"),
-                        sent_at=func.coalesce(bindparam("b_sent_at", type_=UTCDateTime()),
-                                              T.c.sent_at),
-                        provider_message_id=func.coalesce(bindparam("b_mid"),
-                                                          T.c.provider_message_id),
-                        provider_batch_id=func.coalesce(bindparam("b_batch"),
-                                                        T.c.provider_batch_id),
-                        subject=func.coalesce(bindparam("b_subject"), T.c.subject),
-                        transport=func.coalesce(bindparam("b_transport"), T.c.transport),
-                        error=bindparam("b_error"), retry_at=bindparam("b_retry_at"),
-                        attempts=T.c.attempts - bindparam("b_give_back"),
-                        run_id=case((bindparam("b_status") == PLANNED, None),
-                                    else_=T.c.run_id),
-                        updated_at=now)
-                .execution_options(preserve_rowcount=True))
-        for r in rows:
-            r.setdefault("b_run", run_id)
 
+        # compare-and-set: only a `sending` touch this run holds (run_id = NULL matches none)
         def write() -> int:
             with write_tx(self.engine) as conn:
-                res = conn.execute(stmt, rows)
-                return res.rowcount if res.rowcount is not None and res.rowcount >= 0 \
-                    else len(rows)
+                lite = is_sqlite(conn)
+                now = bind_time(datetime.now(UTC), lite)
+                done = executemany(conn, _RECORD_SQL, [
+                    (r["b_status"], bind_time(r["b_sent_at"], lite), r["b_mid"], r["b_batch"],
+                     r["b_subject"], r["b_transport"], r["b_error"],
+                     bind_time(r["b_retry_at"], lite), r["b_give_back"], r["b_status"],
+                     str(PLANNED), now, r["b_id"], str(SENDING), run_id)
+                    for r in rows])
+                return done if done >= 0 else len(rows)
 
         return len(rows) - retrying(write)
 
