@@ -138,27 +138,20 @@ def driver_sql(conn, sql: str) -> str:
 
 
 def executemany(conn, sql: str, rows: list[tuple]) -> int:
-    """Run `sql` (`?` placeholders) once per tuple on the connection's own transaction;
-    returns the rows the statements matched in total (compare-and-set counts)."""
+    """Run `sql` (`?` placeholders) once per tuple in the connection's transaction (through
+    SQLAlchemy's driver-SQL path: the engine's events still see it); returns how many rows
+    the statements matched in total (compare-and-set counts)."""
     if not rows:
         return 0
-    cur = conn.connection.cursor()
-    try:
-        cur.executemany(driver_sql(conn, sql), rows)
-        return cur.rowcount
-    finally:
-        cur.close()
+    res = conn.exec_driver_sql(driver_sql(conn, sql), rows,
+                               execution_options={"preserve_rowcount": True})
+    return res.rowcount
 
 
-def fetch(conn, sql: str, params: tuple = ()) -> list[tuple]:
-    """Rows of `sql` (`?` placeholders) as plain driver tuples (no type processing: the
-    caller converts what it uses, see `read_time`)."""
-    cur = conn.connection.cursor()
-    try:
-        cur.execute(driver_sql(conn, sql), params)
-        return cur.fetchall()
-    finally:
-        cur.close()
+def fetch(conn, sql: str, params: tuple = ()) -> list:
+    """Rows of `sql` (`?` placeholders) with driver values (no type processing: the caller
+    converts what it uses, see `read_time`)."""
+    return conn.exec_driver_sql(driver_sql(conn, sql), params).all()
 
 
 def read_time(value):

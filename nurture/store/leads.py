@@ -22,6 +22,7 @@ from nurture.core.domain import (
     TouchFact,
 )
 from nurture.store import tables as t
+from nurture.store.db import bind_time, fetch, is_sqlite, read_time
 from nurture.store.rows import chunks, lead_field_columns, lead_fields
 
 
@@ -88,16 +89,20 @@ def load_snapshots(engine: Engine, lo: int, hi: int, as_of: datetime, horizon_da
     return out
 
 
+_ACTIVITIES_SQL = (
+    "SELECT lead_id, type, occurred_at FROM activities WHERE lead_id BETWEEN ? AND ? "
+    "AND occurred_at >= ? AND occurred_at <= ? ORDER BY lead_id, occurred_at")
+
+
 def _activities(conn, lo: int, hi: int, since: datetime, as_of: datetime,
                 points: dict[str, float]) -> dict[int, list[ActivityFact]]:
-    A = t.activities
+    """The most numerous rows of a chunk: read as driver tuples, timestamps converted as
+    `UTCDateTime` reads them (`read_time`)."""
+    lite = is_sqlite(conn)
     acts: dict[int, list[ActivityFact]] = defaultdict(list)
-    for lead_id, typ, at in conn.execute(
-            select(A.c.lead_id, A.c.type, A.c.occurred_at)
-            .where(A.c.lead_id.between(lo, hi), A.c.occurred_at >= since,
-                   A.c.occurred_at <= as_of)
-            .order_by(A.c.lead_id, A.c.occurred_at)):
-        acts[lead_id].append(ActivityFact(typ, at, points.get(typ, 0.0)))
+    for lead_id, typ, at in fetch(conn, _ACTIVITIES_SQL, (lo, hi, bind_time(since, lite),
+                                                          bind_time(as_of, lite))):
+        acts[lead_id].append(ActivityFact(typ, read_time(at), points.get(typ, 0.0)))
     return acts
 
 
