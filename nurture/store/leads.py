@@ -5,6 +5,7 @@ Every read works on a whole chunk with a handful of statements, never a query pe
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from nurture.core.domain import (
 )
 from nurture.store import tables as t
 from nurture.store.db import bind_time, fetch, is_sqlite, read_time
-from nurture.store.rows import chunks, lead_field_columns, lead_fields
+from nurture.store.rows import LEAD_FIELD_COUNT, LEAD_FIELD_SQL, chunks, lead_fields_of
 
 
 def cycle_where(as_of: datetime, engaged_only: bool = False):
@@ -55,38 +56,65 @@ def load_snapshots(engine: Engine, lo: int, hi: int, as_of: datetime, horizon_da
     (`any_stage`: every lead in the range, not only those the cycle would look at;
     `ids`: only these leads — a stale decision's lead, loaded again)."""
     since = as_of - timedelta(days=horizon_days)
-    where = (t.leads.c.id.between(lo, hi) if any_stage
-             else and_(t.leads.c.id.between(lo, hi), cycle_where(as_of, engaged_only)))
-    if ids is not None:
-        where = and_(where, t.leads.c.id.in_(list(ids)))
-    L, cs = t.leads, t.campaign_states
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(L.c.id, L.c.lifecycle_stage, L.c.stage_entered_at,
-                   L.c.engagement_since, L.c.recycle_count, L.c.recycle_until, L.c.version,
-                   *lead_field_columns(L), cs.c.campaign.label("cs_campaign"),
-                   cs.c.track.label("cs_track"),
-                   cs.c.track_rounds, t.suppressions.c.email.label("suppressed"))
-            .outerjoin(cs, cs.c.lead_id == L.c.id)
-            .outerjoin(t.suppressions, t.suppressions.c.email == L.c.email)
-            .where(where).order_by(L.c.id)).all()
+        rows = _lead_rows(conn, lo, hi, as_of, any_stage, engaged_only, ids)
         acts = _activities(conn, lo, hi, since, as_of, points)
         tch = _touches(conn, lo, hi)
         hand = _open_handoffs(conn, lo, hi)
     out = []
     for r in rows:
-        h = hand.get(r.id)
+        h = hand.get(r[0])
+        fields = lead_fields_of(r[10:10 + LEAD_FIELD_COUNT])
         out.append(LeadSnapshot(
-            id=r.id, email=r.email, fields=lead_fields(r),
-            timezone=r.timezone or default_tz, lifecycle_stage=r.lifecycle_stage,
-            stage_entered_at=r.stage_entered_at, engagement_since=r.engagement_since,
-            recycle_count=r.recycle_count, recycle_until=r.recycle_until,
-            suppressed=r.suppressed is not None, activities=acts.get(r.id, []),
-            touches=tch.get(r.id, []), campaign=r.cs_campaign, track=r.cs_track,
-            track_rounds=dict(r.track_rounds or {}),
+            id=r[0], email=fields["email"], fields=fields,
+            timezone=fields["timezone"] or default_tz, lifecycle_stage=r[1],
+            stage_entered_at=read_time(r[2]), engagement_since=read_time(r[3]),
+            recycle_count=r[4], recycle_until=read_time(r[5]),
+            suppressed=r[9] is not None, activities=acts.get(r[0], []),
+            touches=tch.get(r[0], []), campaign=r[7], track=r[8],
+            track_rounds=dict(_json(r[6]) or {}),
             handoff_id=h[0] if h else None, sla_due_at=h[1] if h else None,
-            version=r.version))
+            version=r[-1]))
     return out
+
+
+def _stages(stages: Sequence[str]) -> str:
+    return ", ".join(f"'{s}'" for s in stages)
+
+
+# (id, stage, entered, engagement since, recycle count, recycle until, track rounds,
+#  campaign, track, suppressed, lead fields…, version); leads.py's `cycle_where` in SQL
+_LEADS_SQL = (
+    "SELECT leads.id, leads.lifecycle_stage, leads.stage_entered_at, leads.engagement_since, "
+    "leads.recycle_count, leads.recycle_until, campaign_states.track_rounds, "
+    "campaign_states.campaign, campaign_states.track, suppressions.email, "
+    f"{LEAD_FIELD_SQL}, leads.version FROM leads "
+    "LEFT OUTER JOIN campaign_states ON campaign_states.lead_id = leads.id "
+    "LEFT OUTER JOIN suppressions ON suppressions.email = leads.email "
+    "WHERE leads.id BETWEEN ? AND ?")
+_DUE_SQL = (f" AND leads.lifecycle_stage IN ({_stages(CYCLE_STAGES)}) "
+            "AND (leads.next_check_at IS NULL OR leads.next_check_at <= ?)")
+_ENGAGED_SQL = (f" AND leads.activity_pending = ? "
+                f"AND leads.lifecycle_stage IN ({_stages(MARKETING_STAGES)})")
+
+
+def _lead_rows(conn, lo: int, hi: int, as_of: datetime, any_stage: bool, engaged_only: bool,
+               ids: Sequence[int] | None) -> list:
+    """The leads of `load_snapshots` as driver rows (its `cycle_where`, in SQL text)."""
+    sql, params = _LEADS_SQL, [lo, hi]
+    if not any_stage and engaged_only:
+        sql, params = sql + _ENGAGED_SQL, [*params, True]
+    elif not any_stage:
+        sql, params = sql + _DUE_SQL, [*params, bind_time(as_of, is_sqlite(conn))]
+    if ids is not None:
+        wanted = list(ids) or [None]
+        sql += f" AND leads.id IN ({', '.join('?' * len(wanted))})"
+        params += wanted
+    return fetch(conn, sql + " ORDER BY leads.id", tuple(params))
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
 
 
 _ACTIVITIES_SQL = (
