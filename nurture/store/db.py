@@ -148,6 +148,20 @@ def executemany(conn, sql: str, rows: list[tuple]) -> int:
     return res.rowcount
 
 
+def bulk_write(conn, sqlite_sql: str, pg_sql: str, rows: list[tuple]) -> int:
+    """One statement per row on SQLite (`sqlite_sql`, `?` placeholders; in-process, cheap);
+    on PostgreSQL one set-based statement over the rows' columns as arrays (`pg_sql`, one
+    `%s::type[]` per tuple position, read with `unnest`): a round trip and a plan per chunk
+    instead of per row. Returns how many rows matched (compare-and-set counts)."""
+    if not rows:
+        return 0
+    if is_sqlite(conn):
+        return executemany(conn, sqlite_sql, rows)
+    res = conn.exec_driver_sql(pg_sql, tuple(list(c) for c in zip(*rows, strict=True)),
+                               execution_options={"preserve_rowcount": True})
+    return res.rowcount
+
+
 def fetch(conn, sql: str, params: tuple = ()) -> list:
     """Rows of `sql` (`?` placeholders) with driver values (no type processing: the caller
     converts what it uses, see `read_time`)."""

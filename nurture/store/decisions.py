@@ -26,7 +26,7 @@ from nurture.core.domain import (
 from nurture.core.routing import assign_owners, next_check
 from nurture.services.ports import Applied
 from nurture.store import tables as t
-from nurture.store.db import bind_time, executemany, is_sqlite, retrying, write_tx
+from nurture.store.db import bind_time, bulk_write, is_sqlite, retrying, write_tx
 from nurture.store.kv import next_counter
 from nurture.store.rows import IN_BATCH, chunks, insert_ids
 
@@ -85,6 +85,18 @@ _LEADS_SQL = (
     "recycle_count = ?, recycle_until = ?, buying_stage = ?, fit_score = ?, "
     "engagement_score = ?, score = ?, grade = ?, scored_at = ?, next_check_at = ?, "
     "activity_pending = ?, version = version + 1 WHERE id = ? AND version = ?")
+_LEADS_PG = (
+    "UPDATE leads SET lifecycle_stage = v.stage, stage_entered_at = v.entered, "
+    "engagement_since = v.since, recycle_count = v.rc, recycle_until = v.until, "
+    "buying_stage = v.buying, fit_score = v.fit, engagement_score = v.eng, score = v.score, "
+    "grade = v.grade, scored_at = v.scored, next_check_at = v.next_check, "
+    "activity_pending = v.pending, version = leads.version + 1 "
+    "FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[], "
+    "%s::timestamptz[], %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::text[], "
+    "%s::timestamptz[], %s::timestamptz[], %s::boolean[], %s::bigint[], %s::int[]) "
+    "AS v(stage, entered, since, rc, until, buying, fit, eng, score, grade, scored, "
+    "next_check, pending, id, version) "
+    "WHERE leads.id = v.id AND leads.version = v.version")
 
 
 def _write_leads(conn, decisions: list[Decision], as_of: datetime) -> None:
@@ -92,13 +104,22 @@ def _write_leads(conn, decisions: list[Decision], as_of: datetime) -> None:
     are locked and their versions checked above; the condition stays all the same)."""
     lite = is_sqlite(conn)
     scored = bind_time(as_of, lite)
-    executemany(conn, _LEADS_SQL, [
+    bulk_write(conn, _LEADS_SQL, _LEADS_PG, [
         (str(d.lifecycle_stage), bind_time(d.stage_entered_at, lite),
          bind_time(d.engagement_since, lite), d.recycle_count,
-         bind_time(d.recycle_until, lite), d.buying_stage, d.fit_score, d.engagement_score,
-         d.score, d.grade, scored, bind_time(next_check(d), lite), False, d.lead_id,
-         d.version)
+         bind_time(d.recycle_until, lite), _text(d.buying_stage), _real(d.fit_score),
+         _real(d.engagement_score), _real(d.score), _text(d.grade), scored,
+         bind_time(next_check(d), lite), False, d.lead_id, d.version)
         for d in decisions])
+
+
+def _real(value):
+    """A float column's value as a float (PostgreSQL's arrays take one type per column)."""
+    return None if value is None else float(value)
+
+
+def _text(value):
+    return None if value is None else str(value)
 
 
 # the enrolment date stays while the lead stays in the same campaign
@@ -109,6 +130,10 @@ _STATES_SQL = (
     "track_rounds = excluded.track_rounds, updated_at = excluded.updated_at, "
     "enrolled_at = CASE WHEN campaign_states.campaign = excluded.campaign "
     "THEN campaign_states.enrolled_at ELSE excluded.enrolled_at END")
+_STATES_PG = _STATES_SQL.replace(
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "SELECT l, c, t, r::json, e, u FROM unnest(%s::bigint[], %s::text[], %s::text[], "
+    "%s::text[], %s::timestamptz[], %s::timestamptz[]) AS v(l, c, t, r, e, u)")
 
 
 def _write_states(engine, conn, decisions: list[Decision], as_of: datetime,
@@ -118,7 +143,7 @@ def _write_states(engine, conn, decisions: list[Decision], as_of: datetime,
         conn.execute(t.campaign_states.delete().where(t.campaign_states.c.lead_id.in_(part)))
     lite = is_sqlite(conn)
     enrolled, stamp = bind_time(as_of, lite), bind_time(now, lite)
-    executemany(conn, _STATES_SQL, [
+    bulk_write(conn, _STATES_SQL, _STATES_PG, [
         (d.lead_id, d.campaign, d.track, json.dumps(d.track_rounds), enrolled, stamp)
         for d in decisions if d.campaign is not None])
 
@@ -188,7 +213,11 @@ _TOUCHES_SQL = (
     "ON CONFLICT (lead_id, campaign, step, round) DO UPDATE SET status = excluded.status, "
     "track = excluded.track, variant = excluded.variant, planned_at = excluded.planned_at, "
     "send_at = excluded.send_at, updated_at = excluded.updated_at, attempts = 0, "
-    "retry_at = NULL, run_id = NULL, error = NULL WHERE touches.status = ?")
+    f"retry_at = NULL, run_id = NULL, error = NULL WHERE touches.status = '{CANCELLED}'")
+_TOUCHES_PG = _TOUCHES_SQL.replace(
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::int[], "
+    "%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])")
 
 
 def _plan_touches(conn, decisions: list[Decision], as_of: datetime, now: datetime) -> int:
@@ -198,7 +227,7 @@ def _plan_touches(conn, decisions: list[Decision], as_of: datetime, now: datetim
     lite = is_sqlite(conn)
     planned, stamp = bind_time(as_of, lite), bind_time(now, lite)
     rows = [(d.lead_id, p.campaign, p.track, p.step, p.round, p.variant, str(PLANNED),
-             planned, bind_time(p.send_at, lite), stamp, str(CANCELLED))
+             planned, bind_time(p.send_at, lite), stamp)
             for d in decisions if (p := d.touch) is not None]
-    executemany(conn, _TOUCHES_SQL, rows)
+    bulk_write(conn, _TOUCHES_SQL, _TOUCHES_PG, rows)
     return len(rows)

@@ -30,7 +30,7 @@ from nurture.services.ports import OutgoingTouch, Takeover
 from nurture.store import tables as t
 from nurture.store.db import (
     bind_time,
-    executemany,
+    bulk_write,
     fetch,
     is_sqlite,
     read_time,
@@ -53,6 +53,21 @@ _RECORD_SQL = (
     "transport = COALESCE(?, transport), error = ?, retry_at = ?, attempts = attempts - ?, "
     "run_id = CASE WHEN ? = ? THEN NULL ELSE run_id END, updated_at = ? "
     "WHERE id = ? AND status = ? AND run_id = ?")
+_RECORD_PG = (
+    "UPDATE touches SET status = v.status, sent_at = COALESCE(v.sent_at, touches.sent_at), "
+    "provider_message_id = COALESCE(v.mid, touches.provider_message_id), "
+    "provider_batch_id = COALESCE(v.batch, touches.provider_batch_id), "
+    "subject = COALESCE(v.subject, touches.subject), "
+    "transport = COALESCE(v.transport, touches.transport), error = v.error, "
+    "retry_at = v.retry_at, attempts = touches.attempts - v.give_back, "
+    "run_id = CASE WHEN v.status2 = v.planned THEN NULL ELSE touches.run_id END, "
+    "updated_at = v.now "
+    "FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::timestamptz[], %s::int[], %s::text[], %s::text[], "
+    "%s::timestamptz[], %s::bigint[], %s::text[], %s::bigint[]) "
+    "AS v(status, sent_at, mid, batch, subject, transport, error, retry_at, give_back, "
+    "status2, planned, now, id, sending, run) "
+    "WHERE touches.id = v.id AND touches.status = v.sending AND touches.run_id = v.run")
 
 
 # due planned touches of a lead-id range, past any retry backoff, not of a paused campaign
@@ -136,7 +151,7 @@ class Ledger:
             with write_tx(self.engine) as conn:
                 lite = is_sqlite(conn)
                 now = bind_time(datetime.now(UTC), lite)
-                done = executemany(conn, _RECORD_SQL, [
+                done = bulk_write(conn, _RECORD_SQL, _RECORD_PG, [
                     (r["b_status"], bind_time(r["b_sent_at"], lite), r["b_mid"], r["b_batch"],
                      r["b_subject"], r["b_transport"], r["b_error"],
                      bind_time(r["b_retry_at"], lite), r["b_give_back"], r["b_status"],
