@@ -7,11 +7,22 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Engine, func, insert, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Engine,
+    Float,
+    Integer,
+    String,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nurture.core.domain import LEAD_FIELDS
-from nurture.store.db import bind_time, executemany, read_time
+from nurture.store.db import bind_time, bulk_write, fetch, read_time
 from nurture.store.tables import UTCDateTime
 
 # SQLite caps bound parameters (32766 on modern builds); stay well under for IN lists.
@@ -48,25 +59,44 @@ def lead_field_columns(leads) -> list:
 
 
 def insert_ids(engine: Engine, conn, table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert `rows` and return their new ids in order. On SQLite, inside a write
-    transaction (which holds the database's one write lock) the ids are given explicitly
-    from MAX(id) + 1 — what SQLite would pick — because an INSERT … RETURNING in parameter
-    order runs one statement per row there; elsewhere INSERT … RETURNING in batches."""
+    """Insert `rows` and return their new ids in order, the ids given explicitly: on SQLite,
+    inside a write transaction (which holds the database's one write lock), from MAX(id) + 1
+    — what SQLite would pick — because an INSERT … RETURNING in parameter order runs one
+    statement per row there; on PostgreSQL drawn from the id column's own sequence (so
+    concurrent writers never collide), then one INSERT over arrays (`unnest`)."""
+    if not rows:
+        return []
+    if _python_defaults(table, rows[0].keys()):  # SQLAlchemy's insert fills those in
+        return _insert_ids_typed(engine, conn, table, rows)
+    names = list(rows[0])
+    if engine.dialect.name == "sqlite":
+        first = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
+        ids = list(range(first, first + len(rows)))
+    else:
+        ids = [r[0] for r in fetch(conn, "SELECT nextval(pg_get_serial_sequence(?, 'id')) "
+                                         "FROM generate_series(1, ?)", (table.name, len(rows)))]
+    lite = engine.dialect.name == "sqlite"
+    binds = [_binder(table.c[n].type, lite) for n in names]
+    values = [(i, *(v if b is None else b(v) for v, b in zip(r.values(), binds, strict=True)))
+              for r, i in zip(rows, ids, strict=True)]
+    cols = ", ".join(["id", *names])
+    arrays = ", ".join(f"%s::{_pg_type(table.c[n].type)}[]" for n in ["id", *names])
+    picks = ", ".join(f"v.{n}::json" if isinstance(table.c[n].type, JSON) else f"v.{n}"
+                      for n in ["id", *names])
+    bulk_write(conn, f"INSERT INTO {table.name} ({cols}) VALUES "
+                     f"({', '.join('?' * (len(names) + 1))})",
+               f"INSERT INTO {table.name} ({cols}) SELECT {picks} FROM unnest({arrays}) "
+               f"AS v({cols})", values)
+    return ids
+
+
+def _insert_ids_typed(engine: Engine, conn, table, rows: list[dict[str, Any]]) -> list[int]:
     if engine.dialect.name != "sqlite":
         return list(conn.execute(insert(table).returning(table.c.id,
                                                          sort_by_parameter_order=True),
                                  rows).scalars().all())
     first = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one() + 1
     ids = list(range(first, first + len(rows)))
-    if rows and not _python_defaults(table, rows[0].keys()):
-        names = ["id", *rows[0]]
-        binds = [_binder(table.c[n].type) for n in names[1:]]
-        executemany(conn, f"INSERT INTO {table.name} ({', '.join(names)}) VALUES "
-                          f"({', '.join('?' * len(names))})",
-                    [(i, *(v if b is None else b(v) for v, b in zip(r.values(), binds,
-                                                                   strict=True)))
-                     for r, i in zip(rows, ids, strict=True)])
-        return ids
     conn.execute(insert(table), [{**r, "id": i} for r, i in zip(rows, ids, strict=True)])
     return ids
 
@@ -77,15 +107,39 @@ def _python_defaults(table, given) -> bool:
     return any(c.default is not None and c.name not in given for c in table.columns)
 
 
-def _binder(type_):
-    """How a SQLite value is bound for a column type, as SQLAlchemy would (None: as is)."""
+def _binder(type_, sqlite: bool):
+    """How a driver binds a value for a column type, as SQLAlchemy would (None: as is); on
+    PostgreSQL each array holds one Python type (floats as floats, enums as their text)."""
     if isinstance(type_, UTCDateTime):
-        return _sqlite_time
+        return _sqlite_time if sqlite else _pg_time
     if isinstance(type_, JSON):
         return json.dumps
     if isinstance(type_, Boolean):
-        return lambda v: None if v is None else int(bool(v))
+        return lambda v: None if v is None else (int(bool(v)) if sqlite else bool(v))
+    if sqlite:
+        return None
+    if isinstance(type_, Float):
+        return lambda v: None if v is None else float(v)
+    if isinstance(type_, String):
+        return lambda v: None if v is None else str(v)
     return None
+
+
+def _pg_type(type_) -> str:
+    """The PostgreSQL array element type `insert_ids` sends a column as."""
+    if isinstance(type_, UTCDateTime):
+        return "timestamptz"
+    if isinstance(type_, Boolean):
+        return "boolean"
+    if isinstance(type_, Float):
+        return "float8"
+    if isinstance(type_, Integer | BigInteger):
+        return "bigint"
+    return "text"  # strings, and JSON as its text (cast back in the SELECT)
+
+
+def _pg_time(value):
+    return bind_time(value, False)
 
 
 def _sqlite_time(value):
