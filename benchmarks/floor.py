@@ -11,9 +11,11 @@ leads), with no orchestration, no leases, no chunks and no compare-and-set:
 2. score, segment, route and pick the step by calling the pure `nurture.core.evaluation.
    evaluate` (the rules ARE the job, so the floor shares them with the engine);
 3. render the same templates with the same safety (sandboxed, StrictUndefined, autoescaped
-   Jinja — `render_own` below; `--render engine` uses `nurture.core.rendering.Renderer`
-   instead, which picks up any work on the engine's renderer). The text part comes from
-   `text_part`: `html_to_text` per message (today's engine output);
+   Jinja — `OwnRenderer` below; `--render engine` uses `nurture.core.rendering.Renderer`
+   instead, which picks up any work on the engine's renderer). The text part is prepared
+   once per template as the engine does (`nurture.core.text_template`: the text template
+   derived from the HTML one, checked once against `html_to_text`), a second small render
+   per message; `html_to_text` per message only where a template cannot be derived;
 4. build the message (`nurture.core.messages.build_message`, then `to_eml` for the outbox,
    written create-once like the outbox does; the SendGrid v3 JSON dict for memory);
 5. record: one bulk INSERT of a touch row per message into the scratch table `floor_touches`
@@ -51,9 +53,16 @@ from nurture.core.domain import (  # noqa: E402
     TouchFact,
 )
 from nurture.core.evaluation import evaluate  # noqa: E402
+from nurture.core.html_text import tidy  # noqa: E402
 from nurture.core.messages import build_message, to_eml  # noqa: E402
-from nurture.core.rendering import RenderedEmail, html_to_text, one_line  # noqa: E402
+from nurture.core.rendering import RenderedEmail, html_to_text, one_line, sample_lead  # noqa: E402
 from nurture.core.rules import Rules  # noqa: E402
+from nurture.core.text_template import (  # noqa: E402
+    MarkupValue,
+    TextEnvironment,
+    adversarial_contexts,
+    mismatch,
+)
 from nurture.core.unsubscribe import make_token, unsubscribe_url  # noqa: E402
 
 COLS = [c for c in LEAD_FIELDS if c != "created_at"]
@@ -127,26 +136,39 @@ def read(conn, as_of: datetime, rules: Rules, tz: str) -> list[LeadSnapshot]:
     return out
 
 
-def text_part(template: str, html: str) -> str:
-    """The text part. Today: derived from each rendered HTML (what the engine sends); switch
-    to a per-template text template here once the engine's renderer prepares one."""
-    return html_to_text(html)
-
-
 class OwnRenderer:
     """The least rendering code with the engine's safety: sandboxed, StrictUndefined,
-    autoescaped Jinja over the same templates; per-step context parts built once."""
+    autoescaped Jinja over the same templates; per-step context parts built once, and per
+    template the text part derived once (as the engine's renderer does)."""
 
     def __init__(self, templates: Path) -> None:
         from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-        self.env = ImmutableSandboxedEnvironment(
+
+        from nurture.core.sandbox import Sandbox
+        self.env = Sandbox(
             loader=FileSystemLoader(str(templates)), undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html", "htm", "j2"),
                                          default_for_string=False),
             trim_blocks=True, lstrip_blocks=True)
-        self.text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+        self.text_env = Sandbox(undefined=StrictUndefined)
+        self.derived_env = TextEnvironment(self.env)
         self.steps: dict[tuple, tuple] = {}
+        self.texts: dict[str, Any] = {}
+
+    def text_template(self, name: str, html_t, ctx: dict[str, Any]):
+        """The derived text template for `name` (None: `html_to_text` per message), checked
+        once against `html_to_text` on this context and adversarial leads."""
+        if name not in self.texts:
+            try:
+                derived = self.derived_env.get_template(name)
+            except Exception:  # Underivable
+                derived = None
+            if derived is not None and mismatch(
+                    html_t, derived, [ctx, *adversarial_contexts(ctx, sample_lead())],
+                    html_to_text, tidy):
+                derived = None
+            self.texts[name] = derived
+        return self.texts[name]
 
     def render(self, campaign, track, step, variant, lead, url) -> RenderedEmail:
         key = (campaign.name, step.id, variant)
@@ -163,7 +185,12 @@ class OwnRenderer:
         subject_t, html_t, name, base = got
         ctx = {**base, "lead": lead, "unsubscribe_url": url}
         html = html_t.render(ctx)
-        return RenderedEmail(one_line(subject_t.render(ctx)), html, text_part(name, html))
+        text_t = self.text_template(name, html_t, ctx)
+        try:
+            text = tidy(text_t.render(ctx)) if text_t is not None else html_to_text(html)
+        except MarkupValue:
+            text = html_to_text(html)
+        return RenderedEmail(one_line(subject_t.render(ctx)), html, text)
 
 
 def sendgrid_json(m) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -107,3 +108,70 @@ def is_migrated(engine: Engine) -> bool:
     if not inspect(engine).has_table("alembic_version"):
         return False
     return current_revision(engine) == head_revision()
+
+
+# -- the hot bulk statements, straight to the driver --------------------------------------
+# SQLAlchemy Core processes every parameter of every row of an executemany in Python (type
+# processors, bind names); for the cycle's few hot statements that is most of the write
+# cost. These run precompiled SQL text per dialect with plain tuples, converting exactly as
+# the column types would (`bind_time` is `tables.UTCDateTime` plus SQLite's storage format).
+
+
+def is_sqlite(conn) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+def bind_time(value, sqlite: bool):
+    """A timestamp as `UTCDateTime` binds it: aware UTC on PostgreSQL; on SQLite naive UTC
+    in SQLAlchemy's storage format (`YYYY-MM-DD HH:MM:SS.ffffff`, compared as text)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the lead store; use UTC-aware times")
+    value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds") if sqlite else value
+
+
+def driver_sql(conn, sql: str) -> str:
+    """`sql` written with `?` placeholders, in the connection's driver paramstyle."""
+    return sql if is_sqlite(conn) else sql.replace("?", "%s")
+
+
+def executemany(conn, sql: str, rows: list[tuple]) -> int:
+    """Run `sql` (`?` placeholders) once per tuple in the connection's transaction (through
+    SQLAlchemy's driver-SQL path: the engine's events still see it); returns how many rows
+    the statements matched in total (compare-and-set counts)."""
+    if not rows:
+        return 0
+    res = conn.exec_driver_sql(driver_sql(conn, sql), rows,
+                               execution_options={"preserve_rowcount": True})
+    return res.rowcount
+
+
+def bulk_write(conn, sqlite_sql: str, pg_sql: str, rows: list[tuple]) -> int:
+    """One statement per row on SQLite (`sqlite_sql`, `?` placeholders; in-process, cheap);
+    on PostgreSQL one set-based statement over the rows' columns as arrays (`pg_sql`, one
+    `%s::type[]` per tuple position, read with `unnest`): a round trip and a plan per chunk
+    instead of per row. Returns how many rows matched (compare-and-set counts)."""
+    if not rows:
+        return 0
+    if is_sqlite(conn):
+        return executemany(conn, sqlite_sql, rows)
+    res = conn.exec_driver_sql(pg_sql, tuple(list(c) for c in zip(*rows, strict=True)),
+                               execution_options={"preserve_rowcount": True})
+    return res.rowcount
+
+
+def fetch(conn, sql: str, params: tuple = ()) -> list:
+    """Rows of `sql` (`?` placeholders) with driver values (no type processing: the caller
+    converts what it uses, see `read_time`)."""
+    return conn.exec_driver_sql(driver_sql(conn, sql), params).all()
+
+
+def read_time(value):
+    """A timestamp as `UTCDateTime` reads it back from a driver value (SQLite: text)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -7,11 +7,12 @@ owner and the next look); this module only reserves the owner turn and writes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, case, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from nurture.core.domain import (
     CANCELLED,
@@ -25,9 +26,9 @@ from nurture.core.domain import (
 from nurture.core.routing import assign_owners, next_check
 from nurture.services.ports import Applied
 from nurture.store import tables as t
-from nurture.store.db import retrying, write_tx
+from nurture.store.db import bind_time, bulk_write, is_sqlite, retrying, write_tx
 from nurture.store.kv import next_counter
-from nurture.store.rows import IN_BATCH, chunks, insert_ids, upsert
+from nurture.store.rows import IN_BATCH, chunks, insert_ids
 
 Events = dict[int, list[LeadEvent | None]]
 
@@ -75,27 +76,64 @@ def _write(engine, conn, decisions: list[Decision], as_of: datetime, owners: Seq
     _write_states(engine, conn, decisions, as_of, now)
     handoff_of = _write_handoffs(engine, conn, decisions, as_of, owners, out)
     _write_transitions(engine, conn, decisions, as_of, actor, events, handoff_of, out, now)
-    touches = [{"lead_id": d.lead_id, "campaign": p.campaign, "track": p.track,
-                "step": p.step, "round": p.round, "variant": p.variant,
-                "status": PLANNED, "planned_at": as_of, "send_at": p.send_at,
-                "updated_at": now}
-               for d in decisions if (p := d.touch) is not None]
-    if touches:
-        out.planned = _plan_touches(engine, conn, touches)
+    if any(d.touch is not None for d in decisions):
+        out.planned = _plan_touches(conn, decisions, as_of, now)
+
+
+_LEADS_SQL = (
+    "UPDATE leads SET lifecycle_stage = ?, stage_entered_at = ?, engagement_since = ?, "
+    "recycle_count = ?, recycle_until = ?, buying_stage = ?, fit_score = ?, "
+    "engagement_score = ?, score = ?, grade = ?, scored_at = ?, next_check_at = ?, "
+    "activity_pending = ?, version = version + 1 WHERE id = ? AND version = ?")
+_LEADS_PG = (
+    "UPDATE leads SET lifecycle_stage = v.stage, stage_entered_at = v.entered, "
+    "engagement_since = v.since, recycle_count = v.rc, recycle_until = v.until, "
+    "buying_stage = v.buying, fit_score = v.fit, engagement_score = v.eng, score = v.score, "
+    "grade = v.grade, scored_at = v.scored, next_check_at = v.next_check, "
+    "activity_pending = v.pending, version = leads.version + 1 "
+    "FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[], "
+    "%s::timestamptz[], %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::text[], "
+    "%s::timestamptz[], %s::timestamptz[], %s::boolean[], %s::bigint[], %s::int[]) "
+    "AS v(stage, entered, since, rc, until, buying, fit, eng, score, grade, scored, "
+    "next_check, pending, id, version) "
+    "WHERE leads.id = v.id AND leads.version = v.version")
 
 
 def _write_leads(conn, decisions: list[Decision], as_of: datetime) -> None:
-    L = t.leads
-    conn.execute(update(L).where(L.c.id == bindparam("b_id"),
-                                 L.c.version == bindparam("b_version"))
-                 .values(version=L.c.version + 1), [
-        {"b_id": d.lead_id, "b_version": d.version, "lifecycle_stage": d.lifecycle_stage,
-         "stage_entered_at": d.stage_entered_at, "engagement_since": d.engagement_since,
-         "recycle_count": d.recycle_count, "recycle_until": d.recycle_until,
-         "buying_stage": d.buying_stage, "fit_score": d.fit_score,
-         "engagement_score": d.engagement_score, "score": d.score, "grade": d.grade,
-         "scored_at": as_of, "next_check_at": next_check(d), "activity_pending": False}
+    """Each lead's new state, compare-and-set on the version it was decided on (the rows
+    are locked and their versions checked above; the condition stays all the same)."""
+    lite = is_sqlite(conn)
+    scored = bind_time(as_of, lite)
+    bulk_write(conn, _LEADS_SQL, _LEADS_PG, [
+        (str(d.lifecycle_stage), bind_time(d.stage_entered_at, lite),
+         bind_time(d.engagement_since, lite), d.recycle_count,
+         bind_time(d.recycle_until, lite), _text(d.buying_stage), _real(d.fit_score),
+         _real(d.engagement_score), _real(d.score), _text(d.grade), scored,
+         bind_time(next_check(d), lite), False, d.lead_id, d.version)
         for d in decisions])
+
+
+def _real(value):
+    """A float column's value as a float (PostgreSQL's arrays take one type per column)."""
+    return None if value is None else float(value)
+
+
+def _text(value):
+    return None if value is None else str(value)
+
+
+# the enrolment date stays while the lead stays in the same campaign
+_STATES_SQL = (
+    "INSERT INTO campaign_states (lead_id, campaign, track, track_rounds, enrolled_at, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (lead_id) DO UPDATE SET "
+    "campaign = excluded.campaign, track = excluded.track, "
+    "track_rounds = excluded.track_rounds, updated_at = excluded.updated_at, "
+    "enrolled_at = CASE WHEN campaign_states.campaign = excluded.campaign "
+    "THEN campaign_states.enrolled_at ELSE excluded.enrolled_at END")
+_STATES_PG = _STATES_SQL.replace(
+    "VALUES (?, ?, ?, ?, ?, ?)",
+    "SELECT l, c, t, r::json, e, u FROM unnest(%s::bigint[], %s::text[], %s::text[], "
+    "%s::text[], %s::timestamptz[], %s::timestamptz[]) AS v(l, c, t, r, e, u)")
 
 
 def _write_states(engine, conn, decisions: list[Decision], as_of: datetime,
@@ -103,22 +141,11 @@ def _write_states(engine, conn, decisions: list[Decision], as_of: datetime,
     drop_state = [d.lead_id for d in decisions if d.campaign is None]
     for part in chunks(drop_state, IN_BATCH):
         conn.execute(t.campaign_states.delete().where(t.campaign_states.c.lead_id.in_(part)))
-    rows = [{"lead_id": d.lead_id, "campaign": d.campaign, "track": d.track,
-             "track_rounds": d.track_rounds, "enrolled_at": as_of, "updated_at": now}
-            for d in decisions if d.campaign is not None]
-    if not rows:
-        return
-    cs = t.campaign_states
-    stmt = upsert(engine, cs)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[cs.c.lead_id],
-        set_={"campaign": stmt.excluded.campaign, "track": stmt.excluded.track,
-              "track_rounds": stmt.excluded.track_rounds,
-              "updated_at": stmt.excluded.updated_at,
-              # keep the enrolment date while the lead stays in the same campaign
-              "enrolled_at": case((cs.c.campaign == stmt.excluded.campaign,
-                                   cs.c.enrolled_at), else_=stmt.excluded.enrolled_at)})
-    conn.execute(stmt, rows)
+    lite = is_sqlite(conn)
+    enrolled, stamp = bind_time(as_of, lite), bind_time(now, lite)
+    bulk_write(conn, _STATES_SQL, _STATES_PG, [
+        (d.lead_id, d.campaign, d.track, json.dumps(d.track_rounds), enrolled, stamp)
+        for d in decisions if d.campaign is not None])
 
 
 def _write_handoffs(engine, conn, decisions: list[Decision], as_of: datetime,
@@ -180,18 +207,27 @@ def _write_transitions(engine, conn, decisions: list[Decision], as_of: datetime,
         conn.execute(insert(t.lead_events), erows)
 
 
-def _plan_touches(engine, conn, rows: list[dict[str, Any]]) -> int:
+_TOUCHES_SQL = (
+    "INSERT INTO touches (lead_id, campaign, track, step, round, variant, status, "
+    "planned_at, send_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (lead_id, campaign, step, round) DO UPDATE SET status = excluded.status, "
+    "track = excluded.track, variant = excluded.variant, planned_at = excluded.planned_at, "
+    "send_at = excluded.send_at, updated_at = excluded.updated_at, attempts = 0, "
+    f"retry_at = NULL, run_id = NULL, error = NULL WHERE touches.status = '{CANCELLED}'")
+_TOUCHES_PG = _TOUCHES_SQL.replace(
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::int[], "
+    "%s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])")
+
+
+def _plan_touches(conn, decisions: list[Decision], as_of: datetime, now: datetime) -> int:
     """Insert planned touches; a step the ledger has as `cancelled` (never sent: the lead
     had left marketing) is planned again in place — unique per lead × campaign × step ×
     round either way."""
-    T = t.touches
-    stmt = upsert(engine, T)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[T.c.lead_id, T.c.campaign, T.c.step, T.c.round],
-        set_={"status": PLANNED, "track": stmt.excluded.track,
-              "variant": stmt.excluded.variant, "planned_at": stmt.excluded.planned_at,
-              "send_at": stmt.excluded.send_at, "updated_at": stmt.excluded.updated_at,
-              "attempts": 0, "retry_at": None, "run_id": None, "error": None},
-        where=T.c.status == CANCELLED)
-    conn.execute(stmt, rows)
+    lite = is_sqlite(conn)
+    planned, stamp = bind_time(as_of, lite), bind_time(now, lite)
+    rows = [(d.lead_id, p.campaign, p.track, p.step, p.round, p.variant, str(PLANNED),
+             planned, bind_time(p.send_at, lite), stamp)
+            for d in decisions if (p := d.touch) is not None]
+    bulk_write(conn, _TOUCHES_SQL, _TOUCHES_PG, rows)
     return len(rows)

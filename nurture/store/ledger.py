@@ -28,10 +28,60 @@ from nurture.core.domain import (
 from nurture.core.ledger import TouchResult, decide_takeover
 from nurture.services.ports import OutgoingTouch, Takeover
 from nurture.store import tables as t
-from nurture.store.db import retrying, write_tx
-from nurture.store.rows import IN_BATCH, chunks, lead_field_columns, lead_fields
+from nurture.store.db import (
+    bind_time,
+    bulk_write,
+    fetch,
+    is_sqlite,
+    read_time,
+    retrying,
+    write_tx,
+)
+from nurture.store.rows import (
+    IN_BATCH,
+    LEAD_FIELD_SQL,
+    chunks,
+    lead_fields_of,
+)
 from nurture.store.runs import RunStore
 from nurture.store.tables import UTCDateTime
+
+_RECORD_SQL = (
+    "UPDATE touches SET status = ?, sent_at = COALESCE(?, sent_at), "
+    "provider_message_id = COALESCE(?, provider_message_id), "
+    "provider_batch_id = COALESCE(?, provider_batch_id), subject = COALESCE(?, subject), "
+    "transport = COALESCE(?, transport), error = ?, retry_at = ?, attempts = attempts - ?, "
+    "run_id = CASE WHEN ? = ? THEN NULL ELSE run_id END, updated_at = ? "
+    "WHERE id = ? AND status = ? AND run_id = ?")
+_RECORD_PG = (
+    "UPDATE touches SET status = v.status, sent_at = COALESCE(v.sent_at, touches.sent_at), "
+    "provider_message_id = COALESCE(v.mid, touches.provider_message_id), "
+    "provider_batch_id = COALESCE(v.batch, touches.provider_batch_id), "
+    "subject = COALESCE(v.subject, touches.subject), "
+    "transport = COALESCE(v.transport, touches.transport), error = v.error, "
+    "retry_at = v.retry_at, attempts = touches.attempts - v.give_back, "
+    "run_id = CASE WHEN v.status2 = v.planned THEN NULL ELSE touches.run_id END, "
+    "updated_at = v.now "
+    "FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::timestamptz[], %s::int[], %s::text[], %s::text[], "
+    "%s::timestamptz[], %s::bigint[], %s::text[], %s::bigint[]) "
+    "AS v(status, sent_at, mid, batch, subject, transport, error, retry_at, give_back, "
+    "status2, planned, now, id, sending, run) "
+    "WHERE touches.id = v.id AND touches.status = v.sending AND touches.run_id = v.run")
+
+
+# due planned touches of a lead-id range, past any retry backoff, not of a paused campaign
+# (its touches stay planned until it is resumed), with what sending needs of the lead
+_CLAIM_SQL = (
+    "SELECT touches.id, touches.lead_id, touches.campaign, touches.track, touches.step, "
+    "touches.round, touches.variant, touches.send_at, leads.lifecycle_stage, "
+    f"suppressions.email, {LEAD_FIELD_SQL} FROM touches "
+    "JOIN leads ON leads.id = touches.lead_id "
+    "LEFT OUTER JOIN suppressions ON suppressions.email = leads.email "
+    "WHERE touches.lead_id BETWEEN ? AND ? AND touches.status = ? AND touches.send_at <= ? "
+    "AND (touches.retry_at IS NULL OR touches.retry_at <= ?) AND touches.campaign NOT IN "
+    "(SELECT campaign FROM campaign_status WHERE status = 'paused') "
+    "ORDER BY touches.id LIMIT ?")
 
 
 class Ledger:
@@ -55,43 +105,37 @@ class Ledger:
         """Claim up to `limit` planned touches of leads in [lo, hi] that are due (and past
         any retry backoff) for `run_id`. Touches of leads that left marketing or were
         suppressed since planning are cancelled instead: nothing unwanted is sent."""
-        T, L, S = t.touches, t.leads, t.suppressions
-        q = (select(T.c.id, T.c.lead_id, T.c.campaign, T.c.track, T.c.step, T.c.round,
-                    T.c.variant, T.c.send_at, L.c.lifecycle_stage,
-                    *lead_field_columns(L), S.c.email.label("suppressed"))
-             .join(L, L.c.id == T.c.lead_id)
-             .outerjoin(S, S.c.email == L.c.email)
-             .where(T.c.lead_id.between(lo, hi), T.c.status == PLANNED,
-                    T.c.send_at <= send_before,
-                    or_(T.c.retry_at.is_(None), T.c.retry_at <= now),
-                    # a paused campaign's touches stay planned until it is resumed
-                    T.c.campaign.not_in(select(t.campaign_status.c.campaign)
-                                        .where(t.campaign_status.c.status == "paused")))
-             .order_by(T.c.id).limit(limit))
-        if self.is_postgres:
-            q = q.with_for_update(of=T, skip_locked=True)
+        T = t.touches
+        sql = _CLAIM_SQL + (" FOR UPDATE OF touches SKIP LOCKED" if self.is_postgres else "")
         stamp = datetime.now(UTC)
         with write_tx(self.engine) as conn:
-            rows = conn.execute(q).all()
-            unwanted = [r.id for r in rows
-                        if r.suppressed is not None or r.lifecycle_stage not in MARKETING_STAGES]
-            keep = [r for r in rows
-                    if r.suppressed is None and r.lifecycle_stage in MARKETING_STAGES]
+            lite = is_sqlite(conn)
+            rows = fetch(conn, sql, (lo, hi, str(PLANNED), bind_time(send_before, lite),
+                                     bind_time(now, lite), limit))
+            # (id, lead id, campaign, track, step, round, variant, send_at, stage, suppressed,
+            #  lead fields…)
+            unwanted = [r[0] for r in rows
+                        if r[9] is not None or r[8] not in MARKETING_STAGES]
+            keep = [r for r in rows if r[9] is None and r[8] in MARKETING_STAGES]
             for part in chunks(unwanted, IN_BATCH):
                 conn.execute(update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
                              .values(status=CANCELLED, updated_at=stamp, run_id=None,
                                      error="lead left marketing or was suppressed"))
             # only rows this statement moved from planned are ours (compare-and-set)
             claimed: dict[int, int] = {}
-            for part in chunks([r.id for r in keep], IN_BATCH):
+            for part in chunks([r[0] for r in keep], IN_BATCH):
                 claimed.update(conn.execute(
                     update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
                     .values(status=SENDING, run_id=run_id, claimed_at=stamp, updated_at=stamp,
                             attempts=T.c.attempts + 1)
                     .returning(T.c.id, T.c.attempts)).all())
-        return [OutgoingTouch(r.id, r.lead_id, r.email, lead_fields(r), r.campaign, r.track,
-                              r.step, r.round, r.variant, r.send_at, claimed[r.id])
-                for r in keep if r.id in claimed]
+        out = []
+        for r in keep:
+            if r[0] in claimed:
+                fields = lead_fields_of(r[10:])
+                out.append(OutgoingTouch(r[0], r[1], fields["email"], fields, r[2], r[3], r[4],
+                                         r[5], r[6], read_time(r[7]), claimed[r[0]]))
+        return out
 
     # -- results --------------------------------------------------------------------------
     def record(self, results: Iterable[TouchResult], run_id: int | None) -> int:
@@ -101,33 +145,19 @@ class Ledger:
         rows = [_as_row(r) for r in results]
         if not rows:
             return 0
-        T = t.touches
-        now = datetime.now(UTC)
-        owner = T.c.run_id == bindparam("b_run")
-        stmt = (update(T).where(T.c.id == bindparam("b_id"), T.c.status == SENDING, owner)
-                .values(status=bindparam("b_status"),
-                        sent_at=func.coalesce(bindparam("b_sent_at", type_=UTCDateTime()),
-                                              T.c.sent_at),
-                        provider_message_id=func.coalesce(bindparam("b_mid"),
-                                                          T.c.provider_message_id),
-                        provider_batch_id=func.coalesce(bindparam("b_batch"),
-                                                        T.c.provider_batch_id),
-                        subject=func.coalesce(bindparam("b_subject"), T.c.subject),
-                        transport=func.coalesce(bindparam("b_transport"), T.c.transport),
-                        error=bindparam("b_error"), retry_at=bindparam("b_retry_at"),
-                        attempts=T.c.attempts - bindparam("b_give_back"),
-                        run_id=case((bindparam("b_status") == PLANNED, None),
-                                    else_=T.c.run_id),
-                        updated_at=now)
-                .execution_options(preserve_rowcount=True))
-        for r in rows:
-            r.setdefault("b_run", run_id)
 
+        # compare-and-set: only a `sending` touch this run holds (run_id = NULL matches none)
         def write() -> int:
             with write_tx(self.engine) as conn:
-                res = conn.execute(stmt, rows)
-                return res.rowcount if res.rowcount is not None and res.rowcount >= 0 \
-                    else len(rows)
+                lite = is_sqlite(conn)
+                now = bind_time(datetime.now(UTC), lite)
+                done = bulk_write(conn, _RECORD_SQL, _RECORD_PG, [
+                    (r["b_status"], bind_time(r["b_sent_at"], lite), r["b_mid"], r["b_batch"],
+                     r["b_subject"], r["b_transport"], r["b_error"],
+                     bind_time(r["b_retry_at"], lite), r["b_give_back"], r["b_status"],
+                     str(PLANNED), now, r["b_id"], str(SENDING), run_id)
+                    for r in rows])
+                return done if done >= 0 else len(rows)
 
         return len(rows) - retrying(write)
 
