@@ -367,6 +367,27 @@ def test_waiting_lead_is_not_loaded_until_new_activity(store, rules, templates_d
     assert snapshot_emails(store, rules, later) == {"hot@example.com"}
 
 
+def test_a_sparse_range_loads_its_due_leads_whole(store, rules, templates_dir):
+    """A steady-state day: most leads asleep. The due ones are read by name, and each comes
+    with all of its activities and touches, as when it is read alone."""
+    store.upsert_leads([lead(f"l{i}@example.com") for i in range(12)])
+    store.insert_activities([act(f"a{i}", f"l{i}@example.com") for i in range(12)])
+    run_cycle(store, send_context(rules, templates_dir, MemoryTransport()), AS_OF, "UTC", 100)
+    later = AS_OF + timedelta(hours=2)
+    assert store.cycle_ranges(later, 100) == []  # everyone got a touch and sleeps
+    store.insert_activities([act("w1", "l3@example.com", "content_download", later),
+                             act("w2", "l9@example.com", "email_click", later)])
+    (lo, hi, n), = store.cycle_ranges(later, 100)
+    assert n == 2 and hi - lo > 2 * n  # sparse: 2 of the range's 7 leads
+    points = {k: v[0] for k, v in rules.scores.points.items()}
+    snaps = store.load_snapshots(lo, hi, later, rules.horizon_days, points, "UTC")
+    assert [s.email for s in snaps] == ["l3@example.com", "l9@example.com"]
+    for s in snaps:
+        alone = store.snapshot(s.id, later, rules.horizon_days, points, "UTC")
+        assert (s.activities, s.touches) == (alone.activities, alone.touches)
+        assert len(s.activities) == 2 and len(s.touches) == 1
+
+
 def test_lead_update_makes_a_waiting_lead_due(store, rules, templates_dir):
     store.upsert_leads([lead("hot@example.com")])
     store.insert_activities([act("d1", "hot@example.com", "demo_request")])
