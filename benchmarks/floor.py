@@ -4,9 +4,10 @@
         --transport memory --json
 
 Against a database already built by `benchmarks/daily_cycle.py` (so both run on the same
-leads), with no orchestration, no leases, no chunks and no compare-and-set:
+leads), with no orchestration, no leases and no compare-and-set, in windows of `WINDOW` lead
+ids (so a million leads fit in flat memory, as the engine's chunks do):
 
-1. read the due leads — one read transaction: the leads (with campaign state, suppression and
+1. read the due leads — per window: the leads (with campaign state, suppression and
    open handoff joined), their activities inside the scoring horizon and their touch history;
 2. score, segment, route and pick the step by calling the pure `nurture.core.evaluation.
    evaluate` (the rules ARE the job, so the floor shares them with the engine);
@@ -18,7 +19,7 @@ leads), with no orchestration, no leases, no chunks and no compare-and-set:
    per message; `html_to_text` per message only where a template cannot be derived;
 4. build the message (`nurture.core.messages.build_message`, then `to_eml` for the outbox,
    written create-once like the outbox does; the SendGrid v3 JSON dict for memory);
-5. record: one bulk INSERT of a touch row per message into the scratch table `floor_touches`
+5. record: one bulk INSERT per window of a touch row per message into the scratch table `floor_touches`
    (dropped and created by this script) so the engine's tables are never disturbed.
 
 Prints seconds, touches, µs per touch and peak RSS (stderr; `--json`: one JSON line).
@@ -67,7 +68,9 @@ from nurture.core.unsubscribe import make_token, unsubscribe_url  # noqa: E402
 
 COLS = [c for c in LEAD_FIELDS if c != "created_at"]
 STAGES = ", ".join(f"'{s}'" for s in CYCLE_STAGES)
-DUE = f"l.lifecycle_stage IN ({STAGES}) AND (l.next_check_at IS NULL OR l.next_check_at <= :as_of)"
+DUE = (f"l.id BETWEEN :lo AND :hi AND l.lifecycle_stage IN ({STAGES}) "
+       "AND (l.next_check_at IS NULL OR l.next_check_at <= :as_of)")
+WINDOW = 20_000  # lead ids read, decided and emitted at a time: memory stays flat at 1M
 LEADS_SQL = f"""
 SELECT l.id, l.email, l.attributes, l.created_at, {", ".join("l." + c for c in COLS)},
        l.timezone, l.lifecycle_stage, l.stage_entered_at, l.engagement_since, l.recycle_count,
@@ -106,11 +109,13 @@ def as_json(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
 
-def read(conn, as_of: datetime, rules: Rules, tz: str) -> list[LeadSnapshot]:
-    """Step 1: every due lead with its activities and touches, in one read transaction."""
-    p = {"as_of": as_of, "since": as_of - timedelta(days=rules.horizon_days)}
+def read(conn, as_of: datetime, rules: Rules, tz: str, lo: int, hi: int
+         ) -> list[LeadSnapshot]:
+    """Step 1: the due leads with ids in [lo, hi] with their activities and touches."""
+    p: dict[str, Any] = {"as_of": as_of, "since": as_of - timedelta(days=rules.horizon_days)}
     if conn.dialect.name == "sqlite":  # the store keeps naive UTC text on SQLite
         p = {k: v.astimezone(UTC).replace(tzinfo=None).isoformat(" ") for k, v in p.items()}
+    p.update(lo=lo, hi=hi)
     points = {k: v[0] for k, v in rules.scores.points.items()}
     acts: dict[int, list[ActivityFact]] = defaultdict(list)
     for lid, typ, at in conn.execute(text(ACTS_SQL), p):
@@ -219,6 +224,53 @@ def write_eml(outbox: Path, m) -> None:
     tmp.unlink()
 
 
+def window(args: argparse.Namespace, engine, rules: Rules, renderer: Any, as_of: datetime,
+           lo: int, hi: int, first_id: int, sec: dict[str, float]) -> tuple[int, int]:
+    """Steps 1-5 for the leads with ids in [lo, hi]; returns (due leads, touches)."""
+    t1 = time.perf_counter()
+    with engine.connect() as conn:
+        leads = read(conn, as_of, rules, args.timezone, lo, hi)
+    t2 = time.perf_counter()
+    decisions = [evaluate(lead, rules, as_of) for lead in leads]
+    t3 = time.perf_counter()
+    by_id = {lead.id: lead for lead in leads}
+    rows: list[dict[str, Any]] = []
+    for d in decisions:
+        p = d.touch
+        if p is None:
+            continue
+        lead = by_id[d.lead_id]
+        camp = rules.campaign(p.campaign).campaign
+        track, step = camp.step(p.step)
+        tid = first_id + len(rows) + 1
+        url = unsubscribe_url(args.public_url, make_token(args.secret, lead.email, p.campaign,
+                                                          tid))
+        r = renderer.render(camp, track, step, p.variant, lead.fields, url)
+        m = build_message(tid, lead.fields, camp.sender, r, url, max(p.send_at, as_of),
+                          p.campaign, p.step, p.variant)
+        if args.transport == "outbox":
+            write_eml(args.outbox, m)
+        else:
+            sendgrid_json(m)  # built, then let go (as the engine's memory transport does)
+        rows.append({"id": tid, "lead_id": d.lead_id, "campaign": p.campaign,
+                     "track": p.track, "step": p.step, "round": p.round,
+                     "variant": p.variant, "send_at": m.send_at, "sent_at": m.send_at,
+                     "subject": m.subject, "transport": args.transport,
+                     "mid": f"{args.transport}-{tid}"})
+    t4 = time.perf_counter()
+    if engine.dialect.name == "sqlite":  # same storage convention as the store
+        for row in rows:
+            row["send_at"] = row["sent_at"] = row["send_at"].replace(tzinfo=None)
+    with engine.begin() as conn:
+        if rows:
+            conn.execute(INSERT, rows)
+    t5 = time.perf_counter()
+    for k, v in (("read", t2 - t1), ("evaluate", t3 - t2), ("render_emit", t4 - t3),
+                 ("record", t5 - t4)):
+        sec[k] += v
+    return len(leads), len(rows)
+
+
 def run(args: argparse.Namespace) -> dict:
     from nurture.services.validation import load_valid_config
     rules = Rules.compile(load_valid_config(args.campaigns, args.templates))
@@ -236,51 +288,22 @@ def run(args: argparse.Namespace) -> dict:
         conn.execute(text(SCRATCH))
     t1, c1 = time.perf_counter(), time.process_time()
     with engine.connect() as conn:
-        leads = read(conn, as_of, rules, args.timezone)
-    t2 = time.perf_counter()
-    decisions = [evaluate(lead, rules, as_of) for lead in leads]
-    t3 = time.perf_counter()
-    by_id = {lead.id: lead for lead in leads}
-    rows, sent, emitted = [], [], 0
-    for d in decisions:
-        p = d.touch
-        if p is None:
-            continue
-        lead = by_id[d.lead_id]
-        camp = rules.campaign(p.campaign).campaign
-        track, step = camp.step(p.step)
-        tid = len(rows) + 1
-        url = unsubscribe_url(args.public_url, make_token(args.secret, lead.email, p.campaign,
-                                                          tid))
-        r = renderer.render(camp, track, step, p.variant, lead.fields, url)
-        m = build_message(tid, lead.fields, camp.sender, r, url, max(p.send_at, as_of),
-                          p.campaign, p.step, p.variant)
-        if args.transport == "outbox":
-            write_eml(args.outbox, m)
-        else:
-            sent.append(sendgrid_json(m))
-        emitted += 1
-        rows.append({"id": tid, "lead_id": d.lead_id, "campaign": p.campaign,
-                     "track": p.track, "step": p.step, "round": p.round,
-                     "variant": p.variant, "send_at": m.send_at, "sent_at": m.send_at,
-                     "subject": m.subject, "transport": args.transport,
-                     "mid": f"{args.transport}-{tid}"})
-    t4 = time.perf_counter()
-    if engine.dialect.name == "sqlite":  # same storage convention as the store
-        for row in rows:
-            row["send_at"] = row["sent_at"] = row["send_at"].replace(tzinfo=None)
-    with engine.begin() as conn:
-        if rows:
-            conn.execute(INSERT, rows)
+        first, last = conn.execute(text("SELECT MIN(id), MAX(id) FROM leads")).one()
+    totals = {"read": 0.0, "evaluate": 0.0, "render_emit": 0.0, "record": 0.0}
+    due = emitted = 0
+    for lo in range(first or 0, (last or -1) + 1, WINDOW):
+        n_due, n_sent = window(args, engine, rules, renderer, as_of, lo, lo + WINDOW - 1,
+                               emitted, totals)
+        due, emitted = due + n_due, emitted + n_sent
     t5, cpu = time.perf_counter(), time.process_time() - c1
     if not args.keep_scratch:
         with engine.begin() as conn:
             conn.execute(text("DROP TABLE IF EXISTS floor_touches"))
     engine.dispose()
-    sec = {"read": t2 - t1, "evaluate": t3 - t2, "render_emit": t4 - t3, "record": t5 - t4}
+    sec = totals
     total = t5 - t1
     n = max(emitted, 1)
-    return {"due_leads": len(leads), "touches": emitted, "seconds": round(total, 3),
+    return {"due_leads": due, "touches": emitted, "seconds": round(total, 3),
             "us_per_touch": round(total / n * 1e6, 1),
             "phase_us_per_touch": {k: round(v / n * 1e6, 1) for k, v in sec.items()},
             "cpu_seconds": round(cpu, 3), "cpu_us_per_touch": round(cpu / n * 1e6, 1),
