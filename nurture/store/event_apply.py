@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import Integer, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from nurture.core.domain import CANCELLED, SENT
@@ -34,7 +34,8 @@ from nurture.core.provider_events import (
     ProviderEvent,
 )
 from nurture.store import tables as t
-from nurture.store.rows import IN_BATCH, chunks, insert_ignore
+from nurture.store.fast_sql import FastSQL, read_ts
+from nurture.store.rows import IN_BATCH, chunks
 
 
 @dataclass(slots=True)
@@ -57,8 +58,9 @@ class Resolved:
         return outcome_for(e, self.lead_for(e) is not None or e.touch_id is not None)
 
 
-def _rank(col):
-    return case(*((col == k, v) for k, v in DELIVERY_RANK.items()), else_=0)
+# the stored delivery status's rank, in SQL (core's DELIVERY_RANK; constants, not input)
+_RANK_SQL = ("(CASE touches.delivery_status " + " ".join(
+    f"WHEN '{k}' THEN {v}" for k, v in DELIVERY_RANK.items()) + " ELSE 0 END)")
 
 
 class EventApplication:
@@ -70,38 +72,33 @@ class EventApplication:
     def resolve(self, conn: Connection, events: Sequence[ProviderEvent]) -> Resolved:
         """Touches (by our id, else the provider's message id) and leads of the events; a
         touch id we never issued is dropped (the event is kept, unmatched)."""
-        T, L = t.touches, t.leads
-
-        def rows_by(key, values, *cols) -> list:
-            out: list = []
-            for part in chunks(sorted(values), IN_BATCH):
-                out += conn.execute(select(*cols).where(key.in_(part))).all()
-            return out
-
-        cols = (T.c.id, T.c.lead_id, T.c.sent_at, T.c.delivered_at, T.c.provider_message_id)
-        found = {r.id: r for r in rows_by(
-            T.c.id, {e.touch_id for e in events if e.touch_id is not None}, *cols)}
+        fast = FastSQL(conn)
+        cols = "id, lead_id, sent_at, delivered_at, provider_message_id"
+        found = {r[0]: r for r in fast.select_in(
+            cols, "touches", "id", sorted({e.touch_id for e in events
+                                           if e.touch_id is not None}))}
         mids = {e.message_id for e in events
                 if e.message_id and (e.touch_id is None or e.touch_id not in found)}
-        by_mid = {r.provider_message_id: r for r in rows_by(T.c.provider_message_id, mids,
-                                                            *cols)}
-        found.update((r.id, r) for r in by_mid.values())
+        by_mid = {r[4]: r for r in fast.select_in(cols, "touches", "provider_message_id",
+                                                  sorted(mids), "text")}
+        found.update((r[0], r) for r in by_mid.values())
         out = []
         for e in events:
             if (e.touch_id is None or e.touch_id not in found) and e.message_id in by_mid:
-                e = replace(e, touch_id=by_mid[e.message_id].id)
+                e = replace(e, touch_id=by_mid[e.message_id][0])
             elif e.touch_id is not None and e.touch_id not in found:
                 e = replace(e, touch_id=None)
             out.append(e)
-        touches = {i: TouchState(r.id, r.lead_id, r.sent_at, r.delivered_at)
+        touches = {i: TouchState(r[0], r[1], read_ts(r[2]), read_ts(r[3]))
                    for i, r in found.items()}
         # by address only for events without a touch: a touch's event is about its lead
-        leads = {r.email: LeadRef(r.id, r.email) for r in rows_by(
-            L.c.email, {e.email for e in out if e.touch_id is None}, L.c.id, L.c.email)}
+        leads = {r[1]: LeadRef(r[0], r[1]) for r in fast.select_in(
+            "id, email", "leads", "email",
+            sorted({e.email for e in out if e.touch_id is None}), "text")}
         lead_ids = {touches[e.touch_id].lead_id for e in out if e.touch_id}
         lead_ids -= {r.id for r in leads.values()}
-        lead_of = {r.id: LeadRef(r.id, r.email)
-                   for r in rows_by(L.c.id, lead_ids, L.c.id, L.c.email)}
+        lead_of = {r[0]: LeadRef(r[0], r[1])
+                   for r in fast.select_in("id, email", "leads", "id", sorted(lead_ids))}
         lead_of.update((r.id, r) for r in leads.values())
         return Resolved(out, touches, leads, lead_of)
 
@@ -157,49 +154,48 @@ class EventApplication:
 
     def write_decision(self, conn: Connection, d: EngagementDecision, rep: ApplyReport,
                        now: datetime) -> None:
-        """Write one decision: touches, suppressions (+ audit), activities, lead bumps."""
-        L = t.leads
+        """Write one decision: touches, suppressions (+ audit), activities, lead bumps —
+        each one set-based statement through the DBAPI (`FastSQL`)."""
+        fast = FastSQL(conn)
         rep.unmatched += d.unmatched
         rep.scanner_clicks += d.scanner_clicks
         if d.touches:
             rep.settled += self._update_touches(conn, d.touches, now)
         if d.suppressions:
-            self._suppress(conn, d, rep)
+            self._suppress(fast, d, rep)
         if d.activities:
-            conn.execute(insert_ignore(self.engine, t.activities), [
-                {"external_id": a.external_id, "lead_id": a.lead_id, "type": a.type,
-                 "occurred_at": a.occurred_at, "properties": a.properties,
-                 "source": self.provider, "received_at": now} for a in d.activities])
+            fast.insert("activities", ("external_id", "lead_id", "type", "occurred_at",
+                                       "properties", "source", "received_at"),
+                        ("text", "int", "text", "ts", "json", "text", "ts"),
+                        [(a.external_id, a.lead_id, a.type, a.occurred_at, a.properties,
+                          self.provider, now) for a in d.activities])
             rep.activities += len(d.activities)
-        for part in chunks(sorted(d.recheck), IN_BATCH):
-            conn.execute(update(L).where(L.c.id.in_(part)).values(
-                next_check_at=None, activity_pending=True, version=L.c.version + 1))
+        if d.recheck:
+            fast.run(("lid",), ("int",), [(i,) for i in sorted(d.recheck)],
+                     "UPDATE leads SET next_check_at = NULL, activity_pending = TRUE, "
+                     "version = version + 1 WHERE id IN (SELECT lid FROM v)")
 
-    def _suppress(self, conn: Connection, d: EngagementDecision, rep: ApplyReport) -> None:
+    def _suppress(self, fast: FastSQL, d: EngagementDecision, rep: ApplyReport) -> None:
         # RETURNING lists only the rows this statement inserted: a suppression another
         # applier created first gets no second audit transition
-        L = t.leads
-        new: list[str] = list(conn.execute(
-            insert_ignore(self.engine, t.suppressions).returning(t.suppressions.c.email),
-            [{"email": s.email, "reason": s.reason, "source": ACTOR, "detail": s.detail,
-              "created_at": s.created_at} for s in d.suppressions]).scalars())
+        new: list[str] = [r[0] for r in fast.insert(
+            "suppressions", ("email", "reason", "source", "detail", "created_at"),
+            ("text", "text", "text", "text", "ts"),
+            [(s.email, s.reason, ACTOR, s.detail, s.created_at) for s in d.suppressions],
+            returning="email")]
         rep.suppressed += len(new)
         rep.suppressed_emails += new
         by_email = {s.email: s for s in d.suppressions}
         audits = [by_email[e] for e in new
                   if e in by_email and by_email[e].lead_id is not None]
         if audits:
-            # one executemany; the stage as it is now, read by the INSERT itself
-            lid = bindparam("lid", type_=L.c.id.type)
-            stage = select(L.c.lifecycle_stage).where(L.c.id == lid).scalar_subquery()
-            TR = t.transitions
-            conn.execute(TR.insert().values(
-                lead_id=lid, from_stage=stage, to_stage=stage,
-                reason=bindparam("reason", type_=TR.c.reason.type),
-                rule=bindparam("rule", type_=TR.c.rule.type), actor=ACTOR,
-                at=bindparam("at", type_=TR.c.at.type)), [
-                {"lid": s.lead_id, "reason": s.audit_reason, "rule": s.rule, "at": s.at}
-                for s in audits])
+            # one statement; the stage as it is now, read by the INSERT itself
+            fast.run(("lid", "reason", "rule", "at"), ("int", "text", "text", "ts"),
+                     [(s.lead_id, s.audit_reason, s.rule, s.at) for s in audits],
+                     "INSERT INTO transitions (lead_id, from_stage, to_stage, reason, rule, "
+                     "actor, at) SELECT l.id, l.lifecycle_stage, l.lifecycle_stage, v.reason, "
+                     f"v.rule, {fast.ph}, v.at FROM v JOIN leads l ON l.id = v.lid",
+                     (ACTOR,))
 
     def _settle_candidates(self, conn: Connection, ids: list[int]) -> set[int]:
         """Touches that are in doubt/failed, or a cancelled scheduled send, right now."""
@@ -241,23 +237,24 @@ class EventApplication:
                                          T.c.provider_batch_id.is_not(None))
                          .values(status=SENT, error=bindparam("msg", type_=text),
                                  updated_at=now), late)
-        ds = bindparam("ds", type_=T.c.delivery_status.type)
-        err = bindparam("err", type_=text)
-        le = bindparam("le", type_=when)
-        # the new status's rank is computed here (core's `rank`; -1: no status), so each row
-        # binds it once instead of SQL ranking a parameter in every branch
-        stronger = bindparam("win", type_=Integer()) >= _rank(T.c.delivery_status)
-        conn.execute(update(T).where(T.c.id == bindparam("tid")).values(
-            delivery_status=case((stronger, ds), else_=T.c.delivery_status),
-            error=case((stronger, func.coalesce(err, T.c.error)), else_=T.c.error),
-            delivered_at=func.coalesce(T.c.delivered_at, bindparam("da", type_=when)),
-            last_event_at=case((or_(T.c.last_event_at.is_(None), le > T.c.last_event_at), le),
-                               else_=T.c.last_event_at),
-            provider_message_id=func.coalesce(
-                T.c.provider_message_id, bindparam("mid", type_=T.c.provider_message_id.type)),
-            updated_at=now), [
-            {"tid": c.touch_id, "ds": c.delivery_status, "err": c.error,
-             "win": rank(c.delivery_status) if c.delivery_status else -1,
-             "da": c.delivered_at, "le": c.last_event_at, "mid": c.message_id}
-            for c in changes])
+        # delivery state by precedence: one UPDATE … FROM the rows, the new status's rank
+        # computed here (core's `rank`; -1: no status) against the stored one's (a CASE)
+        fast = FastSQL(conn)
+        stronger = f"v.win >= {_RANK_SQL}"
+        fast.run(("tid", "ds", "err", "win", "da", "le", "mid"),
+                 ("int", "text", "text", "int", "ts", "ts", "text"),
+                 [(c.touch_id, c.delivery_status, c.error,
+                   rank(c.delivery_status) if c.delivery_status else -1,
+                   c.delivered_at, c.last_event_at, c.message_id) for c in changes],
+                 "UPDATE touches SET "
+                 f"delivery_status = CASE WHEN {stronger} THEN v.ds "
+                 "ELSE touches.delivery_status END, "
+                 f"error = CASE WHEN {stronger} THEN COALESCE(v.err, touches.error) "
+                 "ELSE touches.error END, "
+                 "delivered_at = COALESCE(touches.delivered_at, v.da), "
+                 "last_event_at = CASE WHEN touches.last_event_at IS NULL "
+                 "OR v.le > touches.last_event_at THEN v.le ELSE touches.last_event_at END, "
+                 "provider_message_id = COALESCE(touches.provider_message_id, v.mid), "
+                 f"updated_at = {fast.ph} FROM v WHERE touches.id = v.tid",
+                 (fast.ts(now),))
         return settled

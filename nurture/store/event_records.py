@@ -25,9 +25,14 @@ from nurture.core.provider_events import (
 )
 from nurture.store import tables as t
 from nurture.store.db import write_tx
+from nurture.store.fast_sql import FastSQL
 from nurture.store.rows import IN_BATCH, chunks, insert_ignore
 
 PENDING, ERROR = EventOutcome.PENDING, EventOutcome.ERROR
+_EVENT_COLS = ("provider", "event_id", "batch_id", "event", "email", "touch_id", "lead_id",
+               "occurred_at", "outcome", "error", "attempts", "payload")
+_EVENT_KINDS = ("text", "text", "int", "text", "text", "int", "int", "ts", "text", "text",
+                "int", "json")
 UNAPPLIED = (PENDING, ERROR)
 
 
@@ -125,9 +130,9 @@ class BatchRecords:
         event id -> row id of those this statement inserted (RETURNING lists only them)."""
         if not rows:
             return {}
-        PE = t.provider_events
-        return {r.event_id: r.id for r in conn.execute(
-            insert_ignore(self.engine, PE).returning(PE.c.event_id, PE.c.id), rows)}
+        return dict(FastSQL(conn).insert(
+            "provider_events", _EVENT_COLS, _EVENT_KINDS,
+            [tuple(r[c] for c in _EVENT_COLS) for r in rows], returning="event_id, id"))
 
     def rows_of_batch(self, conn: Connection, batch_id: int, keys: Iterable[str],
                       outcomes: Sequence[str] = (PENDING,)) -> dict[str, tuple[int, int]]:

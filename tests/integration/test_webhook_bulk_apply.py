@@ -98,8 +98,9 @@ def test_fresh_rows_are_recorded_applied_once_and_a_retry_changes_nothing(store)
     rep = post(events, batch)
     assert (rep.new, rep.duplicates, rep.errors) == (len(batch) - 1, 1, 0)
     assert rep.suppressed == 3 and rep.unmatched == 1
-    outcomes = {r.event_id: (r.outcome, r.attempts) for r in
-                store.engine.connect().execute(select(t.provider_events)).all()}
+    with store.engine.connect() as conn:
+        outcomes = {r.event_id: (r.outcome, r.attempts) for r in
+                    conn.execute(select(t.provider_events)).all()}
     assert set(outcomes.values()) <= {("applied", 1), ("unmatched", 1), ("ignored", 1)}
     assert outcomes[batch[-2]["sg_event_id"]] == ("ignored", 1)
     assert outcomes[ev("open", "stranger@example.com", ts=TS + 30)["sg_event_id"]] \
@@ -193,8 +194,9 @@ def test_a_batch_left_pending_by_an_earlier_attempt_is_claimed_once(store):
         st.insert_event_rows(conn, st.event_rows(batch_id, parsed, NOW))
     rep = events.apply_batch(batch_id, batch)
     assert (rep.new, rep.activities) == (2, 1)
-    assert {r.outcome for r in store.engine.connect().execute(
-        select(t.provider_events)).all()} == {"applied"}
+    with store.engine.connect() as conn:  # closed: a leaked one blocks the schema's drop
+        outcomes = {r.outcome for r in conn.execute(select(t.provider_events)).all()}
+    assert outcomes == {"applied"}
     rep2 = events.apply_batch(batch_id, batch)
     assert (rep2.new, rep2.activities) == (0, 0)
     assert count(store.engine, t.activities) == 1
