@@ -19,8 +19,8 @@ ids (so a million leads fit in flat memory, as the engine's chunks do):
    per message; `html_to_text` per message only where a template cannot be derived;
 4. build the message (`nurture.core.messages.build_message`, then `to_eml` for the outbox,
    written create-once like the outbox does; the SendGrid v3 JSON dict for memory);
-5. record: one bulk INSERT per window of a touch row per message into the scratch table `floor_touches`
-   (dropped and created by this script) so the engine's tables are never disturbed.
+5. record: one bulk INSERT per window of a touch row per message into the scratch table
+   `floor_touches` (dropped and created by this script): the engine's tables stay untouched.
 
 Prints seconds, touches, µs per touch and peak RSS (stderr; `--json`: one JSON line).
 """
