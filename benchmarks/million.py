@@ -9,9 +9,9 @@ steady-state day: fresh activity for a few % of the leads is imported and the cy
 one day later. Per stage it prints seconds, rows/s, touches, µs/touch and the process's peak
 RSS so far (ru_maxrss), which must stay under 1 GB: nothing on the path may hold all leads.
 
-The cycle runs `nurture.services.cycle.run_cycle` with an in-memory transport that forgets
-each message once accepted (the stock MemoryTransport keeps every message, which alone would
-be gigabytes at this size). A benchmark, not a test: it asserts nothing.
+The cycle runs `nurture.services.cycle.run_cycle` with the memory transport keeping only
+touch ids (`MemoryTransport(keep_messages=False)`: every message kept would be gigabytes
+at this size). A benchmark, not a test: it asserts nothing.
 """
 
 from __future__ import annotations
@@ -221,9 +221,10 @@ def _steady_day(app, args: argparse.Namespace, work: Path, as_of, st: Stages) ->
 
 
 def _cycle(app, as_of, chunk_size: int, name: str, st: Stages) -> None:
+    from nurture.adapters.delivery.memory import MemoryTransport
     from nurture.services.cycle import run_cycle
 
-    ctx = app.send_context(transport=_forgetting_transport())
+    ctx = app.send_context(transport=MemoryTransport(keep_messages=False))
     step = [0]
 
     def progress(done: int, total: int) -> None:
@@ -237,27 +238,6 @@ def _cycle(app, as_of, chunk_size: int, name: str, st: Stages) -> None:
     st.done(f"cycle_{name}", t0, rows=summary.get("leads_scored", 0) or 0,
             touches=summary["touches_sent"], planned=summary["touches_planned"],
             mqls=summary["mqls"], cycle_seconds=summary.get("seconds", {}))
-
-
-def _forgetting_transport():
-    """MemoryTransport that keeps only the ids of what it accepted, not the messages."""
-    from nurture.adapters.delivery.memory import MemoryTransport
-
-    class Forgetting(MemoryTransport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ids: set[int] = set()
-
-        def send_many(self, messages):
-            out = super().send_many(messages)
-            self.ids.update(m.touch_id for m in messages)
-            self.sent.clear()
-            return out
-
-        def reconcile(self, touch_ids):
-            return {tid: (f"mem-{tid}" if tid in self.ids else None) for tid in touch_ids}
-
-    return Forgetting()
 
 
 if __name__ == "__main__":

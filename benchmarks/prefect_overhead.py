@@ -103,23 +103,15 @@ class Databases:
 
 def build(args: argparse.Namespace, dbs: Databases) -> None:
     """The template database: demo leads and their activity history, imported."""
-    from nurture.devtools.demo_data import (
-        DEFAULT_START,
-        generate_activities,
-        generate_leads,
-        write_activities_jsonl,
-        write_leads_csv,
-    )
+    from nurture.devtools.demo_data import DEFAULT_START, write_demo_files
     from nurture.services.ingest import import_activities_jsonl, import_leads_csv
     from nurture.settings import Settings
     from nurture.store.db import upgrade
     from nurture.wiring import App
 
-    rows = list(generate_leads(args.leads, seed=args.seed, start=DEFAULT_START))
-    write_leads_csv(dbs.work / "leads.csv", rows)
-    write_activities_jsonl(dbs.work / "activities.jsonl",
-                           generate_activities(rows, DEFAULT_START, 0, seed=args.seed))
-    del rows
+    # the same bytes as daily_cycle.py's data, streamed (constant memory)
+    write_demo_files(dbs.work / "leads.csv", dbs.work / "activities.jsonl", args.leads,
+                     seed=args.seed, start=DEFAULT_START)
     app = App(Settings(database_url=dbs.create("template")))
     upgrade(app.engine)
     import_leads_csv(app.store, dbs.work / "leads.csv")
