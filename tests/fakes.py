@@ -85,6 +85,9 @@ class FakeStore:
         parts = [ids[i:i + chunk_size] for i in range(0, len(ids), chunk_size)]
         return [(p[0], p[-1], len(p)) for p in parts]
 
+    def refresh_statistics(self, tables=()) -> None:
+        """Nothing to plan in memory."""
+
     def wake_for_new_rules(self, fingerprint: str) -> int:
         if self.rules_fingerprint == fingerprint:
             return 0

@@ -255,6 +255,7 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
             total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads,
                                 workers)
             emit_lead_events(app, lease)
+            app.store.refresh_statistics()  # before the results reports read the new rows
     if not ranges:
         update_progress_artifact(progress_id, 100.0)
     summary = summarise(total, when, dry_run)

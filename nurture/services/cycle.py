@@ -159,6 +159,8 @@ def run_cycle(store: CycleStore, ctx: SendContext, as_of: datetime, default_tz: 
         finish=lambda held, ranges: finish_held(store, ctx, as_of, lease, held, ranges,
                                                 notify),
         progress=progress)
+    if not dry_run:  # before anything reads what the cycle wrote (the results reports)
+        store.refresh_statistics()
     return summarise(total, as_of, dry_run)
 
 

@@ -167,6 +167,8 @@ def import_leads_csv(store: ImportStore, path: Path, quarantine: Path | None = N
                 q.close()
     finally:
         csv.field_size_limit(old_limit)
+    if report.inserted or report.updated:
+        store.refresh_statistics(("leads",))
     return report
 
 
@@ -241,4 +243,6 @@ def import_activities_jsonl(store: ImportStore, path: Path, quarantine: Path | N
                     progress(report.read)
     finally:
         q.close()
+    if report.inserted or report.leads_created:
+        store.refresh_statistics(("activities", "leads"))
     return report

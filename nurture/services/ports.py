@@ -197,6 +197,10 @@ class CycleStore(Protocol):
         """Leads sleeping until their next check are looked at again under new rules."""
         ...
 
+    def refresh_statistics(self) -> None:
+        """After the bulk writes of a cycle: let the database plan from today's tables."""
+        ...
+
     def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
                        points: dict[str, float], default_tz: str, any_stage: bool = False,
                        engaged_only: bool = False, ids: Sequence[int] | None = None
@@ -281,3 +285,7 @@ class ImportStore(Protocol):
     def insert_activities(self, rows: list[dict[str, Any]], source: str = "import",
                           on_error: Callable[[dict[str, Any], Exception], None] | None = None
                           ) -> dict[str, int]: ...
+
+    def refresh_statistics(self, tables: Sequence[str]) -> None:
+        """After a bulk load: let the database plan from the loaded tables."""
+        ...

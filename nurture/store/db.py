@@ -36,6 +36,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
+            # 64 MiB of page cache (default 2 MiB): at 1M leads the cycle re-read pages
+            cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -148,6 +150,13 @@ def executemany(conn, sql: str, rows: list[tuple]) -> int:
     return res.rowcount
 
 
+# For an `UPDATE <table> … FROM v` over a CTE `v` of arrays: bound the table's side to the
+# rows' id range. Without it PostgreSQL hash-joins the arrays with a scan of the whole table
+# — for every chunk, so a cycle's write cost grew with the table (at 100k leads, 64 of a
+# 5,000-lead update's 119 ms were that scan).
+ID_RANGE = "{0}.id BETWEEN (SELECT min(id) FROM v) AND (SELECT max(id) FROM v)"
+
+
 def bulk_write(conn, sqlite_sql: str, pg_sql: str, rows: list[tuple]) -> int:
     """One statement per row on SQLite (`sqlite_sql`, `?` placeholders; in-process, cheap);
     on PostgreSQL one set-based statement over the rows' columns as arrays (`pg_sql`, one
@@ -157,9 +166,17 @@ def bulk_write(conn, sqlite_sql: str, pg_sql: str, rows: list[tuple]) -> int:
         return 0
     if is_sqlite(conn):
         return executemany(conn, sqlite_sql, rows)
-    res = conn.exec_driver_sql(pg_sql, tuple(list(c) for c in zip(*rows, strict=True)),
+    res = conn.exec_driver_sql(binary_params(pg_sql),
+                               tuple(list(c) for c in zip(*rows, strict=True)),
                                execution_options={"preserve_rowcount": True})
     return res.rowcount
+
+
+def binary_params(pg_sql: str) -> str:
+    """`pg_sql` with its `%s` parameters sent in PostgreSQL's binary format (`%b`): psycopg
+    writes a 5,000-element timestamptz array as text at ~2.7 µs per element, in binary at
+    ~0.2 µs — most of a chunk's write time was spent there."""
+    return pg_sql.replace("%s", "%b")
 
 
 def fetch(conn, sql: str, params: tuple = ()) -> list:

@@ -26,7 +26,7 @@ from nurture.core.domain import (
 from nurture.core.routing import assign_owners, next_check
 from nurture.services.ports import Applied
 from nurture.store import tables as t
-from nurture.store.db import bind_time, bulk_write, is_sqlite, retrying, write_tx
+from nurture.store.db import ID_RANGE, bind_time, bulk_write, is_sqlite, retrying, write_tx
 from nurture.store.kv import next_counter
 from nurture.store.rows import IN_BATCH, chunks, insert_ids
 
@@ -51,12 +51,7 @@ def _apply(engine, decisions, as_of, owners, actor, events, touch_only) -> Appli
     L = t.leads
     wanted = {d.lead_id: d.version for d in decisions} | dict(touch_only)
     with write_tx(engine) as conn:
-        current: dict[int, int] = {}
-        for part in chunks(sorted(wanted), IN_BATCH):
-            q = select(L.c.id, L.c.version).where(L.c.id.in_(part)).order_by(L.c.id)
-            if engine.dialect.name == "postgresql":
-                q = q.with_for_update(of=L)
-            current.update(conn.execute(q).all())
+        current = _lock_versions(engine, conn, sorted(wanted))
         stale = {i for i, v in wanted.items() if current.get(i) != v}
         fresh = [d for d in decisions if d.lead_id not in stale]
         idle = [i for i, _ in touch_only if i not in stale]
@@ -67,6 +62,21 @@ def _apply(engine, decisions, as_of, owners, actor, events, touch_only) -> Appli
         if fresh:
             _write(engine, conn, fresh, as_of, owners, actor, events, out)
     return out
+
+
+def _lock_versions(engine, conn, ids: list[int]) -> dict[int, int]:
+    """The leads' current versions, locked: on PostgreSQL `FOR UPDATE` in id order (every
+    writer locks leads in id order, so writers do not deadlock), one statement over an
+    array; on SQLite the write transaction already holds the database's write lock."""
+    if engine.dialect.name == "postgresql":
+        return dict(conn.exec_driver_sql(
+            "SELECT id, version FROM leads WHERE id = ANY(%b::bigint[]) ORDER BY id "
+            "FOR UPDATE", (ids,)).all())
+    L = t.leads
+    current: dict[int, int] = {}
+    for part in chunks(ids, IN_BATCH):
+        current.update(conn.execute(select(L.c.id, L.c.version).where(L.c.id.in_(part))).all())
+    return current
 
 
 def _write(engine, conn, decisions: list[Decision], as_of: datetime, owners: Sequence[str],
@@ -86,17 +96,17 @@ _LEADS_SQL = (
     "engagement_score = ?, score = ?, grade = ?, scored_at = ?, next_check_at = ?, "
     "activity_pending = ?, version = version + 1 WHERE id = ? AND version = ?")
 _LEADS_PG = (
+    "WITH v(stage, entered, since, rc, until, buying, fit, eng, score, grade, scored, "
+    "next_check, pending, id, version) AS (SELECT * FROM unnest(%s::text[], "
+    "%s::timestamptz[], %s::timestamptz[], %s::int[], %s::timestamptz[], %s::text[], "
+    "%s::float8[], %s::float8[], %s::float8[], %s::text[], %s::timestamptz[], "
+    "%s::timestamptz[], %s::boolean[], %s::bigint[], %s::int[])) "
     "UPDATE leads SET lifecycle_stage = v.stage, stage_entered_at = v.entered, "
     "engagement_since = v.since, recycle_count = v.rc, recycle_until = v.until, "
     "buying_stage = v.buying, fit_score = v.fit, engagement_score = v.eng, score = v.score, "
     "grade = v.grade, scored_at = v.scored, next_check_at = v.next_check, "
     "activity_pending = v.pending, version = leads.version + 1 "
-    "FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[], %s::int[], "
-    "%s::timestamptz[], %s::text[], %s::float8[], %s::float8[], %s::float8[], %s::text[], "
-    "%s::timestamptz[], %s::timestamptz[], %s::boolean[], %s::bigint[], %s::int[]) "
-    "AS v(stage, entered, since, rc, until, buying, fit, eng, score, grade, scored, "
-    "next_check, pending, id, version) "
-    "WHERE leads.id = v.id AND leads.version = v.version")
+    "FROM v WHERE leads.id = v.id AND leads.version = v.version AND " + ID_RANGE.format("leads"))
 
 
 def _write_leads(conn, decisions: list[Decision], as_of: datetime) -> None:

@@ -85,7 +85,7 @@ class FastSQL:
         """(CTE text, its parameters) per chunk of rows; the CTE is `v(cols)`."""
         names = ", ".join(cols)
         if self.pg:
-            arrays = ", ".join(f"%s::{_PG_ARRAY[k]}" for k in kinds)
+            arrays = ", ".join(f"%b::{_PG_ARRAY[k]}" for k in kinds)  # binary: see db.py
             sel = ", ".join(f"{c}::json" if k == "json" else c
                             for c, k in zip(cols, kinds, strict=True))
             yield (f"WITH v({names}) AS (SELECT {sel} FROM unnest({arrays}) AS u({names}))",
@@ -130,7 +130,7 @@ class FastSQL:
             return []
         if self.pg:
             return self.conn.exec_driver_sql(
-                f"SELECT {columns} FROM {table} WHERE {key} = ANY(%s::{_PG_ARRAY[kind]})",
+                f"SELECT {columns} FROM {table} WHERE {key} = ANY(%b::{_PG_ARRAY[kind]})",
                 (vals,)).fetchall()
         out: list[tuple] = []
         for i in range(0, len(vals), SQLITE_MAX_PARAMS):

@@ -29,6 +29,7 @@ from nurture.core.ledger import TouchResult, decide_takeover
 from nurture.services.ports import OutgoingTouch, Takeover
 from nurture.store import tables as t
 from nurture.store.db import (
+    ID_RANGE,
     bind_time,
     bulk_write,
     fetch,
@@ -54,6 +55,11 @@ _RECORD_SQL = (
     "run_id = CASE WHEN ? = ? THEN NULL ELSE run_id END, updated_at = ? "
     "WHERE id = ? AND status = ? AND run_id = ?")
 _RECORD_PG = (
+    "WITH v(status, sent_at, mid, batch, subject, transport, error, retry_at, give_back, "
+    "status2, planned, now, id, sending, run) AS (SELECT * FROM unnest(%s::text[], "
+    "%s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::timestamptz[], %s::int[], %s::text[], %s::text[], %s::timestamptz[], %s::bigint[], "
+    "%s::text[], %s::bigint[])) "
     "UPDATE touches SET status = v.status, sent_at = COALESCE(v.sent_at, touches.sent_at), "
     "provider_message_id = COALESCE(v.mid, touches.provider_message_id), "
     "provider_batch_id = COALESCE(v.batch, touches.provider_batch_id), "
@@ -62,26 +68,51 @@ _RECORD_PG = (
     "retry_at = v.retry_at, attempts = touches.attempts - v.give_back, "
     "run_id = CASE WHEN v.status2 = v.planned THEN NULL ELSE touches.run_id END, "
     "updated_at = v.now "
-    "FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::timestamptz[], %s::int[], %s::text[], %s::text[], "
-    "%s::timestamptz[], %s::bigint[], %s::text[], %s::bigint[]) "
-    "AS v(status, sent_at, mid, batch, subject, transport, error, retry_at, give_back, "
-    "status2, planned, now, id, sending, run) "
-    "WHERE touches.id = v.id AND touches.status = v.sending AND touches.run_id = v.run")
+    "FROM v WHERE touches.id = v.id AND touches.status = v.sending AND touches.run_id = v.run "
+    "AND " + ID_RANGE.format("touches"))
 
 
 # due planned touches of a lead-id range, past any retry backoff, not of a paused campaign
-# (its touches stay planned until it is resumed), with what sending needs of the lead
+# (its touches stay planned until it is resumed), with what sending needs of the lead. The
+# batch's ids are picked (and on PostgreSQL locked) first, so only those rows are joined:
+# joining every due touch of the range and then keeping a batch cost a chunk O(batches ×
+# touches).
 _CLAIM_SQL = (
     "SELECT touches.id, touches.lead_id, touches.campaign, touches.track, touches.step, "
     "touches.round, touches.variant, touches.send_at, leads.lifecycle_stage, "
-    f"suppressions.email, {LEAD_FIELD_SQL} FROM touches "
+    f"suppressions.email, {LEAD_FIELD_SQL} FROM (SELECT id FROM touches "
+    "WHERE lead_id BETWEEN ? AND ? AND status = ? AND send_at <= ? "
+    "AND (retry_at IS NULL OR retry_at <= ?) AND campaign NOT IN "
+    "(SELECT campaign FROM campaign_status WHERE status = 'paused') "
+    "ORDER BY id LIMIT ?{lock}) AS due JOIN touches ON touches.id = due.id "
     "JOIN leads ON leads.id = touches.lead_id "
     "LEFT OUTER JOIN suppressions ON suppressions.email = leads.email "
-    "WHERE touches.lead_id BETWEEN ? AND ? AND touches.status = ? AND touches.send_at <= ? "
-    "AND (touches.retry_at IS NULL OR touches.retry_at <= ?) AND touches.campaign NOT IN "
-    "(SELECT campaign FROM campaign_status WHERE status = 'paused') "
-    "ORDER BY touches.id LIMIT ?")
+    "ORDER BY touches.id")
+
+
+_TAKE_PG = (
+    "UPDATE touches SET status = %b, run_id = %b, claimed_at = %b, updated_at = %b, "
+    "attempts = attempts + 1 WHERE id = ANY(%b::bigint[]) AND status = %b "
+    "RETURNING id, attempts")
+
+
+def _take(conn, ids: list[int], run_id: int, stamp: datetime) -> dict[int, int]:
+    """Move the touches from planned to sending for `run_id` (compare-and-set on the status:
+    only the rows this statement moved are ours); touch id -> attempts."""
+    if not ids:
+        return {}
+    if not is_sqlite(conn):  # one statement over an array, not an IN list to compile
+        return dict(conn.exec_driver_sql(
+            _TAKE_PG, (str(SENDING), run_id, stamp, stamp, ids, str(PLANNED))).all())
+    T = t.touches
+    claimed: dict[int, int] = {}
+    for part in chunks(ids, IN_BATCH):
+        claimed.update(conn.execute(
+            update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
+            .values(status=SENDING, run_id=run_id, claimed_at=stamp, updated_at=stamp,
+                    attempts=T.c.attempts + 1)
+            .returning(T.c.id, T.c.attempts)).all())
+    return claimed
 
 
 class Ledger:
@@ -106,7 +137,7 @@ class Ledger:
         any retry backoff) for `run_id`. Touches of leads that left marketing or were
         suppressed since planning are cancelled instead: nothing unwanted is sent."""
         T = t.touches
-        sql = _CLAIM_SQL + (" FOR UPDATE OF touches SKIP LOCKED" if self.is_postgres else "")
+        sql = _CLAIM_SQL.format(lock=" FOR UPDATE SKIP LOCKED" if self.is_postgres else "")
         stamp = datetime.now(UTC)
         with write_tx(self.engine) as conn:
             lite = is_sqlite(conn)
@@ -122,13 +153,7 @@ class Ledger:
                              .values(status=CANCELLED, updated_at=stamp, run_id=None,
                                      error="lead left marketing or was suppressed"))
             # only rows this statement moved from planned are ours (compare-and-set)
-            claimed: dict[int, int] = {}
-            for part in chunks([r[0] for r in keep], IN_BATCH):
-                claimed.update(conn.execute(
-                    update(T).where(T.c.id.in_(part), T.c.status == PLANNED)
-                    .values(status=SENDING, run_id=run_id, claimed_at=stamp, updated_at=stamp,
-                            attempts=T.c.attempts + 1)
-                    .returning(T.c.id, T.c.attempts)).all())
+            claimed = _take(conn, [r[0] for r in keep], run_id, stamp)
         out = []
         for r in keep:
             if r[0] in claimed:

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from nurture.core.domain import Decision, LeadEvent, LeadSnapshot
 from nurture.services.ports import Applied
 from nurture.store import decisions as decision_writes
-from nurture.store import imports, kv, lead_detail, leads, suppression, wakeups
+from nurture.store import imports, kv, lead_detail, leads, statistics, suppression, wakeups
 from nurture.store.field_limits import TableLimits
 from nurture.store.imports import RowRefused
 from nurture.store.ledger import Ledger
@@ -51,6 +51,9 @@ class LeadStore:
 
     def wake_for_new_rules(self, fingerprint: str) -> int:
         return wakeups.wake_for_new_rules(self.engine, fingerprint)
+
+    def refresh_statistics(self, tables: Sequence[str] = statistics.CYCLE_TABLES) -> None:
+        statistics.refresh_statistics(self.engine, tables)
 
     def load_snapshots(self, lo: int, hi: int, as_of: datetime, horizon_days: float,
                        points: dict[str, float], default_tz: str,
