@@ -48,8 +48,8 @@ def cycles(args: argparse.Namespace) -> list[dict]:
             for transport in ("memory", "outbox"):
                 if transport == "outbox" and n > args.outbox_max:
                     continue
-                days = args.days if (n == args.steady_size and backend == "sqlite"
-                                     and transport == "memory") else 2 if n >= 1_000_000 else 1
+                days = args.days if (n == args.steady_size and transport == "memory") \
+                    else 2 if n >= 1_000_000 else 1
                 runs.append(bench("daily_cycle.py", "--leads", str(n), "--backend", backend,
                                   "--transport", transport, "--days", str(days),
                                   "--pg-url", args.pg_url))
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outbox-max", type=int, default=100_000,
                    help="largest size also run with the outbox transport")
     p.add_argument("--steady-size", type=int, default=100_000,
-                   help="size whose SQLite memory run goes on for --days")
+                   help="size whose memory-transport runs go on for --days")
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--pg-url", default=PG)
     p.add_argument("--dask-leads", type=int, default=100_000)
