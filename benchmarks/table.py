@@ -48,8 +48,8 @@ def cycles(args: argparse.Namespace) -> list[dict]:
             for transport in ("memory", "outbox"):
                 if transport == "outbox" and n > args.outbox_max:
                     continue
-                days = args.days if (n == args.steady_size and backend == "sqlite"
-                                     and transport == "memory") else 2 if n >= 1_000_000 else 1
+                days = args.days if (n == args.steady_size and transport == "memory") \
+                    else 2 if n >= 1_000_000 else 1
                 runs.append(bench("daily_cycle.py", "--leads", str(n), "--backend", backend,
                                   "--transport", transport, "--days", str(days),
                                   "--pg-url", args.pg_url))
@@ -135,7 +135,10 @@ def other_rows(sg: dict | None, hooks: list[dict], dask: dict | None) -> list[st
         s = dask["seconds"]
         rows.append(f"| Prefect overhead, {dask['leads']:,} leads, {dask['backend']} | "
                     f"{dask.get('prefect_overhead_pct')} % (engine {s.get('engine')} s, "
-                    f"flow {s.get('flow-w1')} s) |")
+                    f"flow {s.get('flow-w1')} s, of which {s.get('flow-w1 after sends')} s "
+                    "after the sends: CRM handoffs, funnel and results reports) |",
+                    f"| Prefect overhead without the flow's jobs after its sends | "
+                    f"{dask.get('prefect_overhead_cycle_pct')} % |")
         for k, v in (dask.get("speedup") or {}).items():
             rows.append(f"| {k} vs 1 worker | {v}× ({s.get(k)} s) |")
     return rows
@@ -151,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--outbox-max", type=int, default=100_000,
                    help="largest size also run with the outbox transport")
     p.add_argument("--steady-size", type=int, default=100_000,
-                   help="size whose SQLite memory run goes on for --days")
+                   help="size whose memory-transport runs go on for --days")
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--pg-url", default=PG)
     p.add_argument("--dask-leads", type=int, default=100_000)

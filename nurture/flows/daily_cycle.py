@@ -10,6 +10,7 @@ artifacts under keys ending in `-dry-run`, so the live "latest" is never a dry r
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
@@ -261,6 +262,7 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     summary = summarise(total, when, dry_run)
     _sla_expired(summary, total)
     if not dry_run:
+        t0 = time.perf_counter()
         crm = deliver_handoffs_task(app)
         if crm is not None:
             summary["handoff_webhook"] = crm
@@ -270,6 +272,9 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
         except Exception as exc:  # noqa: BLE001
             get_run_logger().warning("results artifacts not published: %s: %s",
                                      type(exc).__name__, exc)
+        # the jobs after the sends (CRM handoffs, funnel and results reports): what the
+        # engine-only `run_cycle` does not do (benchmarks/prefect_overhead.py sets it apart)
+        summary["seconds"]["after_sends"] = round(time.perf_counter() - t0, 3)
     stamp = f"{when:%Y-%m-%d %H:%M} UTC"
     create_table_artifact(headline_rows(summary), key=SUMMARY_KEY + dry,
                           description=f"{label}Nurture cycle {stamp}: headline per campaign")
