@@ -180,6 +180,8 @@ async def _post_all(app_obj, signed) -> tuple[float, int, int]:
     from nurture.entrypoints.http.app import create_app
 
     asgi = create_app(app_obj)
+    gc.collect()
+    gc.freeze()  # as `nurture serve` does once the app is built
     transport = httpx.ASGITransport(app=asgi)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         n = new = 0
@@ -233,6 +235,8 @@ def run(args, mode: str, fake, signed, dups, work: Path) -> dict:
     try:
         if mode == "service":
             verifier = SignatureVerifier(fake.public_key)
+            gc.collect()
+            gc.freeze()  # as `nurture serve` does once the app is built
             first = bench_service(app, signed, verifier)
             again = bench_service(app, dups, verifier)
         else:

@@ -53,7 +53,7 @@ class Resolved:
     """The events with their touch ids resolved, and the touches and leads they are about."""
 
     events: list[ProviderEvent]
-    touches: dict[int, TouchState]
+    touches: dict[int, TouchState]     # times only for touches with a click (see resolve)
     leads: dict[str, LeadRef]          # by email
     lead_of: dict[int, LeadRef]        # by id
 
@@ -71,8 +71,8 @@ class Resolved:
 # the stored delivery status's rank, in SQL (core's DELIVERY_RANK; constants, not input)
 _RANK_SQL = ("(CASE touches.delivery_status " + " ".join(
     f"WHEN '{k}' THEN {v}" for k, v in DELIVERY_RANK.items()) + " ELSE 0 END)")
-_TOUCH_SQL = ("SELECT t.id, t.lead_id, t.sent_at, t.delivered_at, t.provider_message_id, "
-              "l.email FROM touches t JOIN leads l ON l.id = t.lead_id WHERE")
+_TOUCH_SQL = ("SELECT t.id, t.lead_id, t.provider_message_id, l.email FROM touches t "
+              "JOIN leads l ON l.id = t.lead_id WHERE")
 
 
 def _delivery_sql(ds: str, err: str, win: str, da: str, le: str, mid: str) -> str:
@@ -134,7 +134,7 @@ class EventApplication:
             {e.touch_id for e in events if e.touch_id is not None}))}
         mids = {e.message_id for e in events
                 if e.message_id and (e.touch_id is None or e.touch_id not in found)}
-        by_mid = {r[4]: r for r in select_in(conn, _TOUCH_SQL, "t.provider_message_id",
+        by_mid = {r[2]: r for r in select_in(conn, _TOUCH_SQL, "t.provider_message_id",
                                              sorted(mids), "text")}
         found.update((r[0], r) for r in by_mid.values())
         out = []
@@ -147,10 +147,13 @@ class EventApplication:
                 out.append(replace(e, touch_id=None))
             else:
                 out.append(e)
-        clicked = {e.touch_id for e in out if e.is_click}
-        touches = {i: TouchState(r[0], r[1], read_time(r[2]), read_time(r[3])) if i in clicked
-                   else TouchState(r[0], r[1], None, None) for i, r in found.items()}
-        lead_of = {r[1]: LeadRef(r[1], r[5]) for r in found.values()}
+        # a click's scanner check is the one rule that needs a touch's times
+        times = {r[0]: (read_time(r[1]), read_time(r[2])) for r in select_in(
+            conn, "SELECT id, sent_at, delivered_at FROM touches WHERE", "id",
+            sorted({e.touch_id for e in out if e.is_click}))}
+        touches = {i: TouchState(r[0], r[1], *times.get(i, (None, None)))
+                   for i, r in found.items()}
+        lead_of = {r[1]: LeadRef(r[1], r[3]) for r in found.values()}
         # by address only for events without a touch: a touch's event is about its lead
         leads = {r[1]: LeadRef(r[0], r[1]) for r in select_in(
             conn, "SELECT id, email FROM leads WHERE", "email",
