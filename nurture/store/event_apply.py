@@ -56,6 +56,7 @@ class Resolved:
     touches: dict[int, TouchState]     # times only for touches with a click (see resolve)
     leads: dict[str, LeadRef]          # by email
     lead_of: dict[int, LeadRef]        # by id
+    has_mid: frozenset[int] = frozenset()  # touches whose message id was already stored
 
     def lead_for(self, e: ProviderEvent) -> LeadRef | None:
         """The lead an event is about: its touch's lead, else the lead with that address."""
@@ -75,10 +76,12 @@ _TOUCH_SQL = ("SELECT t.id, t.lead_id, t.provider_message_id, l.email FROM touch
               "JOIN leads l ON l.id = t.lead_id WHERE")
 
 
-def _delivery_sql(ds: str, err: str, win: str, da: str, le: str, mid: str) -> str:
+def _delivery_sql(ds: str, err: str, win: str, da: str, le: str, mid: str | None) -> str:
     """Delivery state by precedence: the new status's rank `win` (core's `rank`; -1: no
     status) against the stored one's (a CASE), so concurrent appliers never read-modify-
-    write; the first delivery time, the latest event time and the message id kept."""
+    write; the first delivery time, the latest event time and the message id kept (`mid`
+    None: the touch has one already — a message id is never unset — so the indexed column
+    is left out of the SET, which spares SQLite rewriting its index entry)."""
     stronger = f"{win} >= {_RANK_SQL}"
     return ("UPDATE touches SET "
             f"delivery_status = CASE WHEN {stronger} THEN {ds} ELSE delivery_status END, "
@@ -86,13 +89,15 @@ def _delivery_sql(ds: str, err: str, win: str, da: str, le: str, mid: str) -> st
             f"delivered_at = COALESCE(delivered_at, {da}), "
             f"last_event_at = CASE WHEN last_event_at IS NULL OR {le} > last_event_at "
             f"THEN {le} ELSE last_event_at END, "
-            f"provider_message_id = COALESCE(provider_message_id, {mid}), ")
+            + (f"provider_message_id = COALESCE(provider_message_id, {mid}), " if mid else ""))
 
 
 # SQLite: one prepared statement run per touch (numbered parameters); PostgreSQL: one
 # UPDATE … FROM the staging table the rows were copied into
 _DELIVERY_SQLITE = (_delivery_sql("?2", "?3", "?4", "?5", "?6", "?7")
                     + "updated_at = ?8 WHERE id = ?1")
+_DELIVERY_SQLITE_HAS_MID = (_delivery_sql("?2", "?3", "?4", "?5", "?6", None)
+                            + "updated_at = ?8 WHERE id = ?1")
 _DELIVERY_PG = (_delivery_sql("v.ds", "v.err", "v.win", "v.da", "v.le", "v.mid")
                 + f"updated_at = %s FROM {DELIVERY_STAGE.name} v WHERE touches.id = v.tid")
 _ACTIVITY_COLS = "external_id, lead_id, type, occurred_at, properties, source, received_at"
@@ -159,7 +164,8 @@ class EventApplication:
             conn, "SELECT id, email FROM leads WHERE", "email",
             sorted({e.email for e in out if e.touch_id is None}), "text")}
         lead_of.update((r.id, r) for r in leads.values())
-        return Resolved(out, touches, leads, lead_of)
+        return Resolved(out, touches, leads, lead_of,
+                        frozenset(i for i, r in found.items() if r[2] is not None))
 
     def claim(self, conn: Connection, items: list[tuple[int, ProviderEvent]],
               expected: Sequence[str], res: Resolved) -> set[int]:
@@ -199,7 +205,7 @@ class EventApplication:
         fresh = [e for row_id, e in items if row_id in claimed]
         decision = decide(fresh, res.touches, res.lead_for, scanner_seconds, now,
                           self.provider)
-        self.write_decision(conn, decision, rep, now)
+        self.write_decision(conn, decision, rep, now, res.has_mid)
 
     def _link(self, conn: Connection, items: list[tuple[int, ProviderEvent]],
               res: Resolved) -> None:
@@ -212,7 +218,7 @@ class EventApplication:
                 touch_id=bindparam("tid"), lead_id=bindparam("lid")), link)
 
     def write_decision(self, conn: Connection, d: EngagementDecision, rep: ApplyReport,
-                       now: datetime) -> None:
+                       now: datetime, has_mid: frozenset[int] = frozenset()) -> None:
         """Write one decision: touches, suppressions (+ audit), activities, lead bumps —
         each set-based: a prepared statement over plain tuples on SQLite, COPY or arrays
         and one statement on PostgreSQL."""
@@ -220,7 +226,7 @@ class EventApplication:
         rep.scanner_clicks += d.scanner_clicks
         sqlite = is_sqlite(conn)
         if d.touches:
-            rep.settled += self._update_touches(conn, d.touches, now)
+            rep.settled += self._update_touches(conn, d.touches, now, has_mid)
         if d.suppressions:
             self._suppress(conn, d, rep)
         if d.activities:
@@ -270,7 +276,7 @@ class EventApplication:
             params=(*SETTLEABLE, CANCELLED))}
 
     def _update_touches(self, conn: Connection, changes: Sequence[TouchChange],
-                        now: datetime) -> int:
+                        now: datetime, has_mid: frozenset[int] = frozenset()) -> int:
         """Three executemany UPDATEs: settle (CAS on status), a cancellation that came too
         late (CAS), then delivery state by precedence (CAS-free: a CASE on the rank)."""
         T = t.touches
@@ -306,8 +312,9 @@ class EventApplication:
         if is_sqlite(conn):
             when = TimeBinder(True)
             stamp = when[now]
-            executemany(conn, _DELIVERY_SQLITE, [(*r[:4], when[r[4]], when[r[5]], r[6], stamp)
-                                                 for r in rows])
+            rows = [(*r[:4], when[r[4]], when[r[5]], r[6], stamp) for r in rows]
+            executemany(conn, _DELIVERY_SQLITE, [r for r in rows if r[0] not in has_mid])
+            executemany(conn, _DELIVERY_SQLITE_HAS_MID, [r for r in rows if r[0] in has_mid])
         else:
             copy_then(conn, DELIVERY_STAGE, rows, _DELIVERY_PG, (now,))
         return settled

@@ -106,13 +106,19 @@ class BatchRecords:
             return conn.execute(select(B.c.body).where(B.c.id == batch_id)).scalar()
 
     def finish_batch(self, conn: Connection, batch_id: int, rep: ApplyReport,
-                     note: str | None, now: datetime) -> None:
+                     note: str | None, now: datetime, body: str | None = None) -> None:
+        """Mark the batch applied (with `body`: its raw body too, see `EventStore.ingest`)."""
         B = t.webhook_batches
         error = note or (f"{rep.errors} event(s) could not be applied: see provider_events "
                          "(outcome 'error')" if rep.errors else None)
         conn.execute(update(B).where(B.c.id == batch_id).values(
             applied_at=now, new_events=rep.new,
-            error=clean_text(error, 2000) if error else None))
+            error=clean_text(error, 2000) if error else None,
+            **({"body": body} if body is not None else {})))
+
+    def set_body(self, conn: Connection, batch_id: int, body: str) -> None:
+        B = t.webhook_batches
+        conn.execute(update(B).where(B.c.id == batch_id).values(body=body))
 
     # -- event rows ------------------------------------------------------------------------
     def event_rows(self, batch_id: int, parsed: Sequence[Parsed], now: datetime,

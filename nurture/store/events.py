@@ -62,12 +62,15 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
         by event — the reason is kept on the batch and later runs retry it."""
         failed: Exception | None = None
         with write_tx(self.engine) as conn:
-            batch_id = self.insert_batch(conn, body, signed, len(parsed))
+            # the body goes in with the row's last update, so it is written once (SQLite
+            # rewrites a whole row, overflow pages and all, on every update)
+            batch_id = self.insert_batch(conn, "", signed, len(parsed))
             try:
                 with conn.begin_nested():
-                    rep = self._ingest(conn, batch_id, parsed, scanner_seconds)
+                    rep = self._ingest(conn, batch_id, parsed, scanner_seconds, body)
             except Exception as exc:  # noqa: BLE001 - the batch row stays; see below
                 failed = exc
+                self.set_body(conn, batch_id, body)
         if failed is None:
             return batch_id, rep
         log.warning("webhook batch %s: bulk apply failed (%r); applying event by event",
@@ -106,7 +109,7 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
             return None
 
     def _ingest(self, conn: Connection, batch_id: int, parsed: list[Parsed],
-                scanner_seconds: float) -> ApplyReport:
+                scanner_seconds: float, body: str | None = None) -> ApplyReport:
         """The fast path: record every event, apply the new valid ones set-based."""
         now = datetime.now(UTC)
         rep = ApplyReport(events=len(parsed))
@@ -132,7 +135,7 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
         rep.duplicates = len(parsed) - rep.new
         self.apply_claimed(conn, fresh, (PENDING,), rep, now, scanner_seconds,
                            res, frozenset(inserted.values()))
-        self.finish_batch(conn, batch_id, rep, None, now)
+        self.finish_batch(conn, batch_id, rep, None, now, body)
         return rep
 
     def _record_one_by_one(self, batch_id: int, rows: list[tuple], now: datetime) -> None:

@@ -110,3 +110,19 @@ def test_a_click_soon_after_a_stored_delivery_or_send_is_a_scanners(store):
             t.leads, t.leads.c.id == t.activities.c.lead_id)).all())
     assert kinds == {"ana@example.com": "email_scanner_click",
                      "bo@example.com": "email_click", "cy@example.com": "email_scanner_click"}
+
+
+def test_a_message_id_is_filled_in_once_and_never_replaced(store):
+    """Touches with and without a stored message id take different statements on SQLite."""
+    events = webhook_events(store.engine)
+    known = touch(store, "ana@example.com", provider_message_id="orig")
+    blank = touch(store, "bo@example.com")
+    post(events, [ev("delivered", "ana@example.com", known, sg_message_id="new.filter1"),
+                  ev("delivered", "bo@example.com", blank, sg_message_id="first.filter1")])
+    post(events, [ev("open", "bo@example.com", blank, sg_message_id="second.filter1")])
+    with store.engine.connect() as conn:
+        mids = dict(conn.execute(select(t.touches.c.id, t.touches.c.provider_message_id)
+                                 ).all())
+        status = dict(conn.execute(select(t.touches.c.id, t.touches.c.delivery_status)).all())
+    assert mids == {known: "orig", blank: "first"}
+    assert status == {known: "delivered", blank: "delivered"}
