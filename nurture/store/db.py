@@ -197,6 +197,12 @@ class TimeBinder(dict):
         return out
 
 
+def int_array(values) -> str:
+    """Whole numbers as one PostgreSQL array literal (`'{1,2,3}'`, cast `::bigint[]` in the
+    SQL): a thousand ids bind as one short text instead of a value each."""
+    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+
+
 IN_CHUNK = 5000  # values per SQLite IN list (its bound-parameter cap is 32766)
 
 
@@ -209,7 +215,8 @@ def select_in(conn, sql: str, column: str, values, pg_type: str = "bigint",
     if not vals:
         return []
     if not is_sqlite(conn):
-        return fetch(conn, f"{sql} {column} = ANY(?::{pg_type}[])", (*params, vals))
+        arr = int_array(vals) if pg_type == "bigint" else vals
+        return fetch(conn, f"{sql} {column} = ANY(?::{pg_type}[])", (*params, arr))
     out: list = []
     for i in range(0, len(vals), IN_CHUNK):
         part = vals[i:i + IN_CHUNK]

@@ -39,6 +39,7 @@ from nurture.store.db import (
     bulk_write,
     executemany,
     fetch,
+    int_array,
     is_sqlite,
     json_text,
     read_time,
@@ -155,7 +156,7 @@ class EventApplication:
         # a click's scanner check is the one rule that needs a touch's times
         times = {r[0]: (read_time(r[1]), read_time(r[2])) for r in select_in(
             conn, "SELECT id, sent_at, delivered_at FROM touches WHERE", "id",
-            sorted({e.touch_id for e in out if e.is_click}))}
+            sorted({e.touch_id for e in out if e.is_click and e.touch_id is not None}))}
         touches = {i: TouchState(r[0], r[1], *times.get(i, (None, None)))
                    for i, r in found.items()}
         lead_of = {r[1]: LeadRef(r[1], r[3]) for r in found.values()}
@@ -241,7 +242,10 @@ class EventApplication:
                      self.provider, now) for a in d.activities], _ACTIVITIES_PG)
             rep.activities += len(d.activities)
         if d.recheck:
-            bulk_write(conn, _RECHECK_SQLITE, _RECHECK_PG, [(i,) for i in sorted(d.recheck)])
+            if sqlite:
+                executemany(conn, _RECHECK_SQLITE, [(i,) for i in sorted(d.recheck)])
+            else:
+                conn.exec_driver_sql(_RECHECK_PG, (int_array(sorted(d.recheck)),))
 
     def _suppress(self, conn: Connection, d: EngagementDecision, rep: ApplyReport) -> None:
         # only the rows inserted here count as new: a suppression another applier created

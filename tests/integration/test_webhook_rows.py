@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import StatementError
-from webhook_helpers import TS, ev, post, touch
+from webhook_helpers import TS, ev, lead, post, touch
 
 from nurture.store import tables as t
 from nurture.store.db import IN_CHUNK, read_time, write_tx
@@ -100,7 +100,9 @@ def test_a_click_soon_after_a_stored_delivery_or_send_is_a_scanners(store):
     with store.engine.connect() as conn:
         sent_at = conn.execute(select(t.touches.c.sent_at).where(t.touches.c.id == unsent)
                                ).scalar_one()
-    rep = post(events, [ev("click", "ana@example.com", soon, ts=TS + 3),
+    lead(store, "dee@example.com")  # a click known only by its address: no touch times
+    rep = post(events, [ev("click", "dee@example.com", ts=TS + 1, sg_message_id="dee.f1"),
+                        ev("click", "ana@example.com", soon, ts=TS + 3),
                         ev("click", "bo@example.com", late, ts=TS + 600),
                         ev("click", "cy@example.com", unsent,
                            ts=int(sent_at.timestamp()) + 2)])
@@ -108,7 +110,7 @@ def test_a_click_soon_after_a_stored_delivery_or_send_is_a_scanners(store):
     with store.engine.connect() as conn:
         kinds = dict(conn.execute(select(t.leads.c.email, t.activities.c.type).join(
             t.leads, t.leads.c.id == t.activities.c.lead_id)).all())
-    assert kinds == {"ana@example.com": "email_scanner_click",
+    assert kinds == {"dee@example.com": "email_click", "ana@example.com": "email_scanner_click",
                      "bo@example.com": "email_click", "cy@example.com": "email_scanner_click"}
 
 
