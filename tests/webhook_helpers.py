@@ -42,10 +42,10 @@ def ev(kind: str, email: str, tid: int | None = None, eid: str | None = None, ts
 
 
 def post(events: WebhookEvents, batch: list, bulk: bool = True):
-    """Store and apply a batch; unless told otherwise, it must go the bulk way (one
-    transaction), not the event-by-event fallback."""
-    batch_id = events.store_batch(json.dumps(batch), False, len(batch))
-    rep = events.apply_batch(batch_id, batch)
+    """Store and apply a batch as the webhook does (`ingest`); unless told otherwise, it
+    must go the bulk way (one transaction), not the event-by-event fallback."""
+    batch_id, rep = events.ingest(json.dumps(batch), False, batch)
+    assert rep is not None, "stored but not applied"
     if bulk:
         note = row(events.engine, t.webhook_batches, id=batch_id).error
         assert "event by event" not in (note or ""), note

@@ -154,8 +154,11 @@ def event_key(e: Any) -> str:
     return "sha1:" + hashlib.sha1(canon.encode("utf-8", "replace")).hexdigest()
 
 
-def _timestamp(e: dict[str, Any], now: float) -> datetime:
+def _timestamp(e: dict[str, Any], now: float,
+               seen: dict[Any, datetime] | None = None) -> datetime:
     ts = e.get("timestamp")
+    if seen is not None and type(ts) is int and ts in seen:  # a batch shares its seconds
+        return seen[ts]
     if ts is None:
         return datetime.fromtimestamp(now, UTC)  # (SendGrid always sends one)
     if isinstance(ts, str) and ts.strip().isdigit() and len(ts.strip()) <= 12:
@@ -166,7 +169,10 @@ def _timestamp(e: dict[str, Any], now: float) -> datetime:
             not EARLIEST <= ts <= now + MAX_FUTURE_SECONDS:
         raise BadEvent(f"timestamp {_show(ts)} is out of range (before 2000 "
                        "or more than 7 days ahead)")
-    return datetime.fromtimestamp(ts, UTC)
+    when = datetime.fromtimestamp(ts, UTC)
+    if seen is not None and type(ts) is int:
+        seen[ts] = when
+    return when
 
 
 def _touch_id(e: dict[str, Any]) -> int | None:
@@ -187,8 +193,9 @@ def _text(e: dict[str, Any], key: str, limit: int) -> str | None:
     return clean_text(value, limit) if isinstance(value, str) else None
 
 
-def _identity(e: Any) -> tuple[str, str, str | None]:
-    """(event kind, email, message id) of an event, or `BadEvent` with the reason."""
+def _identity(e: Any) -> tuple[str, str, str | None, str | None]:
+    """(event kind, email, message id, event id) of an event, or `BadEvent` with the
+    reason."""
     if not isinstance(e, dict):
         raise BadEvent(f"an event must be a JSON object, not {type(e).__name__}")
     kind, email = e.get("event"), e.get("email")
@@ -205,7 +212,8 @@ def _identity(e: Any) -> tuple[str, str, str | None]:
     mid = e.get("sg_message_id")
     if mid is not None and not isinstance(mid, str):
         raise BadEvent(f"sg_message_id must be a string, got {_show(mid)}")
-    return kind, email, clean_text(mid.split(".", 1)[0], MAX_MESSAGE_ID) if mid else None
+    return (kind, email, clean_text(mid.split(".", 1)[0], MAX_MESSAGE_ID) if mid else None,
+            eid)
 
 
 # where an event kind keeps its detail: a key of the event, or a fixed text
@@ -217,29 +225,33 @@ FIXED_DETAIL = {EventKind.UNSUBSCRIBE: "unsubscribe",
                                              "lifted by hand)"}
 
 
-def interpret(e: Any, now: float | None = None) -> ProviderEvent:
+def interpret(e: Any, now: float | None = None,
+              seen: dict[Any, datetime] | None = None) -> ProviderEvent:
     """Parse one SendGrid event (its meaning: `nurture.core.provider_events.meaning_of`), or raise
     `BadEvent` with the reason it cannot be applied. Our custom_args (touch_id, campaign,
-    step) are top-level keys of the event."""
+    step) are top-level keys of the event. `seen`: times already converted in this batch."""
     now = time.time() if now is None else now
-    kind, email, mid = _identity(e)
+    kind, email, mid, eid = _identity(e)
     key = DETAIL_KEYS.get(kind)
     detail = _text(e, key, MAX_TEXT) if key else FIXED_DETAIL.get(kind)
     m = meaning_of(kind, blocked=e.get("type") == "blocked",
                    machine_open=e.get("sg_machine_open") in (True, 1, "true"),
                    suppress=SUPPRESSING_DROPS.get(detail or ""))
     return ProviderEvent(
-        event_key(e), kind, email.strip().lower(), _timestamp(e, now), _touch_id(e),
-        mid or None, m.delivery_status, m.settles_sent, m.went_out, m.suppress, m.activity,
-        m.is_click, detail, {k: clean_value(e[k]) for k in PROPERTY_KEYS if k in e})
+        eid if eid is not None else event_key(e), kind, email.strip().lower(),
+        _timestamp(e, now, seen), _touch_id(e), mid or None, m.delivery_status,
+        m.settles_sent, m.went_out, m.suppress, m.activity, m.is_click, detail,
+        {k: clean_value(e[k]) for k in PROPERTY_KEYS if k in e})
 
 
 def parse_events(raw_events: Sequence[Any], now: float | None = None) -> list[Parsed]:
     """Interpret each raw event on its own; a bad one becomes an error, never an exception."""
+    now = time.time() if now is None else now
+    seen: dict[Any, datetime] = {}
     out = []
     for i, e in enumerate(raw_events):
         try:
-            eff = interpret(e, now)
+            eff = interpret(e, now, seen)
             out.append(Parsed(i, eff.event_id, eff, None))
         except Exception as exc:  # noqa: BLE001 - BadEvent, or anything odd: kept as an error
             if not isinstance(exc, BadEvent):

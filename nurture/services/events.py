@@ -52,6 +52,8 @@ class EventStorePort(Protocol):
     def batch_body(self, batch_id: int) -> str | None: ...
     def apply_parsed(self, batch_id: int, parsed: list[Parsed],
                      scanner_seconds: float = ...) -> ApplyReport: ...
+    def ingest(self, body: str, signed: bool, parsed: list[Parsed],
+               scanner_seconds: float = ...) -> tuple[int, ApplyReport | None]: ...
     def unapplied_events(self, max_attempts: int, limit: int) -> list[Any]: ...
     def apply_event(self, row_id: int, effect: ProviderEvent, scanner_seconds: float,
                     expected: Sequence[str]) -> ApplyReport | None: ...
@@ -105,6 +107,14 @@ class WebhookEvents:
         return self.store.cancel_scheduled(cancel, emails, now)
 
     # -- applying ----------------------------------------------------------------------------
+    def ingest(self, body: str, signed: bool, raw_events: Sequence[Any],
+               scanner_seconds: float = 10.0) -> tuple[int, ApplyReport | None]:
+        """A webhook batch as it arrives: each event parsed on its own, then the raw batch
+        stored and applied in one transaction (the store's `ingest`: raises only when
+        nothing was stored; report None when stored but not applied — retried later)."""
+        return self.store.ingest(body, signed, self.parser.parse_events(raw_events),
+                                 scanner_seconds)
+
     def apply_batch(self, batch_id: int, raw_events: Sequence[Any],
                     scanner_seconds: float = 10.0) -> ApplyReport:
         """Apply a stored batch: each event parsed on its own (a bad one is kept as `error`

@@ -24,15 +24,29 @@ from nurture.core.provider_events import (
     clean_text,
 )
 from nurture.store import tables as t
-from nurture.store.db import write_tx
-from nurture.store.fast_sql import FastSQL
+from nurture.store.db import (
+    TimeBinder,
+    executemany,
+    fetch,
+    is_sqlite,
+    json_text,
+    select_in,
+    write_tx,
+)
+from nurture.store.pg_copy import EVENTS_STAGE, copy_then
 from nurture.store.rows import IN_BATCH, chunks, insert_ignore
 
 PENDING, ERROR = EventOutcome.PENDING, EventOutcome.ERROR
 _EVENT_COLS = ("provider", "event_id", "batch_id", "event", "email", "touch_id", "lead_id",
                "occurred_at", "outcome", "error", "attempts", "payload")
-_EVENT_KINDS = ("text", "text", "int", "text", "text", "int", "int", "ts", "text", "text",
-                "int", "json")
+_NAMES = ", ".join(_EVENT_COLS)
+# SQLite: ids given explicitly (see `record_event_rows`); PostgreSQL: from the staging table
+_INSERT_SQLITE = (f"INSERT INTO provider_events (id, {_NAMES}) "
+                  f"VALUES ({', '.join('?' * (len(_EVENT_COLS) + 1))})")
+_INSERT_PG = (f"INSERT INTO provider_events ({_NAMES}) SELECT "
+              f"{_NAMES.replace('payload', 'payload::json')} FROM "
+              f"{EVENTS_STAGE.name} ON CONFLICT DO NOTHING RETURNING event_id, id")
+_AT, _PAYLOAD = _EVENT_COLS.index("occurred_at"), _EVENT_COLS.index("payload")
 UNAPPLIED = (PENDING, ERROR)
 
 
@@ -48,10 +62,14 @@ class BatchRecords:
         as the first attempt: attempts are counted before trying, so a batch that kills
         the process every time is still given up after the limit."""
         with write_tx(self.engine) as conn:
-            return conn.execute(t.webhook_batches.insert().values(
-                provider=self.provider, received_at=datetime.now(UTC), body=body,
-                signed=signed, events=n_events, attempts=1
-            ).returning(t.webhook_batches.c.id)).scalar_one()
+            return self.insert_batch(conn, body, signed, n_events)
+
+    def insert_batch(self, conn: Connection, body: str, signed: bool, n_events: int) -> int:
+        """The raw batch's row, in the caller's transaction (first attempt counted)."""
+        return conn.execute(t.webhook_batches.insert().values(
+            provider=self.provider, received_at=datetime.now(UTC), body=body,
+            signed=signed, events=n_events, attempts=1
+        ).returning(t.webhook_batches.c.id)).scalar_one()
 
     def mark_failed(self, batch_id: int, error: str) -> None:
         """The batch could not even be recorded event by event: say why (retried later)."""
@@ -88,51 +106,76 @@ class BatchRecords:
             return conn.execute(select(B.c.body).where(B.c.id == batch_id)).scalar()
 
     def finish_batch(self, conn: Connection, batch_id: int, rep: ApplyReport,
-                     note: str | None, now: datetime) -> None:
+                     note: str | None, now: datetime, body: str | None = None) -> None:
+        """Mark the batch applied (with `body`: its raw body too, see `EventStore.ingest`)."""
         B = t.webhook_batches
         error = note or (f"{rep.errors} event(s) could not be applied: see provider_events "
                          "(outcome 'error')" if rep.errors else None)
         conn.execute(update(B).where(B.c.id == batch_id).values(
             applied_at=now, new_events=rep.new,
-            error=clean_text(error, 2000) if error else None))
+            error=clean_text(error, 2000) if error else None,
+            **({"body": body} if body is not None else {})))
+
+    def set_body(self, conn: Connection, batch_id: int, body: str) -> None:
+        B = t.webhook_batches
+        conn.execute(update(B).where(B.c.id == batch_id).values(body=body))
 
     # -- event rows ------------------------------------------------------------------------
     def event_rows(self, batch_id: int, parsed: Sequence[Parsed], now: datetime,
-                   lead_of: dict[str, LeadRef | None] | None = None) -> list[dict]:
-        """Rows for `provider_events`: a bad event as `error` with its reason, a good one
-        `pending` (with its touch and lead when already resolved: `lead_of` by event id)."""
+                   lead_of: dict[str, LeadRef | None] | None = None,
+                   outcome_of: Any = None) -> list[tuple]:
+        """Rows for `provider_events` (tuples in `_EVENT_COLS` order): a bad event as `error`
+        with its reason, a good one `pending` — or, with `outcome_of(event)`, recorded with
+        that outcome and one attempt (its touch and lead resolved: `lead_of` by event id)."""
         rows = []
+        provider = self.provider
         for p in parsed:
             e = p.effect
             if e is None:
-                rows.append({"provider": self.provider, "event_id": p.key,
-                             "batch_id": batch_id, "event": p.raw_kind or "?",
-                             "email": p.raw_email, "touch_id": None, "lead_id": None,
-                             "occurred_at": now, "outcome": ERROR, "error": p.error,
-                             "attempts": 1, "payload": {"i": p.index}})
+                rows.append((provider, p.key, batch_id, p.raw_kind or "?", p.raw_email, None,
+                             None, now, ERROR, p.error, 1, {"i": p.index}))
                 continue
             lead = lead_of.get(e.event_id) if lead_of is not None else None
-            rows.append({"provider": self.provider, "event_id": e.event_id,
-                         "batch_id": batch_id, "event": e.event, "email": e.email,
-                         "touch_id": e.touch_id if lead_of is not None else None,
-                         "lead_id": lead.id if lead is not None else None,
-                         "occurred_at": e.occurred_at, "outcome": PENDING, "error": None,
-                         "attempts": 0, "payload": {"i": p.index, "properties": e.properties,
-                                                    "detail": e.detail}})
+            rows.append((provider, e.event_id, batch_id, e.event, e.email,
+                         e.touch_id if lead_of is not None else None,
+                         lead.id if lead is not None else None, e.occurred_at,
+                         PENDING if outcome_of is None else outcome_of(e), None,
+                         0 if outcome_of is None else 1,
+                         {"i": p.index, "properties": e.properties, "detail": e.detail}))
         return rows
 
-    def insert_event_rows(self, conn: Connection, rows: list[dict]) -> None:
-        if rows:  # executemany: "insertmanyvalues" batches on PostgreSQL, no compile per row
-            conn.execute(insert_ignore(self.engine, t.provider_events), rows)
+    def insert_event_rows(self, conn: Connection, rows: list[tuple]) -> None:
+        """The slow, careful path (SQLAlchemy binds and checks every value)."""
+        if rows:
+            conn.execute(insert_ignore(self.engine, t.provider_events),
+                         [dict(zip(_EVENT_COLS, r, strict=True)) for r in rows])
 
-    def record_event_rows(self, conn: Connection, rows: list[dict]) -> dict[str, int]:
+    def record_event_rows(self, conn: Connection, rows: list[tuple]) -> dict[str, int]:
         """Insert the rows (a repeated event id is skipped: the unique constraint decides);
-        event id -> row id of those this statement inserted (RETURNING lists only them)."""
-        if not rows:
+        event id -> row id of those inserted here. PostgreSQL: COPY into a staging table,
+        then one INSERT … ON CONFLICT DO NOTHING RETURNING (only the rows it inserted, so a
+        concurrent applier's row is never taken for ours). SQLite: the write transaction
+        holds the database's one write lock, so the ids already stored are read first and
+        the rest inserted with executemany, ids from MAX(id) + 1 (what SQLite would pick)."""
+        seen: set[str] = set()
+        first = [r for r in rows if not (r[1] in seen or seen.add(r[1]))]
+        if not first:
             return {}
-        return dict(FastSQL(conn).insert(
-            "provider_events", _EVENT_COLS, _EVENT_KINDS,
-            [tuple(r[c] for c in _EVENT_COLS) for r in rows], returning="event_id, id"))
+        if not is_sqlite(conn):
+            return dict(copy_then(conn, EVENTS_STAGE, [(*r[:_PAYLOAD], json_text(r[_PAYLOAD]))
+                                                       for r in first], _INSERT_PG))
+        stored = {r[0] for r in select_in(
+            conn, "SELECT event_id FROM provider_events WHERE provider = ? AND", "event_id",
+            [r[1] for r in first], params=(self.provider,))}
+        new = [r for r in first if r[1] not in stored]
+        if not new:
+            return {}
+        start = fetch(conn, "SELECT COALESCE(MAX(id), 0) + 1 FROM provider_events")[0][0]
+        when = TimeBinder(True)
+        executemany(conn, _INSERT_SQLITE, [
+            (start + i, *r[:_AT], when[r[_AT]], *r[_AT + 1:_PAYLOAD], json_text(r[_PAYLOAD]))
+            for i, r in enumerate(new)])
+        return {r[1]: start + i for i, r in enumerate(new)}
 
     def rows_of_batch(self, conn: Connection, batch_id: int, keys: Iterable[str],
                       outcomes: Sequence[str] = (PENDING,)) -> dict[str, tuple[int, int]]:

@@ -21,6 +21,7 @@ webhooks replay`, the flows' retries), on SQLite and PostgreSQL:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -51,6 +52,36 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
         self.engine = engine
         self.provider = provider
 
+    def ingest(self, body: str, signed: bool, parsed: list[Parsed],
+               scanner_seconds: float = 10.0) -> tuple[int, ApplyReport | None]:
+        """Store the raw batch and apply it in one transaction (the webhook's fast path):
+        committed, it is stored and applied; the raw row is written first and the apply
+        runs under a savepoint, so if applying fails the batch is still stored and then
+        applied event by event (as `apply_parsed`). Raises only when nothing was stored (the
+        provider must send it again); (batch id, None): stored, applying failed even event
+        by event — the reason is kept on the batch and later runs retry it."""
+        failed: Exception | None = None
+        with write_tx(self.engine) as conn:
+            # the body goes in with the row's last update, so it is written once (SQLite
+            # rewrites a whole row, overflow pages and all, on every update)
+            batch_id = self.insert_batch(conn, "", signed, len(parsed))
+            try:
+                with conn.begin_nested():
+                    rep = self._ingest(conn, batch_id, parsed, scanner_seconds, body)
+            except Exception as exc:  # noqa: BLE001 - the batch row stays; see below
+                failed = exc
+                self.set_body(conn, batch_id, body)
+        if failed is None:
+            return batch_id, rep
+        log.warning("webhook batch %s: bulk apply failed (%r); applying event by event",
+                    batch_id, failed)
+        try:
+            return batch_id, self._apply_one_by_one(batch_id, parsed, scanner_seconds, failed)
+        except Exception as exc:  # noqa: BLE001 - stored raw: retried by later runs
+            with contextlib.suppress(Exception):
+                self.mark_failed(batch_id, repr(exc))
+            return batch_id, None
+
     def apply_parsed(self, batch_id: int, parsed: list[Parsed],
                      scanner_seconds: float = 10.0) -> ApplyReport:
         """Apply a stored, parsed batch: one transaction with set-based statements; if that
@@ -78,19 +109,16 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
             return None
 
     def _ingest(self, conn: Connection, batch_id: int, parsed: list[Parsed],
-                scanner_seconds: float) -> ApplyReport:
+                scanner_seconds: float, body: str | None = None) -> ApplyReport:
         """The fast path: record every event, apply the new valid ones set-based."""
         now = datetime.now(UTC)
         rep = ApplyReport(events=len(parsed))
         res = self.resolve(conn, [p.effect for p in parsed if p.effect is not None])
         resolved = iter(res.events)
-        parsed = [replace(p, effect=next(resolved)) if p.effect is not None else p
-                  for p in parsed]
+        parsed = [p if p.effect is None else _with_effect(p, next(resolved)) for p in parsed]
         lead_of = {p.effect.event_id: res.lead_for(p.effect) for p in parsed if p.effect}
-        rows = self.event_rows(batch_id, parsed, now, lead_of)
-        for row, p in zip(rows, parsed, strict=True):
-            if p.effect is not None:  # recorded as applied: this transaction applies it
-                row.update(outcome=res.outcome(p.effect), attempts=1)
+        # recorded as applied (or unmatched/ignored): this transaction applies them
+        rows = self.event_rows(batch_id, parsed, now, lead_of, res.outcome)
         inserted = self.record_event_rows(conn, rows)
         # rows an earlier attempt at this same batch left unapplied are claimed (CAS)
         mine = {k: (i, 1) for k, i in inserted.items()}
@@ -107,26 +135,24 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
         rep.duplicates = len(parsed) - rep.new
         self.apply_claimed(conn, fresh, (PENDING,), rep, now, scanner_seconds,
                            res, frozenset(inserted.values()))
-        self.finish_batch(conn, batch_id, rep, None, now)
+        self.finish_batch(conn, batch_id, rep, None, now, body)
         return rep
 
-    def _record_one_by_one(self, batch_id: int, rows: list[dict], now: datetime) -> None:
+    def _record_one_by_one(self, batch_id: int, rows: list[tuple], now: datetime) -> None:
         """Each event as its own row, the unstorable as bare errors (a crash loses none)."""
         for row in rows:
             try:
                 with write_tx(self.engine) as conn:
                     self.insert_event_rows(conn, [row])
             except Exception as exc:  # noqa: BLE001
-                bare = row | {"event": "?", "email": "", "occurred_at": now,
-                              "outcome": ERROR, "attempts": 1, "touch_id": None,
-                              "payload": {"i": row["payload"]["i"]},
-                              "error": clean_text(f"could not be stored: {exc!r}", 2000)}
+                i = row[-1]["i"]
+                bare = (*row[:3], "?", "", None, row[6], now, ERROR,
+                        clean_text(f"could not be stored: {exc!r}", 2000), 1, {"i": i})
                 try:
                     with write_tx(self.engine) as conn:
                         self.insert_event_rows(conn, [bare])
                 except Exception as exc2:  # noqa: BLE001 - retried with the batch
-                    self.mark_failed(batch_id, f"event {row['payload']['i']} could not "
-                                     f"be stored: {exc2!r}")
+                    self.mark_failed(batch_id, f"event {i} could not be stored: {exc2!r}")
                     raise
 
     def _apply_one_by_one(self, batch_id: int, parsed: list[Parsed], scanner_seconds: float,
@@ -156,6 +182,11 @@ class EventStore(BatchRecords, EventApplication, Suppressions):
                                   f"; {rep.errors} event(s) in error" if rep.errors else ""),
                               now)
         return rep
+
+
+def _with_effect(p: Parsed, effect: ProviderEvent) -> Parsed:
+    """`p` about `effect` (resolving changed only a few: the rest stay the same object)."""
+    return p if effect is p.effect else replace(p, effect=effect)
 
 
 def _first_of_each(parsed: list[Parsed], mine: dict[str, tuple[int, int]]) -> list[Parsed]:

@@ -70,3 +70,29 @@ def _processor(typ: TypeEngine, dialect) -> Any:
     if isinstance(typ, JSON):
         return json.dumps
     return typ.bind_processor(dialect)
+
+
+def copy_then(conn, table: Table, rows: Iterable[Sequence[Any]], sql: str,
+              params: tuple = ()) -> list:
+    """COPY `rows` into the staging table, then run `sql` (which reads it; no parameters)
+    in the same transaction: a set-based write of thousands of rows in two round trips,
+    without binding each value as a parameter (`params`: those of `sql` itself, `%s`).
+    Returns the rows `sql` returned, if any."""
+    copy_rows(conn, table, rows)
+    res = conn.exec_driver_sql(sql, params)
+    return res.all() if res.returns_rows else []
+
+
+# the webhook's staging tables (`nurture.store.event_records`, `nurture.store.event_apply`)
+EVENTS_STAGE = _staging("nurture_stage_events", [
+    ("provider", Text()), ("event_id", Text()), ("batch_id", BigInteger()), ("event", Text()),
+    ("email", Text()), ("touch_id", BigInteger()), ("lead_id", BigInteger()),
+    ("occurred_at", UTCDateTime()), ("outcome", Text()), ("error", Text()),
+    ("attempts", Integer()), ("payload", Text())])  # JSON text (`db.json_text`)
+DELIVERY_STAGE = _staging("nurture_stage_delivery", [
+    ("tid", BigInteger()), ("ds", Text()), ("err", Text()), ("win", Integer()),
+    ("da", UTCDateTime()), ("le", UTCDateTime()), ("mid", Text())])
+EVENT_ACTIVITIES_STAGE = _staging("nurture_stage_event_activities", [
+    ("external_id", Text()), ("lead_id", BigInteger()), ("type", Text()),
+    ("occurred_at", UTCDateTime()), ("properties", Text()), ("source", Text()),
+    ("received_at", UTCDateTime())])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends
@@ -28,18 +27,13 @@ async def sendgrid_webhook(body: Annotated[SignedBody, Depends(signed_body)],
     failed: each event is applied on its own, a bad one is kept with its reason, and what
     failed is retried by later runs (daily cycle, instant routing, `webhooks replay`)."""
     batch = parse_batch(body.raw)
-    events = c.events
-    try:
-        batch_id = await run_in_threadpool(events.store_batch, body.raw.decode("utf-8"),
-                                           body.signed, len(batch))
+    try:  # stored and applied in one transaction (parsing each event on the same thread)
+        batch_id, report = await run_in_threadpool(
+            c.events.ingest, body.raw.decode("utf-8"), body.signed, batch,
+            c.settings.scanner_click_seconds)
     except Exception:  # noqa: BLE001 - nothing stored: SendGrid must send it again
         return error_response(503, "the batch could not be stored now; send it again later")
-    try:
-        report = await run_in_threadpool(events.apply_batch, batch_id, batch,
-                                         c.settings.scanner_click_seconds)
-    except Exception as exc:  # noqa: BLE001 - stored raw: retried by later runs
-        with contextlib.suppress(Exception):
-            await run_in_threadpool(events.mark_failed, batch_id, repr(exc))
+    if report is None:  # stored raw, not applied: retried by later runs
         return JSONResponse({"stored": batch_id, "applied": False, "retried_later": True},
                             status_code=202)
     if report.suppressed_emails:
