@@ -133,12 +133,12 @@ def other_rows(sg: dict | None, hooks: list[dict], dask: dict | None) -> list[st
                             f"{h[mode]['first']['end_to_end_per_s']:,.0f} events/s |")
     if dask:
         s = dask["seconds"]
-        rows.append(f"| Prefect overhead, {dask['leads']:,} leads, {dask['backend']} | "
+        rows.extend([f"| Prefect overhead, {dask['leads']:,} leads, {dask['backend']} | "
                     f"{dask.get('prefect_overhead_pct')} % (engine {s.get('engine')} s, "
                     f"flow {s.get('flow-w1')} s, of which {s.get('flow-w1 after sends')} s "
                     "after the sends: CRM handoffs, funnel and results reports) |",
                     f"| Prefect overhead without the flow's jobs after its sends | "
-                    f"{dask.get('prefect_overhead_cycle_pct')} % |")
+                    f"{dask.get('prefect_overhead_cycle_pct')} % |"])
         for k, v in (dask.get("speedup") or {}).items():
             rows.append(f"| {k} vs 1 worker | {v}× ({s.get(k)} s) |")
     return rows
