@@ -18,10 +18,8 @@ from nurture.core.config import ConfigError
 from nurture.core.domain import EVENT_NAMESPACE
 from nurture.services.ingest import parse_time
 from nurture.settings import Settings
-from nurture.store.lead_events import LeadEventOutbox
+from nurture.store.lead_events import LeadEventOutbox, PendingEvent
 from nurture.wiring import App, NotMigrated
-
-# lead event N is always Prefect event uuid5(NS, N): re-emitting after a crash is a no-op
 
 
 class ConfigInvalid(ValueError):
@@ -85,6 +83,13 @@ def open_app(campaigns_dir: str | None = None, need_config: bool = True):
     return app
 
 
+def prefect_event_id(ev: PendingEvent) -> uuid.UUID:
+    """A lead event's Prefect event id, fixed by its key: re-emitting it after a crash is a
+    no-op in Prefect's event store, and another database's event with the same row id is
+    another event (Prefect's SQLite event store fails a batch made only of known ids)."""
+    return uuid.uuid5(EVENT_NAMESPACE, ev.key)
+
+
 def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
     """Emit every recorded, not yet emitted lead event (this run's and any a stopped run
     left), each under its fixed event id, then mark them. Returns what was emitted (event
@@ -112,7 +117,7 @@ def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
                 related=[{"prefect.resource.id": f"nurture.campaign.{campaign}",
                           "prefect.resource.role": "campaign",
                           "prefect.resource.name": campaign}] if campaign else None,
-                payload=p, id=uuid.uuid5(EVENT_NAMESPACE, f"lead-event-{ev.id}"))
+                payload=p, id=prefect_event_id(ev))
             emitted.append({"event": name, "lead_id": ev.lead_id, **p})
         _flush()  # handed to the server before they are marked: a crash re-emits, never loses
         outbox.mark_emitted([ev.id for ev in batch], lease.run_id)

@@ -22,6 +22,14 @@ class PendingEvent:
     lead_id: int
     kind: str
     payload: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def key(self) -> str:
+        """What names this event for ever: its row id alone repeats in another database
+        (a fresh or copied store reporting to the same Prefect server), its creation time
+        with it does not; a re-emission of the same row gives the same key."""
+        return f"lead-event-{self.id}-{self.created_at.isoformat()}"
 
 
 class LeadEventOutbox:
@@ -47,7 +55,7 @@ class LeadEventOutbox:
                                 or_(E.c.claimed_by.is_(None), E.c.claimed_by == run_id,
                                     E.c.claimed_by.in_(sorted(dead) or [-1])))
                 .values(claimed_by=run_id, claimed_at=datetime.now(UTC))
-                .returning(E.c.id, E.c.lead_id, E.c.kind, E.c.payload)).all()
+                .returning(E.c.id, E.c.lead_id, E.c.kind, E.c.payload, E.c.created_at)).all()
         return sorted((PendingEvent(*r) for r in got), key=lambda e: e.id)
 
     def context(self, events: list[PendingEvent]

@@ -386,6 +386,7 @@ def test_the_database_refuses_a_second_open_handoff(migrated_engine):
 
 
 def test_lead_events_are_recorded_with_the_decision_and_emitted_once(migrated_engine, rules):
+    from nurture.flows.common import prefect_event_id
     from nurture.store.lead_events import LeadEventOutbox
 
     base = LeadStore(migrated_engine)
@@ -403,7 +404,8 @@ def test_lead_events_are_recorded_with_the_decision_and_emitted_once(migrated_en
         conn.execute(update(t.runs).where(t.runs.c.id == run_a)
                      .values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=5)))
     again = outbox.claim(run_b, timedelta(seconds=60))
-    assert [e.id for e in again] == [got[0].id]  # same id -> same Prefect event id
+    assert [e.id for e in again] == [got[0].id]
+    assert prefect_event_id(again[0]) == prefect_event_id(got[0])  # re-emitted: a no-op
     outbox.mark_emitted([e.id for e in again], run_b)
     assert outbox.claim(run_b, timedelta(seconds=60)) == [] and outbox.pending_count() == 0
 
@@ -433,3 +435,25 @@ def test_recorded_send_times_are_stored_like_every_other_time(store, rules, temp
             assert len(raw.sent_at) == len(raw.send_at) and "+" not in raw.sent_at
         sent_at, send_at = conn.execute(select(t.touches.c.sent_at, t.touches.c.send_at)).one()
         assert sent_at == send_at and sent_at.tzinfo is not None  # the slot it went out for
+
+
+def test_the_same_row_id_in_another_database_is_another_prefect_event(tmp_path, rules):
+    """Two stores reporting to one Prefect server (a fresh or copied database, a demo run
+    again) both have lead event 1: they must not share its Prefect id, or Prefect drops
+    the second as a duplicate (and its SQLite event store fails the whole batch)."""
+    from nurture.flows.common import prefect_event_id
+    from nurture.store.db import make_engine, upgrade
+    from nurture.store.lead_events import LeadEventOutbox
+
+    ids = []
+    for name in ("a", "b"):
+        engine = make_engine(f"sqlite:///{tmp_path / name}.db")
+        upgrade(engine)
+        base = LeadStore(engine)
+        hot_lead(base)
+        plan_chunk(base, rules, 1, 10_000, AS_OF, "UTC")
+        got = LeadEventOutbox(engine).claim(base.ledger.runs.register(name),
+                                            timedelta(seconds=60))
+        ids.append([(e.id, prefect_event_id(e)) for e in got])
+        engine.dispose()
+    assert ids[0][0][0] == ids[1][0][0] == 1 and ids[0][0][1] != ids[1][0][1]
