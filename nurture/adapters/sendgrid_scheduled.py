@@ -42,7 +42,8 @@ class ScheduledSendCanceller:
             raise CancelFailed(f"could not reach SendGrid to cancel batch {batch_id} "
                                f"({type(exc).__name__}: {exc}); retried by the next run"
                                ) from None
-        raise CancelFailed(f"SendGrid did not cancel batch {batch_id}: {error_text(r)}")
+        raise CancelFailed(f"SendGrid did not cancel batch {batch_id}: "
+                           f"{error_text(r.status_code, r.text)}")
 
     def close(self) -> None:
         self._client.close()

@@ -155,3 +155,18 @@ def test_no_batch_id_means_not_sent_and_immediate_sends_need_none(world):
         assert d.ok and d.batch_id and fake.messages[1].body["batch_id"] == d.batch_id
     finally:
         tr.close()
+
+
+def test_a_refused_cancel_says_what_sendgrid_answered(fake_sendgrid):
+    """A cancel SendGrid refuses is a CancelFailed naming its status (retried by the next
+    run), not a crash in the error message."""
+    from nurture.adapters.sendgrid_scheduled import ScheduledSendCanceller
+    from nurture.core.provider_events import CancelFailed
+
+    fake_sendgrid.inject(status=503, path="/v3/user/scheduled_sends")
+    canceller = ScheduledSendCanceller(fake_sendgrid.api_key, fake_sendgrid.url)
+    try:
+        with pytest.raises(CancelFailed, match="did not cancel batch b-1: SendGrid 503"):
+            canceller("b-1")
+    finally:
+        canceller.close()
