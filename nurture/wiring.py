@@ -10,10 +10,7 @@ from typing import Any
 from nurture.adapters.crm_webhook import deliver_pending
 from nurture.adapters.delivery.memory import MemoryTransport
 from nurture.adapters.delivery.outbox import OutboxTransport
-from nurture.adapters.delivery.sendgrid import RetryPolicy as SendRetry
-from nurture.adapters.delivery.sendgrid import SendGridTransport
 from nurture.adapters.sendgrid_events import SendGridEventParser
-from nurture.adapters.sendgrid_scheduled import ScheduledSendCanceller
 from nurture.core.config import Config
 from nurture.core.ledger import RetryPolicy
 from nurture.core.rendering import Renderer
@@ -45,6 +42,10 @@ def build_transport(settings: Settings) -> Transport:
     if settings.transport == "memory":
         return MemoryTransport()
     if settings.transport == "sendgrid":
+        # deferred: aiohttp and SendGrid's helpers (~0.2 s) only where SendGrid is used
+        from nurture.adapters.delivery.sendgrid import RetryPolicy as SendRetry
+        from nurture.adapters.delivery.sendgrid import SendGridTransport
+
         return SendGridTransport(sendgrid_api_key(settings), settings.sendgrid_host,
                                  timeout_seconds=settings.sendgrid_timeout_seconds,
                                  concurrency=settings.sendgrid_concurrency,
@@ -162,6 +163,8 @@ def make_canceller(settings: Settings):
         key = sendgrid_api_key(settings)
     except MissingSecret:
         return None
+    from nurture.adapters.sendgrid_scheduled import ScheduledSendCanceller  # see above
+
     return ScheduledSendCanceller(key, settings.sendgrid_host,
                                   min(settings.sendgrid_timeout_seconds, 10.0))
 
