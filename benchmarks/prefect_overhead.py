@@ -143,11 +143,11 @@ def engine_once(args: argparse.Namespace, url: str, work: Path, run: str) -> tup
 def flow_once(args: argparse.Namespace, url: str, work: Path, run: str,
               workers: int) -> tuple[float, int]:
     from nurture.devtools.demo_data import DEFAULT_START
-    from nurture.flows.daily_cycle import cycle_flow
+    from nurture.flows.daily_cycle import daily_nurture_cycle
 
     _env(url, work, args.transport, run)
     t0 = time.perf_counter()
-    summary = cycle_flow(workers)(as_of=(DEFAULT_START + timedelta(hours=1)).isoformat(),
+    summary = daily_nurture_cycle(as_of=(DEFAULT_START + timedelta(hours=1)).isoformat(),
                                   chunk_size=args.chunk_size, workers=workers)
     AFTER_SENDS.append(summary["seconds"].get("after_sends", 0.0))
     return time.perf_counter() - t0, summary["touches_sent"]

@@ -94,14 +94,44 @@ def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
     """Emit every recorded, not yet emitted lead event (this run's and any a stopped run
     left), each under its fixed event id, then mark them. Returns what was emitted (event
     name, lead id and payload) so a flow can list it in an artifact."""
-    outbox = LeadEventOutbox(app.engine)
-    emitted: list[dict[str, Any]] = []
-    while True:
-        lease.check()
-        batch = outbox.claim(lease.run_id, lease.lapse)
-        if not batch:
-            return emitted
-        campaigns, stages = outbox.context(batch)
+    announcer = LeadAnnouncer(app, lease)
+    emitted = announcer.announce()
+    announcer.settle()
+    return emitted
+
+
+class LeadAnnouncer:
+    """Lead events announced as a run goes: `announce()` emits what is recorded and returns
+    at once, Prefect's events worker sending them in the background while the run works on;
+    they are marked emitted when they have been handed to the server — at the next
+    `announce()` or at `settle()`, which the run calls last. Marking only after the hand-over
+    keeps the promise: a crash in between re-emits them under the same ids, never loses one."""
+
+    def __init__(self, app: Any, lease: Any) -> None:
+        self.outbox = LeadEventOutbox(app.engine)
+        self.lease = lease
+        self.unmarked: list[int] = []
+
+    def announce(self) -> list[dict[str, Any]]:
+        emitted: list[dict[str, Any]] = []
+        while True:
+            self.settle()  # before claiming: a claimed, unmarked event would be claimed again
+            self.lease.check()
+            batch = self.outbox.claim(self.lease.run_id, self.lease.lapse)
+            if not batch:
+                return emitted
+            emitted += self._emit(batch)
+            self.unmarked = [ev.id for ev in batch]
+
+    def settle(self) -> None:
+        if self.unmarked:
+            _flush()  # handed to the server before they are marked
+            self.outbox.mark_emitted(self.unmarked, self.lease.run_id)
+            self.unmarked = []
+
+    def _emit(self, batch: list[PendingEvent]) -> list[dict[str, Any]]:
+        campaigns, stages = self.outbox.context(batch)
+        emitted = []
         for ev in batch:
             p = dict(ev.payload)
             for key, value in stages.get(ev.id, {}).items():
@@ -119,8 +149,7 @@ def emit_lead_events(app: Any, lease: Any) -> list[dict[str, Any]]:
                           "prefect.resource.name": campaign}] if campaign else None,
                 payload=p, id=prefect_event_id(ev))
             emitted.append({"event": name, "lead_id": ev.lead_id, **p})
-        _flush()  # handed to the server before they are marked: a crash re-emits, never loses
-        outbox.mark_emitted([ev.id for ev in batch], lease.run_id)
+        return emitted
 
 
 def _flush() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import time
-from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -23,20 +22,18 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from nurture.core.funnel import compute_funnel
 from nurture.flows.artifacts import publish_result_artifacts
-from nurture.flows.common import dated_run_name, emit_lead_events, open_app, parse_as_of
+from nurture.flows.common import LeadAnnouncer, dated_run_name, open_app, parse_as_of
 from nurture.flows.scale import (
+    ChunkPool,
     SettingsData,
     adopt,
-    fits,
     prefect_api_for_workers,
     runner_kind,
-    task_runner_for,
     worker_fence,
     worker_parts,
 )
@@ -51,7 +48,6 @@ from nurture.services.cycle import (
     send_chunk,
     summarise,
 )
-from nurture.settings import Settings
 from nurture.store.funnel_queries import load_funnel_rows
 from nurture.views.funnel import funnel_markdown
 from nurture.views.summary import headline_rows, summary_markdown
@@ -143,11 +139,11 @@ class _TerminalProgress:
 
 
 def _run_chunks(app: App, lease, ranges, when: datetime, dry_run: bool, progress_id,
-                total_leads: int, workers: int) -> ChunkResult:
+                total_leads: int, pool: ChunkPool | None, announce=None) -> ChunkResult:
     """The service's chunk loop with this flow's tasks: lead events are announced after each
     plan; touches other live runs hold are waited for (or taken over once their heartbeat
-    stops), with the wait logged as a warning. With `workers` > 1, up to that many chunk
-    tasks run at once on the flow's task runner (threads or Dask)."""
+    stops), with the wait logged as a warning. With a `pool`, chunk tasks run at once on
+    its task runner (threads or Dask), which is stopped as soon as they are done."""
     logger = get_run_logger()
     ctx = app.send_context()
     bar = _TerminalProgress(total_leads)
@@ -160,11 +156,13 @@ def _run_chunks(app: App, lease, ranges, when: datetime, dry_run: bool, progress
         return finish_held(app.store, ctx, when, lease, held, held_ranges,
                            notify=logger.warning, max_wait=app.settings.run_wait_seconds)
 
-    announce = (lambda: emit_lead_events(app, lease)) if lease is not None else None
     try:
-        if workers > 1 and len(ranges) > 1:
-            return _concurrently(app, ctx, lease, ranges, when, dry_run, workers, finish,
-                                 announce, progress)
+        if pool is not None:
+            try:
+                return _concurrently(app, ctx, lease, ranges, when, dry_run, pool, finish,
+                                     announce, progress)
+            finally:
+                pool.stop_in_background()
         return run_chunks(
             ranges,
             plan=lambda lo, hi: plan_chunk_task(app, lo, hi, when, dry_run),
@@ -175,38 +173,63 @@ def _run_chunks(app: App, lease, ranges, when: datetime, dry_run: bool, progress
         ctx.transport.close()
 
 
-def _concurrently(app: App, ctx, lease, ranges, when: datetime, dry_run: bool, workers: int,
-                  finish, announce, progress) -> ChunkResult:
-    """Chunk tasks on the flow run's task runner when it is the one `workers` calls for
-    (`nurture cycle` sets it with `with_options`); else — a deployment run with the default
-    runner — on that runner opened here for this loop."""
-    kind = runner_kind(app.settings, workers)
-    current = FlowRunContext.get().task_runner
-    own = None if fits(current, kind) else task_runner_for(app.settings, workers)
+def _concurrently(app: App, ctx, lease, ranges, when: datetime, dry_run: bool,
+                  pool: ChunkPool, finish, announce, progress) -> ChunkResult:
+    """Chunk tasks on the pool's task runner: Prefect's thread pool, or Dask."""
+    runner = pool.runner()
+    workers = pool.workers
     get_run_logger().info("%d chunk(s), up to %d at once on %s", len(ranges), workers,
-                          type(own or current).__name__)
+                          type(runner).__name__)
     data = adopt(app, ctx)  # threads use the flow's own App; Dask processes build theirs
     run_id = None if dry_run else lease.run_id
     args = (when, dry_run, run_id, app.settings.run_lapse_seconds)
-    with own if own is not None else nullcontext(), prefect_api_for_workers(kind):
+    names = ("data", "lo", "hi", "as_of", "dry_run", "run_id", "lapse_seconds")
+    with prefect_api_for_workers(pool.kind):
         def start(lo: int, hi: int):
-            if own is None:
-                return cycle_chunk_task.submit(data, lo, hi, *args)
-            return own.submit(cycle_chunk_task, parameters=dict(
-                zip(("data", "lo", "hi", "as_of", "dry_run", "run_id", "lapse_seconds"),
-                    (data, lo, hi, *args), strict=True)))
+            return runner.submit(cycle_chunk_task, parameters=dict(
+                zip(names, (data, lo, hi, *args), strict=True)))
 
-        return run_chunks_concurrent(ranges, start, workers, finish, after_chunk=announce,
+        # a next chunk queued at every worker (Dask: its own queue; threads: the pool's)
+        return run_chunks_concurrent(ranges, start, 2 * workers, finish, after_chunk=announce,
                                      progress=progress)
 
 
-def cycle_flow(workers: int | None = None, settings: Settings | None = None):
-    """`daily_nurture_cycle` with the task runner for `workers` chunks at once (default
-    NURTURE_WORKERS): threads, a local Dask cluster, or NURTURE_DASK_ADDRESS's scheduler."""
-    settings = settings or Settings()
-    runner = task_runner_for(settings, workers or settings.workers)
-    return daily_nurture_cycle if runner is None else daily_nurture_cycle.with_options(
-        task_runner=runner)
+def _plan_and_send(app: App, ranges, when: datetime, dry_run: bool, progress_id,
+                   total_leads: int, pool: ChunkPool | None) -> ChunkResult:
+    """The chunks, under the run's lease unless a dry run (which writes nothing)."""
+    if dry_run:
+        total = _run_chunks(app, None, ranges, when, True, progress_id, total_leads, pool)
+    else:
+        with app.lease("daily-cycle", when) as lease:
+            retry_provider_events(app)  # webhook events whose application failed, and more
+            deliverability_guard(app.engine, when)  # pause campaigns over the limits first
+            announcer = LeadAnnouncer(app, lease)
+            announcer.announce()  # anything a stopped run recorded but never sent
+            total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads,
+                                pool, announcer.announce)
+            announcer.announce()
+            announcer.settle()
+            app.store.refresh_statistics()  # before the results reports read the new rows
+    if not ranges:
+        update_progress_artifact(progress_id, 100.0)
+    return total
+
+
+def _after_sends(app: App, when: datetime, summary: dict[str, Any]) -> None:
+    """CRM handoffs and the funnel and results reports: what the engine-only `run_cycle`
+    does not do (their seconds, `after_sends`, let benchmarks/prefect_overhead.py set them
+    apart)."""
+    t0 = time.perf_counter()
+    crm = deliver_handoffs_task(app)
+    if crm is not None:
+        summary["handoff_webhook"] = crm
+    funnel_report_task(app, when)
+    try:  # results are for people: a report that fails must not fail the day's sends
+        publish_result_artifacts(app, when)
+    except Exception as exc:  # noqa: BLE001
+        get_run_logger().warning("results artifacts not published: %s: %s",
+                                 type(exc).__name__, exc)
+    summary["seconds"]["after_sends"] = round(time.perf_counter() - t0, 3)
 
 
 @flow(name="daily-nurture-cycle", flow_run_name=_run_name, log_prints=True,
@@ -245,36 +268,18 @@ def daily_nurture_cycle(as_of: str | None = None, dry_run: bool = False,
     label = "DRY RUN (nothing written or sent): " if dry_run else ""
     progress_id = create_progress_artifact(0.0, key=PROGRESS_KEY + dry,
                                            description=f"{label}Leads processed in this cycle")
-    if dry_run:
-        total = _run_chunks(app, None, ranges, when, True, progress_id, total_leads,
-                            workers)
-    else:
-        with app.lease("daily-cycle", when) as lease:
-            retry_provider_events(app)  # webhook events whose application failed, and more
-            deliverability_guard(app.engine, when)  # pause campaigns over the limits first
-            emit_lead_events(app, lease)  # anything a stopped run recorded but never sent
-            total = _run_chunks(app, lease, ranges, when, False, progress_id, total_leads,
-                                workers)
-            emit_lead_events(app, lease)
-            app.store.refresh_statistics()  # before the results reports read the new rows
-    if not ranges:
-        update_progress_artifact(progress_id, 100.0)
-    summary = summarise(total, when, dry_run)
-    _sla_expired(summary, total)
-    if not dry_run:
-        t0 = time.perf_counter()
-        crm = deliver_handoffs_task(app)
-        if crm is not None:
-            summary["handoff_webhook"] = crm
-        funnel_report_task(app, when)
-        try:  # results are for people: a report that fails must not fail the day's sends
-            publish_result_artifacts(app, when)
-        except Exception as exc:  # noqa: BLE001
-            get_run_logger().warning("results artifacts not published: %s: %s",
-                                     type(exc).__name__, exc)
-        # the jobs after the sends (CRM handoffs, funnel and results reports): what the
-        # engine-only `run_cycle` does not do (benchmarks/prefect_overhead.py sets it apart)
-        summary["seconds"]["after_sends"] = round(time.perf_counter() - t0, 3)
+    # several chunks at once: the pool (threads, a Dask cluster) starts in the background now
+    pool = (ChunkPool(app.settings, workers)
+            if len(ranges) > 1 and runner_kind(app.settings, workers) != "sequential" else None)
+    try:
+        total = _plan_and_send(app, ranges, when, dry_run, progress_id, total_leads, pool)
+        summary = summarise(total, when, dry_run)
+        _sla_expired(summary, total)
+        if not dry_run:
+            _after_sends(app, when, summary)
+    finally:
+        if pool is not None:
+            pool.close()
     stamp = f"{when:%Y-%m-%d %H:%M} UTC"
     create_table_artifact(headline_rows(summary), key=SUMMARY_KEY + dry,
                           description=f"{label}Nurture cycle {stamp}: headline per campaign")

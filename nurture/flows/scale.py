@@ -9,11 +9,13 @@ in the flow's process. Threads share the flow's own `App` (`adopt`).
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,14 +87,18 @@ def worker_fence(app: App, run_id: int | None, lapse_seconds: float) -> RunFence
 
 # -- choosing the task runner ----------------------------------------------------------------
 def runner_kind(settings: Settings, workers: int) -> str:
-    """"sequential" (workers 1), "threads", "dask-local" or "dask-address"."""
-    if workers <= 1:
-        return "sequential"
+    """"sequential", "threads", "dask-local" or "dask-address". One worker works in the
+    flow's process unless Dask is asked for by name (NURTURE_TASK_RUNNER=dask or a scheduler
+    address): then its one chunk at a time runs on Dask too."""
     if settings.dask_address:
         return "dask-address"
+    if settings.task_runner == "dask":
+        return "dask-local"
+    if workers <= 1:
+        return "sequential"
     if settings.task_runner == "threads":
         return "threads"
-    if settings.task_runner == "dask" or not settings.database_url.startswith("sqlite"):
+    if not settings.database_url.startswith("sqlite"):
         return "dask-local"
     return "threads"  # SQLite: one writer at a time, several processes would only queue
 
@@ -127,12 +133,49 @@ def _quiet_dask() -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def fits(runner: Any, kind: str) -> bool:
-    """Whether the flow run's task runner already is the kind `runner_kind` chose (set with
-    `daily_nurture_cycle.with_options(task_runner=...)`, as `nurture cycle` does)."""
-    name = type(runner).__name__
-    return (kind == "threads" and name == "ThreadPoolTaskRunner") or (
-        kind.startswith("dask") and name == "DaskTaskRunner")
+class ChunkPool:
+    """The task runner a run's chunks go to, opened and closed by the run itself, each in
+    the background: a local Dask cluster starts its processes while the flow prepares (the
+    lease, provider events, the deliverability guard), and stops while the flow writes its
+    reports. `runner()` waits for the start (raising what it raised, e.g. an unreachable
+    NURTURE_DASK_ADDRESS); `close()` waits for the stop and must be called in any case."""
+
+    def __init__(self, settings: Settings, workers: int) -> None:
+        self.workers = workers
+        self.kind = runner_kind(settings, workers)
+        self._runner = task_runner_for(settings, workers)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="nurture-chunk-pool")
+        self._started: Future = self._in_background(self._start)
+        self._stopped: Future | None = None
+
+    def _in_background(self, fn) -> Future:
+        # in the flow run's context (settings, run): Prefect's runner reads it when entered
+        return self._thread.submit(contextvars.copy_context().run, fn)
+
+    def _start(self):
+        self._runner.__enter__()
+        if self.kind.startswith("dask"):
+            self._runner.client  # noqa: B018 - the cluster (or connection) is made here
+        return self._runner
+
+    def runner(self):
+        return self._started.result()
+
+    def stop_in_background(self) -> None:
+        """Stop the runner once its work is done (submitted work is finished by then)."""
+        if self._stopped is None:
+            self._stopped = self._in_background(self._stop)
+
+    def _stop(self) -> None:
+        if self._started.exception() is None:
+            self._runner.__exit__(None, None, None)
+
+    def close(self) -> None:
+        self.stop_in_background()
+        try:
+            self._stopped.result()
+        finally:
+            self._thread.shutdown(wait=True)
 
 
 @contextmanager

@@ -82,12 +82,14 @@ class ChunkFuture(Protocol):
 
 
 def run_chunks_concurrent(ranges: list[Range], start: Callable[[int, int], ChunkFuture],
-                          workers: int,
+                          in_flight: int,
                           finish: Callable[[dict[int, Any], list[Range]], ChunkResult],
                           after_chunk: Callable[[], object] | None = None,
                           progress: Callable[[int, int], None] | None = None) -> ChunkResult:
-    """Up to `workers` chunks at once, each planned then sent by one task that `start`
-    submits (to threads, Dask processes or machines). Results are merged here, in the
+    """Up to `in_flight` chunks submitted at once, each planned then sent by one task that
+    `start` submits (to threads, Dask processes or machines); the runner works as many at
+    once as it has workers, and submitting more than that keeps a next chunk waiting at
+    each worker, so none idles while results are merged here. Results are merged here, in the
     caller's process, in submission order: `after_chunk` (the flow announces lead events)
     and `progress` run after each. The database claims keep two workers off one touch; a
     failed chunk stops further submissions, the running ones are waited for, then its
@@ -101,7 +103,7 @@ def run_chunks_concurrent(ranges: list[Range], start: Callable[[int, int], Chunk
     running: deque[tuple[Range, ChunkFuture]] = deque()
 
     def fill() -> None:
-        while not errors and len(running) < max(1, workers):
+        while not errors and len(running) < max(1, in_flight):
             nxt = next(todo, None)
             if nxt is None:
                 return

@@ -54,9 +54,9 @@ def _sent(engine) -> list[tuple]:
 
 
 def _cycle(workers: int, **params):
-    from nurture.flows.daily_cycle import cycle_flow
+    from nurture.flows.daily_cycle import daily_nurture_cycle
 
-    state = cycle_flow(workers)(as_of=AS_OF.isoformat(), chunk_size=CHUNK, workers=workers,
+    state = daily_nurture_cycle(as_of=AS_OF.isoformat(), chunk_size=CHUNK, workers=workers,
                                 return_state=True, **params)
     assert state.is_completed(), state.message
     return state.result(), state.state_details.flow_run_id

@@ -22,9 +22,9 @@ def run_cycle_flow(as_of: datetime | None, dry_run: bool, chunk_size: int | None
     on the task runner `workers` calls for (threads, a local Dask cluster, or the
     scheduler at NURTURE_DASK_ADDRESS)."""
     # deferred: Prefect takes about a second to import; `nurture --help` must not pay it
-    from nurture.flows.daily_cycle import cycle_flow
+    from nurture.flows.daily_cycle import daily_nurture_cycle
 
-    return cycle_flow(workers)(as_of=as_of.isoformat() if as_of else None, dry_run=dry_run,
+    return daily_nurture_cycle(as_of=as_of.isoformat() if as_of else None, dry_run=dry_run,
                                chunk_size=chunk_size, workers=workers)
 
 
