@@ -42,6 +42,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--chunk-size", type=int, default=5000, help="leads per chunk (default 5000)")
     p.add_argument("--workers", default="1",
                    help="comma-separated worker counts for the flow, e.g. 1,2 (default 1)")
+    p.add_argument("--dask", default="",
+                   help="comma-separated worker counts for the flow on Dask by name "
+                        "(NURTURE_TASK_RUNNER=dask, one worker included), e.g. 1,2")
     p.add_argument("--repeats", type=int, default=1, help="runs per measurement (median)")
     p.add_argument("--pg-url", default=None,
                    help="PostgreSQL server to use (any database on it); default SQLite")
@@ -52,6 +55,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="print one JSON line on stdout")
     args = p.parse_args(argv)
     args.worker_counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    args.dask_counts = [int(w) for w in args.dask.split(",") if w.strip()]
     return args
 
 
@@ -141,11 +145,12 @@ def engine_once(args: argparse.Namespace, url: str, work: Path, run: str) -> tup
 
 
 def flow_once(args: argparse.Namespace, url: str, work: Path, run: str,
-              workers: int) -> tuple[float, int]:
+              workers: int, runner: str = "auto") -> tuple[float, int]:
     from nurture.devtools.demo_data import DEFAULT_START
     from nurture.flows.daily_cycle import daily_nurture_cycle
 
     _env(url, work, args.transport, run)
+    os.environ["NURTURE_TASK_RUNNER"] = runner
     t0 = time.perf_counter()
     summary = daily_nurture_cycle(as_of=(DEFAULT_START + timedelta(hours=1)).isoformat(),
                                   chunk_size=args.chunk_size, workers=workers)
@@ -170,18 +175,19 @@ def warm_up_prefect() -> None:
 
 
 def measure(args: argparse.Namespace, dbs: Databases) -> dict[str, list[float]]:
-    plan = ([("engine", 0)] if not args.no_engine else []) + [
-        (f"flow-w{w}", w) for w in args.worker_counts]
-    times: dict[str, list[float]] = {name: [] for name, _ in plan}
+    plan = ([("engine", 0, "")] if not args.no_engine else []) + [
+        (f"flow-w{w}", w, "auto") for w in args.worker_counts] + [
+        (f"dask-w{w}", w, "dask") for w in args.dask_counts]
+    times: dict[str, list[float]] = {name: [] for name, _, _ in plan}
     sent: dict[str, int] = {}
-    for rep in range(args.repeats):
-        for name, workers in plan:
+    for rep in range(args.repeats):  # one of each per repeat: a slow spell hits all alike
+        for name, workers, runner in plan:
             run = f"{name.replace('-', '_')}_{rep}"
             url = dbs.create(run, template="template")
             if workers == 0:
                 seconds, n = engine_once(args, url, dbs.work, run)
             else:
-                seconds, n = flow_once(args, url, dbs.work, run, workers)
+                seconds, n = flow_once(args, url, dbs.work, run, workers, runner)
                 times.setdefault(f"{name} after sends", []).append(AFTER_SENDS[-1])
             dbs.drop(run)
             times[name].append(seconds)
@@ -205,9 +211,14 @@ def report(args: argparse.Namespace, times: dict[str, list[float]]) -> dict:
         # the same, without the jobs the flow does after its sends and the engine does not
         cycle_only = med["flow-w1"] - med.get("flow-w1 after sends", 0.0)
         out["prefect_overhead_cycle_pct"] = round(100 * (cycle_only / med["engine"] - 1), 1)
-    if "flow-w1" in med:
-        out["speedup"] = {k: round(med["flow-w1"] / v, 2) for k, v in runs.items()
-                          if k.startswith("flow-w") and k != "flow-w1"}
+    out["speedup"] = {}
+    for kind in ("flow", "dask"):  # N workers against one, on the same runner
+        one = med.get(f"{kind}-w1")
+        out["speedup"] |= {f"{k} vs {kind}-w1": round(one / v, 2) for k, v in runs.items()
+                           if one and k.startswith(f"{kind}-w") and k != f"{kind}-w1"}
+    if "flow-w1" in med:  # Dask's N workers against the flow's one worker in its process
+        out["speedup"] |= {f"{k} vs flow-w1": round(med["flow-w1"] / v, 2)
+                           for k, v in runs.items() if k.startswith("dask-w")}
     print(f"{'run':<22} {'seconds':>9} {'leads/s':>9}", file=sys.stderr)
     for name, s in med.items():
         rate = f"{args.leads / s:>9.0f}" if name in runs and s else ""
@@ -216,8 +227,8 @@ def report(args: argparse.Namespace, times: dict[str, list[float]]) -> dict:
         print(f"Prefect overhead (flow-w1 vs engine): {out['prefect_overhead_pct']:+.1f} %; "
               f"without the flow's jobs after its sends: "
               f"{out['prefect_overhead_cycle_pct']:+.1f} %", file=sys.stderr)
-    for k, v in out.get("speedup", {}).items():
-        print(f"speed-up {k} vs flow-w1: {v:.2f}x", file=sys.stderr)
+    for k, v in out["speedup"].items():
+        print(f"speed-up {k}: {v:.2f}x", file=sys.stderr)
     return out
 
 

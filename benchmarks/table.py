@@ -140,7 +140,8 @@ def other_rows(sg: dict | None, hooks: list[dict], dask: dict | None) -> list[st
                     f"| Prefect overhead without the flow's jobs after its sends | "
                     f"{dask.get('prefect_overhead_cycle_pct')} % |"])
         for k, v in (dask.get("speedup") or {}).items():
-            rows.append(f"| {k} vs 1 worker | {v}× ({s.get(k)} s) |")
+            run, _, base = k.partition(" vs ")
+            rows.append(f"| {run} vs {base} | {v}× ({s.get(run)} s vs {s.get(base)} s) |")
     return rows
 
 
@@ -158,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--pg-url", default=PG)
     p.add_argument("--dask-leads", type=int, default=100_000)
+    p.add_argument("--dask-repeats", type=int, default=3,
+                   help="runs of each Prefect/Dask measurement (median; default 3)")
     p.add_argument("--messages", type=int, default=20_000, help="SendGrid messages")
     p.add_argument("--events", type=int, default=20_000, help="webhook events per backend")
     p.add_argument("--quick", action="store_true",
@@ -182,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         hooks = [webhook(args, b) for b in args.backends]
     if "dask" in parts:
         dask = bench("prefect_overhead.py", "--leads", str(args.dask_leads), "--workers",
-                     "1,2", "--pg-url", args.pg_url, "--json")
+                     "1,2", "--dask", "1,2", "--repeats", str(args.dask_repeats),
+                     "--pg-url", args.pg_url, "--json")
     lines = cycle_rows(runs) + day_rows(runs) + other_rows(sg, hooks, dask)
     lines.append(f"\n{time.perf_counter() - t0:,.0f} s in all.")
     text = "\n".join(lines)

@@ -145,6 +145,7 @@ class ChunkPool:
         self.kind = runner_kind(settings, workers)
         self._runner = task_runner_for(settings, workers)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="nurture-chunk-pool")
+        self._entered = False
         self._started: Future = self._in_background(self._start)
         self._stopped: Future | None = None
 
@@ -154,6 +155,7 @@ class ChunkPool:
 
     def _start(self):
         self._runner.__enter__()
+        self._entered = True
         if self.kind.startswith("dask"):
             self._runner.client  # noqa: B018 - the cluster (or connection) is made here
         return self._runner
@@ -167,7 +169,7 @@ class ChunkPool:
             self._stopped = self._in_background(self._stop)
 
     def _stop(self) -> None:
-        if self._started.exception() is None:
+        if self._entered:  # also when making the cluster failed: what was made is closed
             self._runner.__exit__(None, None, None)
 
     def close(self) -> None:
