@@ -5,7 +5,11 @@ order that is not their time order), leads without transitions or created straig
 stage, handoffs in every status resolved before and after `as_of`, recycles by every kind of
 rule, microsecond times (medians of an even count round to the microsecond), times before
 creation (negative stays) and an `as_of` anywhere from before the first lead to after the
-last row."""
+last row.
+
+A transition's id is its SQLite rowid, and SQLite returns rows that tie on (lead, at) in rowid
+order whatever the query says; on PostgreSQL the rows are written in an order unrelated to
+their ids, so dropping the id tie-breaker from the SQL fails there."""
 
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ T0 = datetime(2026, 11, 1, tzinfo=UTC)
 # middle stays land between microseconds (timedelta rounds half to even)
 TIMES = st.builds(lambda h, us: T0 + timedelta(hours=h, microseconds=us),
                   st.integers(0, 96), st.sampled_from([0, 0, 1, 3, 499_999, 500_000]))
+TIES = st.sampled_from([T0 + timedelta(hours=h) for h in (6, 12, 30)])  # shared instants
 STAGES = st.sampled_from([*map(str, LIFECYCLE_STAGES), "legacy"])  # and one unknown stage
 SOURCES = st.sampled_from([None, "", "website", "webinar", "partner", "(unknown)"])
 # (rule, reason) of transitions: every kind the report tells apart, and near misses
@@ -68,8 +73,8 @@ def stores(draw):
         for _ in range(draw(st.integers(0, 5))):
             rule, reason = draw(RECYCLE_WHY)
             transitions.append({"lead_id": i, "from_stage": draw(STAGES),
-                                "to_stage": draw(STAGES), "at": draw(TIMES), "rule": rule,
-                                "reason": reason, "actor": "test"})
+                                "to_stage": draw(STAGES), "at": draw(st.one_of(TIES, TIMES)),
+                                "rule": rule, "reason": reason, "actor": "test"})
         pending_taken = False  # at most one open handoff per lead (a unique index)
         for _ in range(draw(st.integers(0, 3))):
             status = draw(STATUSES)
@@ -85,8 +90,11 @@ def stores(draw):
                 "resolved_at": None if status == "pending" and draw(st.booleans())
                 else draw(st.one_of(st.none(), TIMES)),
                 "outcome_reason": draw(REASONS)})
-    # ids in an order unrelated to time: ties at one instant are broken by id, not by luck
-    transitions = draw(st.permutations(transitions))
+    # ids unrelated to time and to the order rows are written in (the physical order): ties
+    # at one instant must be broken by id, not by a scan that happens to return id order
+    ids = draw(st.permutations(range(1, len(transitions) + 1)))
+    transitions = draw(st.permutations([{**tr, "id": i} for tr, i in zip(transitions, ids,
+                                                                         strict=True)]))
     return leads, transitions, handoffs
 
 
@@ -106,7 +114,7 @@ def write(engine, leads, transitions, handoffs) -> None:
         ids = dict(conn.execute(select(t.leads.c.email, t.leads.c.id)).all())
         by_index = [ids[lead["email"]] for lead in leads]
         for table, rows in ((t.transitions, transitions), (t.handoffs, handoffs)):
-            for row in rows:  # one at a time: ids follow the (shuffled) list order
+            for row in rows:  # one at a time, in the list's order
                 conn.execute(insert(table), {**row, "lead_id": by_index[row["lead_id"]]})
 
 
