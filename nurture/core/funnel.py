@@ -76,6 +76,7 @@ from nurture.core.funnel_counts import (
     FunnelCounts,
     HandoffTally,
     funnel_dict,
+    path_counts,
     recycle_reason,
 )
 
@@ -132,7 +133,7 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
     as_of = _utc(as_of)
     history, recycled = _histories(transitions, as_of)
     paths, stays, source_of = _lead_paths(leads, history, as_of)
-    now_in, reached, converted = _path_counts(paths)
+    now_in, reached, converted = path_counts(paths)
     tally = HandoffTally()
     for h in handoffs:
         _count_handoff(tally, h, source_of, as_of)
@@ -191,28 +192,6 @@ def _walk_history(lead: FunnelLead, trs: list[FunnelTransition], as_of: datetime
         path.append(stage)
     stays[stage].append(as_of - entered)
     return tuple(path)
-
-
-def _path_counts(paths: Counter) -> tuple[Counter, Counter, Counter]:
-    """From path counts: leads now in each stage, leads that reached each stage, and per
-    funnel pair the leads that entered `to` after first entering `from` (keyed by `from`)."""
-    now_in: Counter = Counter()
-    reached: Counter = Counter()
-    converted: Counter = Counter()
-    for path, n in paths.items():
-        now_in[path[-1]] += n
-        first: dict[str, int] = {}
-        last: dict[str, int] = {}
-        for i, st in enumerate(path):
-            first.setdefault(st, i)
-            last[st] = i
-        for st in first:
-            reached[st] += n
-        for a, b in FUNNEL_PAIRS:
-            i = first.get(a)
-            if i is not None and last.get(b, -1) > i:
-                converted[a] += n
-    return now_in, reached, converted
 
 
 def _count_handoff(tally: HandoffTally, h: FunnelHandoff, source_of: dict[int, str | None],

@@ -79,6 +79,30 @@ def _ranked(counter: Mapping[str, int]) -> dict[str, int]:
     return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def path_counts(paths: Mapping[tuple[str, ...], int]) -> tuple[Counter, Counter, Counter]:
+    """From the number of leads per path (the stages a lead went through, in order): leads
+    now in each stage, leads that reached each stage, and per funnel pair the leads that
+    entered `to` after first entering `from` (keyed by `from`). Paths repeat a lot, so this
+    is done once per distinct path."""
+    now_in: Counter = Counter()
+    reached: Counter = Counter()
+    converted: Counter = Counter()
+    for path, n in paths.items():
+        now_in[path[-1]] += n
+        first: dict[str, int] = {}
+        last: dict[str, int] = {}
+        for i, st in enumerate(path):
+            first.setdefault(st, i)
+            last[st] = i
+        for st in first:
+            reached[st] += n
+        for a, b in FUNNEL_PAIRS:
+            i = first.get(a)
+            if i is not None and last.get(b, -1) > i:
+                converted[a] += n
+    return now_in, reached, converted
+
+
 class HandoffTally:
     """Handoff counts for the `mql`, `rejects_by_reason` and `mqls_by_source` sections.
 

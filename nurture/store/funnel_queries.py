@@ -2,10 +2,12 @@
 definition needs (`load_funnel_rows` for `nurture.core.funnel.compute_funnel`).
 
 `funnel_report` is what the daily cycle and `nurture report funnel` run: three aggregate
-queries (stages, handoffs, recycles) in one snapshot, so what comes back to Python is a few
-rows per stage, status, source and rule, however many leads there are. `load_funnel_rows`
-reads every lead, transition and handoff (memory grows with the store): it is kept for tests
-that check the SQL against the pure definition.
+queries (`nurture.store.funnel_sql`) in one snapshot. What comes back to Python is a row per
+distinct stage history (they repeat: a few dozen, however many leads), one or two per stage
+for its median, and a few per handoff status × reason × source and per recycle rule; those
+are classified and counted by the same pure functions `compute_funnel` uses. The Python side
+holds no per-lead data. `load_funnel_rows` reads every lead, transition and handoff (memory
+grows with the store): it is kept for tests that check the SQL against the definition.
 """
 
 from __future__ import annotations
@@ -14,39 +16,29 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import (
-    DateTime,
-    Integer,
-    String,
-    and_,
-    case,
-    cast,
-    exists,
-    func,
-    literal,
-    literal_column,
-    null,
-    select,
-    type_coerce,
-    union_all,
-)
+from sqlalchemy import DateTime, String, case, select, type_coerce
 from sqlalchemy.engine import Connection, Engine
 
 from nurture.core.domain import RECYCLED
 from nurture.core.funnel import FunnelHandoff, FunnelLead, FunnelTransition
 from nurture.core.funnel_counts import (
-    FUNNEL_PAIRS,
-    PENDING,
-    REJECTED,
-    SLA_REASON_PREFIX,
     FunnelCounts,
     HandoffTally,
     funnel_dict,
+    path_counts,
     recycle_reason,
 )
 from nurture.store import tables as t
+from nurture.store.funnel_sql import (
+    PATH_SEP,
+    handoff_query,
+    recycle_query,
+    scan_memory,
+    stage_query,
+    time_arithmetic,
+)
 
 
 def _sqlite_utc(value: str | None) -> datetime | None:
@@ -119,155 +111,24 @@ def load_funnel_rows(engine: Engine) -> tuple[list[FunnelLead], list[FunnelTrans
     return leads, transitions, handoffs
 
 
-# -- the report in SQL ----------------------------------------------------------------------
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-class _Clock(NamedTuple):
-    """Times as values whose differences are exact stay durations, per backend: PostgreSQL
-    subtracts timestamptz into an interval (a timedelta to the driver); SQLite's stored text
-    becomes integer microseconds since 1970 (its `julianday` is a float: ~20 µs off, enough
-    to reorder close stays and move a median across a rounding edge)."""
-
-    of: Callable[[Any], Any]          # a stored time column
-    at: Callable[[datetime], Any]     # `as_of`
-    span: Callable[[Any], timedelta]  # a difference as the driver returns it
-
-
-def _clock(engine: Engine) -> _Clock:
-    if engine.dialect.name == "sqlite":
-        def micros(col):  # 'YYYY-MM-DD HH:MM:SS.ffffff', the store's format
-            return (cast(func.strftime("%s", col), Integer) * 1_000_000
-                    + cast(func.substr(col, 21, 6), Integer))
-        return _Clock(micros, lambda v: literal((v - _EPOCH) // _MICROSECOND, Integer),
-                      lambda v: timedelta(microseconds=v))
-    return _Clock(lambda col: col, lambda v: literal(v, t.UTCDateTime), lambda v: v)
-
-
-def _stays(clock: _Clock, as_of: datetime):
-    """Every stay of every lead in the report, as (lead_id, pos, stage, dur, open): `pos` is
-    the stay's place in the lead's stage history (0 for the stage it was created in), `dur`
-    how long it lasted (open stays to `as_of`), `open` 1 for the stay the lead is in at
-    `as_of`. Transitions are ordered by (at, id) per lead; stays come from three cases:
-
-    * the first transition gives the creation stage (from_stage, created_at → its `at`, or
-      open to `as_of` when every transition of the lead is later);
-    * each transition up to `as_of` starts a stay in its to_stage, up to the next one;
-    * a lead without any transition is in lifecycle_stage since stage_entered_at.
-    """
-    L, TR = t.leads, t.transitions
-    now = clock.at(as_of)
-    w = {"partition_by": TR.c.lead_id, "order_by": (TR.c.at, TR.c.id)}
-    at = clock.of(TR.c.at)
-    o = (select(TR.c.lead_id, TR.c.from_stage, TR.c.to_stage, at.label("at"),
-                clock.of(L.c.created_at).label("created"),
-                func.row_number().over(**w).label("pos"),
-                func.lead(at).over(**w).label("next_at"))
-         .join_from(TR, L, L.c.id == TR.c.lead_id)
-         .where(L.c.created_at <= as_of)
-         .cte("ordered"))
-    zero, one = literal_column("0"), literal_column("1")
-    first = (select(o.c.lead_id, zero.label("pos"), o.c.from_stage.label("stage"),
-                    (case((o.c.at <= now, o.c.at), else_=now) - o.c.created).label("dur"),
-                    case((o.c.at <= now, zero), else_=one).label("open"))
-             .where(o.c.pos == 1))
-    moves = (select(o.c.lead_id, o.c.pos, o.c.to_stage,
-                    case((o.c.next_at <= now, o.c.next_at), else_=now) - o.c.at,
-                    case((o.c.next_at <= now, zero), else_=one))
-             .where(o.c.at <= now))
-    still = (select(L.c.id, zero, L.c.lifecycle_stage, now - clock.of(L.c.stage_entered_at),
-                    one)
-             .where(L.c.created_at <= as_of, ~exists().where(TR.c.lead_id == L.c.id)))
-    return union_all(first, moves, still).cte("stays")
-
-
-def _stage_query(clock: _Clock, as_of: datetime):
-    """Rows ('stage', stage, reached, now_in, converted, NULL) — `converted`: leads whose
-    stay in the next funnel stage ends later in their history than their first stay in
-    this one — and ('median', stage, …, dur) for the middle one or two stays of a stage
-    (by duration: the median's operands)."""
-    s = _stays(clock, as_of)
-    visits = (select(s.c.lead_id, s.c.stage, func.min(s.c.pos).label("first"),
-                     func.max(s.c.pos).label("last"), func.max(s.c.open).label("now"))
-              .group_by(s.c.lead_id, s.c.stage)
-              .cte("visits"))
-    va, vb = visits.alias("va"), visits.alias("vb")
-    next_stage = case({str(a): str(b) for a, b in FUNNEL_PAIRS}, value=va.c.stage)
-    counts = (select(literal_column("'stage'").label("kind"), va.c.stage,
-                     func.count().label("reached"), func.sum(va.c.now).label("now_in"),
-                     func.count(vb.c.lead_id).label("converted"), null().label("dur"))
-              .select_from(va.outerjoin(vb, and_(vb.c.lead_id == va.c.lead_id,
-                                                 vb.c.stage == next_stage,
-                                                 vb.c.last > va.c.first)))
-              .group_by(va.c.stage))
-    ranked = select(s.c.stage, s.c.dur,
-                    func.row_number().over(partition_by=s.c.stage, order_by=s.c.dur)
-                    .label("rn"),
-                    func.count().over(partition_by=s.c.stage).label("n")).subquery("ranked")
-    # the middle one of n (n odd) or two (n even): 2·rn ∈ {n, n+1, n+2}
-    middle = (select(literal_column("'median'"), ranked.c.stage, null(), null(), null(),
-                     ranked.c.dur)
-              .where((2 * ranked.c.rn).between(ranked.c.n, ranked.c.n + 2)))
-    return union_all(counts, middle)
-
-
-def _handoff_query(as_of: datetime):
-    """Handoffs created up to `as_of` in groups of (status at as_of, reject reason, lead
-    source): count, how many are past their SLA at as_of, how many resolved before it. A
-    handoff resolved after `as_of` is pending; its lead's source only if the lead is in the
-    report."""
-    H, L = t.handoffs, t.leads
-    late = and_(H.c.status != PENDING, H.c.resolved_at > as_of)
-    status = case((late, PENDING), else_=H.c.status)
-    rows = (select(status.label("status"),
-                   case((status == REJECTED, H.c.outcome_reason)).label("reason"),
-                   L.c.source,
-                   case((H.c.sla_due_at <= as_of, 1), else_=0).label("overdue"),
-                   case((H.c.resolved_at < H.c.sla_due_at, 1), else_=0).label("in_time"))
-            .select_from(H.outerjoin(L, and_(L.c.id == H.c.lead_id,
-                                             L.c.created_at <= as_of)))
-            .where(H.c.created_at <= as_of)
-            .subquery("h"))
-    return (select(rows.c.status, rows.c.reason, rows.c.source, func.count(),
-                   func.sum(rows.c.overdue), func.sum(rows.c.in_time))
-            .group_by(rows.c.status, rows.c.reason, rows.c.source))
-
-
-def _recycle_query(as_of: datetime):
-    """Transitions into `recycled` up to `as_of` by (rule, the start of the reason that
-    `recycle_reason` looks at): a few groups, classified in Python."""
-    TR = t.transitions
-    rows = (select(TR.c.rule, func.substr(TR.c.reason, 1, len(SLA_REASON_PREFIX))
-                   .label("reason"))
-            .where(TR.c.to_stage == RECYCLED, TR.c.at <= as_of)
-            .subquery("r"))
-    return select(rows.c.rule, rows.c.reason, func.count()).group_by(rows.c.rule,
-                                                                     rows.c.reason)
-
-
 def funnel_report(engine: Engine, as_of: datetime) -> dict[str, Any]:
     """The funnel report at `as_of` (definitions: `nurture.core.funnel`), counted in SQL:
     equal to `compute_funnel(*load_funnel_rows(engine), as_of)` without reading the rows."""
     as_of = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of.astimezone(UTC)
-    clock = _clock(engine)
-    now_in: Counter = Counter()
-    reached: Counter = Counter()
-    converted: Counter = Counter()
+    clock = time_arithmetic(engine)
     stays: dict[str, list[timedelta]] = defaultdict(list)
     tally = HandoffTally()
     recycled: Counter = Counter()
-    with _snapshot(engine) as conn:
-        for kind, stage, n_reached, n_now, n_converted, dur in conn.execute(
-                _stage_query(clock, as_of)):
-            if kind == "median":
-                stays[stage].append(clock.span(dur))
+    paths: Counter[tuple[str, ...]] = Counter()
+    with _snapshot(engine) as conn, scan_memory(conn):
+        for kind, key, n, dur in conn.execute(stage_query(engine, as_of)):
+            if kind == "path":
+                paths[tuple(key.split(PATH_SEP))] += int(n)
             else:
-                reached[stage], now_in[stage] = int(n_reached), int(n_now)
-                converted[stage] = int(n_converted)
-        for status, reason, source, n, overdue, in_time in conn.execute(_handoff_query(as_of)):
+                stays[key].append(clock.span(dur))
+        for status, reason, source, n, overdue, in_time in conn.execute(handoff_query(as_of)):
             tally.count(status, reason, source, int(n), int(overdue), int(in_time))
-        for rule, reason, n in conn.execute(_recycle_query(as_of)):
+        for rule, reason, n in conn.execute(recycle_query(as_of)):
             recycled[recycle_reason(rule, reason)] += int(n)
+    now_in, reached, converted = path_counts(paths)
     return funnel_dict(as_of, FunnelCounts(now_in, reached, converted, stays, tally, recycled))

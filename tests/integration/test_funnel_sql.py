@@ -23,14 +23,8 @@ from sqlalchemy import delete, event, func, insert, select
 from nurture.core.domain import LIFECYCLE_STAGES
 from nurture.core.funnel import compute_funnel
 from nurture.store import tables as t
-from nurture.store.funnel_queries import (
-    _clock,
-    _handoff_query,
-    _recycle_query,
-    _stage_query,
-    funnel_report,
-    load_funnel_rows,
-)
+from nurture.store.funnel_queries import funnel_report, load_funnel_rows
+from nurture.store.funnel_sql import handoff_query, recycle_query, stage_query
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 # a coarse grid of instants makes ties likely; the odd microseconds make the mean of two
@@ -154,8 +148,8 @@ def test_the_sql_report_reads_three_queries_of_aggregates(migrated_engine):
     def rows_returned() -> list[int]:
         with migrated_engine.connect() as conn:
             return [len(conn.execute(q).all()) for q in (
-                _stage_query(_clock(migrated_engine), as_of), _handoff_query(as_of),
-                _recycle_query(as_of))]
+                stage_query(migrated_engine, as_of), handoff_query(as_of),
+                recycle_query(as_of))]
 
     add_leads(6)
     few = rows_returned()
