@@ -10,9 +10,10 @@ handoffs, rejects, SLA expiries and cold recycles) without touches and activitie
 funnel does not read; then runs each path in a fresh process (peak RSS is per process),
 alternating old and new, --repeat times each. Per run: wall seconds; CPU seconds of the Python
 process (`resource.getrusage`) and, on PostgreSQL, of the server backend that served it
-(/proc/<pid>/stat: the machine is shared, so wall time alone misleads); peak RSS and the RSS
-after imports. Prints medians, the load average before and after, and checks that both paths
-returned the same report. A PostgreSQL schema it creates is dropped afterwards.
+(/proc/<pid>/stat: the machine is shared, so wall time alone misleads); peak RSS (VmHWM) and
+the peak before the report (imports and a connection). Prints medians, the load average
+before and after, and checks that both paths returned the same report. A PostgreSQL schema
+it creates is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ def _backend_cpu(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that across exec, so a
+    child would report the benchmark parent's RSS (the store builder) as its own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_one(path: str, url: str, as_of: datetime, out: Path) -> None:
     """One report by one path in this (fresh) process; its figures and report to `out`."""
     from nurture.core.funnel import compute_funnel
@@ -61,7 +71,7 @@ def run_one(path: str, url: str, as_of: datetime, out: Path) -> None:
     with engine.connect() as conn:  # the pooled connection the report will use
         if engine.dialect.name == "postgresql":
             pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base_rss = _peak_rss_mb()
     ru0, server0, t0 = resource.getrusage(resource.RUSAGE_SELF), _backend_cpu(pid), \
         time.perf_counter()
     if path == "old":
@@ -75,7 +85,7 @@ def run_one(path: str, url: str, as_of: datetime, out: Path) -> None:
     out.write_text(json.dumps({
         "wall": wall, "cpu": cpu,
         "server_cpu": None if server0 is None or server1 is None else server1 - server0,
-        "peak_rss_mb": ru1.ru_maxrss / 1024, "base_rss_mb": base_rss, "report": report}))
+        "peak_rss_mb": _peak_rss_mb(), "base_rss_mb": base_rss, "report": report}))
 
 
 def _spawn(path: str, url: str, as_of: datetime, work: Path) -> dict:
@@ -161,7 +171,7 @@ def main() -> int:
           f"{result['load_before']} -> {result['load_after']}; medians of {args.repeat} "
           f"alternated runs; same report: {result['same_report']}")
     print(f"  {'path':<36}{'wall s':>8}{'cpu s':>8}{'server cpu s':>14}{'peak RSS MB':>13}"
-          f"{'after imports':>15}")
+          f"{'before report':>15}")
     for path, label in (("old", "old: load_funnel_rows + compute"),
                         ("new", "new: funnel_report (SQL)")):
         m = result[path]
