@@ -50,11 +50,18 @@ class Clock(NamedTuple):
 def time_arithmetic(engine: Engine) -> Clock:
     """The backend's `Clock`."""
     if engine.dialect.name == "sqlite":
-        def micros(col):  # 'YYYY-MM-DD HH:MM:SS.ffffff', the store's format (literals, not
-            # parameters, in the SQL: SQLite evaluates constant arguments once)
-            return (cast(func.strftime(literal_column("'%s'"), col), Integer)
-                    * literal_column("1000000")
-                    + cast(func.substr(col, literal_column("21"), literal_column("6")), Integer))
+        def micros(col):
+            """'YYYY-MM-DD HH:MM:SS.ffffff' (the store's format) as µs since 1970: whole
+            seconds from julianday of the first 19 characters (a float, exact after
+            rounding), plus the digits. Not strftime('%s', col): SQLite reads times to the
+            millisecond, so from .9995 s on it gives the next second. Literals, not
+            parameters, in the SQL: SQLite evaluates constant arguments once."""
+            def lit(text: str):
+                return literal_column(text)
+            seconds = func.round((func.julianday(func.substr(col, lit("1"), lit("19")))
+                                  - lit("2440587.5")) * lit("86400"))
+            return (cast(seconds, Integer) * lit("1000000")
+                    + cast(func.substr(col, lit("21"), lit("6")), Integer))
         return Clock(micros, lambda v: literal((v - _EPOCH) // _MICROSECOND, Integer),
                       lambda v: timedelta(microseconds=v))
     return Clock(lambda col: col, lambda v: literal(v, t.UTCDateTime), lambda v: v)
