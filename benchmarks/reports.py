@@ -7,8 +7,9 @@ Builds a migrated store (a SQLite file under --dir, or a fresh PostgreSQL schema
 dropped afterwards) with bulk inserts: leads created over --days, a weekly touch per lead
 (variants a/b on one step), SendGrid-like engagement per touch (human and machine opens,
 human and scanner clicks, unsubscribes, spam reports, hard bounces) and stage transitions
-(MQL, SAL, opportunity, won with amounts). Then times each report (SQL + Python, the
-`--json` payload) and prints one table; `--json` prints one JSON object.
+(MQL with its handoff, SAL, opportunity, won with amounts; rejects, SLA expiries and cold
+leads recycled). Then times each report (SQL + Python, the `--json` payload) and prints one
+table; `--json` prints one JSON object. The funnel report: benchmarks/funnel.py.
 """
 
 from __future__ import annotations
@@ -34,17 +35,21 @@ CAMPAIGNS = ("inbound-saas", "webinar-followup", "events")
 BATCH = 20_000
 
 
-def build(engine, n_leads: int, days: int, seed: int = 7) -> dict[str, int]:
+def build(engine, n_leads: int, days: int, seed: int = 7, engagement: bool = True
+          ) -> dict[str, int]:
+    """The store; `engagement=False` leaves out touches and activities (the funnel report
+    reads only leads, transitions and handoffs)."""
     from nurture.store import tables as t
 
     r = random.Random(seed)
     end = datetime.now(UTC).replace(microsecond=0)
     start = end - timedelta(days=days)
-    counts = {"leads": 0, "touches": 0, "activities": 0, "transitions": 0}
-    leads, touches, acts, trans = [], [], [], []
+    counts = {"leads": 0, "touches": 0, "activities": 0, "transitions": 0, "handoffs": 0}
+    leads, touches, acts, trans, hands = [], [], [], [], []
     # parents first: leads before what refers to them
     pending = ((t.leads, leads, "leads"), (t.touches, touches, "touches"),
-               (t.activities, acts, "activities"), (t.transitions, trans, "transitions"))
+               (t.activities, acts, "activities"), (t.transitions, trans, "transitions"),
+               (t.handoffs, hands, "handoffs"))
     tid = 0
     for lid in range(1, n_leads + 1):
         lead = _lead_row(r, lid, start, days)
@@ -52,8 +57,9 @@ def build(engine, n_leads: int, days: int, seed: int = 7) -> dict[str, int]:
         leads.append(lead)
         trans.append({"lead_id": lid, "from_stage": "new", "to_stage": "nurturing",
                       "reason": "enrolled", "actor": "bench", "at": created})
-        tid = _touch_rows(r, lid, created, end, tid, touches, acts)
-        trans.extend(_stage_rows(r, lid, created, end))
+        if engagement:
+            tid = _touch_rows(r, lid, created, end, tid, touches, acts)
+        trans.extend(_stage_rows(r, lid, created, end, hands))
         if max(len(leads), len(touches), len(acts), len(trans)) >= BATCH:
             _flush(engine, pending, counts)
     _flush(engine, pending, counts)
@@ -124,16 +130,24 @@ def _engagement_rows(r: random.Random, lid: int, tid: int, sent: datetime) -> li
     return rows
 
 
-def _stage_rows(r: random.Random, lid: int, created: datetime, end: datetime) -> list[dict]:
-    """For ~6 % of leads, the way through MQL, SAL, opportunity and won (with amounts),
-    as far as it got before `end`."""
+def _stage_rows(r: random.Random, lid: int, created: datetime, end: datetime,
+                handoffs: list[dict]) -> list[dict]:
+    """For ~6 % of leads, the way through MQL (with its handoff), SAL, opportunity and won
+    (with amounts), as far as it got before `end`; MQLs sales did not accept are rejected
+    or expire and are recycled. ~3 % of the others go cold and are recycled."""
     if r.random() >= 0.06:
+        cold = created + timedelta(days=30 + r.random() * 30)
+        if r.random() < 0.03 and cold < end:
+            return [{"lead_id": lid, "from_stage": "nurturing", "to_stage": "recycled",
+                     "reason": "went cold: no engagement for 30 days", "actor": "bench",
+                     "rule": "routing.recycle.when.any[0]", "at": cold}]
         return []
     at = created + timedelta(days=1 + r.random() * 40)
     if at >= end:
         return []
     stages = [("nurturing", "mql", None)]
-    if r.random() < 0.6:
+    accepted = r.random() < 0.6
+    if accepted:
         stages.append(("mql", "sal", None))
         if r.random() < 0.35:
             amount = round(r.lognormvariate(9.8, 0.6), -2)
@@ -147,7 +161,37 @@ def _stage_rows(r: random.Random, lid: int, created: datetime, end: datetime) ->
         rows.append({"lead_id": lid, "from_stage": a, "to_stage": b, "reason": "bench",
                      "actor": "bench", "at": at, "amount": amount})
         at += timedelta(days=r.random() * 10)
+    handoffs.append(_handoff_row(r, rows, accepted, end))
+    recycle = handoffs[-1]["status"] in ("rejected", "expired")
+    if recycle and handoffs[-1]["resolved_at"] < end:
+        why = handoffs[-1]["outcome_reason"]
+        rule = ("routing.mql.sla_hours" if why == "sla_expired"
+                else f"routing.sales_rejected.{why}")
+        rows.append({"lead_id": lid, "from_stage": "mql", "to_stage": "recycled",
+                     "reason": f"{why}: bench", "actor": "bench", "rule": rule,
+                     "at": handoffs[-1]["resolved_at"]})
     return rows
+
+
+def _handoff_row(r: random.Random, rows: list[dict], accepted: bool, end: datetime) -> dict:
+    """The handoff of the MQL transition rows[0]: accepted when the lead went on to SAL
+    (then at the SAL transition, sometimes after the 48 h SLA), else rejected with a code,
+    expired at its SLA, or still pending."""
+    at = rows[0]["at"]
+    due = at + timedelta(hours=48)
+    status, resolved, why = "pending", None, None
+    if accepted and len(rows) > 1:
+        status, resolved = "accepted", rows[1]["at"]
+    elif not accepted and r.random() < 0.55:
+        status, resolved = "rejected", at + timedelta(hours=r.random() * 72)
+        why = r.choice(("not_ready", "bad_fit", "no_budget"))
+    elif not accepted and due < end:
+        status, resolved, why = "expired", due, "sla_expired"
+    if resolved is not None and resolved >= end:  # not yet: the store is built as of `end`
+        status, resolved, why = "pending", None, None
+    return {"lead_id": rows[0]["lead_id"], "owner": "rep@bench.example", "status": status,
+            "rule": "routing.mql.when.any[0]", "reason": "bench", "created_at": at,
+            "sla_due_at": due, "resolved_at": resolved, "outcome_reason": why}
 
 
 def time_reports(engine, days: int) -> list[dict]:

@@ -1,9 +1,12 @@
 """The lead funnel report (`nurture report funnel`, and a Prefect artifact after each cycle).
 
 `compute_funnel` is a pure function of plain rows — leads, transitions, handoffs — and an
-`as_of` time, so every number in the report can be checked by hand in a unit test. The lead
-store reads the rows in bulk (`nurture.store.funnel_queries.load_funnel_rows`); nothing here
-touches a database.
+`as_of` time, so every number in the report can be checked by hand in a unit test: the
+reference definition. The product's report is counted by the database instead
+(`nurture.store.funnel_queries.funnel_report`: aggregate SQL, only counts come back, so memory
+does not grow with the leads) and must equal this function on the same rows
+(`load_funnel_rows`); both assemble the dict with `nurture.core.funnel_counts.funnel_dict`.
+Nothing here touches a database.
 
 The report describes the funnel **as it stood at `as_of`**: leads created after it are left
 out, transitions after it are ignored (a lead's stage at `as_of` is rebuilt from its
@@ -60,37 +63,25 @@ All `by_reason`/`by_source` mappings are ordered by count (highest first), then 
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from nurture.core.domain import (
-    CUSTOMER,
-    LIFECYCLE_STAGES,
-    MQL,
-    NEW,
-    NURTURING,
-    OPPORTUNITY,
-    RECYCLED,
-    SAL,
-    SQL,
-    HandoffStatus,
+from nurture.core.domain import RECYCLED
+from nurture.core.funnel_counts import (
+    FUNNEL_PAIRS,
+    FUNNEL_STAGES,
+    PENDING,
+    FunnelCounts,
+    HandoffTally,
+    funnel_dict,
+    path_counts,
+    recycle_reason,
 )
 
-FUNNEL_STAGES = (NEW, NURTURING, MQL, SAL, SQL, OPPORTUNITY, CUSTOMER)
-FUNNEL_PAIRS = tuple(zip(FUNNEL_STAGES, FUNNEL_STAGES[1:], strict=False))
-PENDING, ACCEPTED, REJECTED, EXPIRED = HandoffStatus
-RESOLVED = (ACCEPTED, REJECTED, EXPIRED)
-UNKNOWN_SOURCE = "(unknown)"
-UNSPECIFIED_REASON = "(unspecified)"
-SLA_RULE = "routing.mql.sla_hours"
-REJECT_RULE_PREFIX = "routing.sales_rejected."
-COLD_RULE_PREFIX = "routing.recycle"
-LOST_RULE = "sales.lost"
-_DAY = 86400.0
-_ZERO = timedelta(0)
+__all__ = ["FUNNEL_PAIRS", "FUNNEL_STAGES", "FunnelHandoff", "FunnelLead", "FunnelTransition",
+           "compute_funnel", "recycle_reason"]
 
 
 class FunnelLead(NamedTuple):
@@ -124,39 +115,8 @@ class FunnelHandoff(NamedTuple):
     outcome_reason: str | None = None
 
 
-def recycle_reason(rule: str | None, reason: str | None) -> str:
-    """The report's reason for one transition into `recycled` (see the module docstring)."""
-    rule = rule or ""
-    if rule == SLA_RULE or (reason or "").startswith("sla_expired"):
-        return "sla_expired"
-    if rule.startswith(REJECT_RULE_PREFIX):
-        return rule[len(REJECT_RULE_PREFIX):] or "other"
-    if rule.startswith(COLD_RULE_PREFIX):
-        return "no_engagement"
-    if rule == LOST_RULE:
-        return "deal_lost"
-    return "other"
-
-
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _rate(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
-
-
-def _ranked(counter: Counter) -> dict[str, int]:
-    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _median_days(durations: list[timedelta] | None) -> float | None:
-    """Median in days (2 places); a negative duration (inconsistent times) counts as 0."""
-    if not durations:
-        return None
-    if min(durations) < _ZERO:
-        durations = [max(d, _ZERO) for d in durations]
-    return round(statistics.median(durations).total_seconds() / _DAY, 2)
 
 
 def _tr_key(tr: FunnelTransition) -> tuple[datetime, int]:
@@ -173,28 +133,11 @@ def compute_funnel(leads: Iterable[FunnelLead], transitions: Iterable[FunnelTran
     as_of = _utc(as_of)
     history, recycled = _histories(transitions, as_of)
     paths, stays, source_of = _lead_paths(leads, history, as_of)
-    now_in, reached, converted = _path_counts(paths)
-    total = sum(now_in.values())
-    # plain strings in the report (its keys go to JSON, Prefect artifacts and the CLI as is)
-    stages = [str(s) for s in LIFECYCLE_STAGES] + sorted(
-        (set(now_in) | set(stays)) - set(LIFECYCLE_STAGES))
-    tally = _HandoffTally()
+    now_in, reached, converted = path_counts(paths)
+    tally = HandoffTally()
     for h in handoffs:
-        tally.add(h, source_of, as_of)
-    return {
-        "as_of": as_of.isoformat(),
-        "leads_total": total,
-        "leads_by_stage": {s: now_in[s] for s in stages},
-        "reached": {s: reached[s] for s in stages},
-        "conversion": [{"from": str(a), "to": str(b), "reached_from": reached[a],
-                        "reached_to": converted[a], "rate": _rate(converted[a], reached[a])}
-                       for a, b in FUNNEL_PAIRS],
-        "median_days_in_stage": {s: _median_days(stays.get(s)) for s in stages},
-        "mql": tally.mql_section(),
-        "rejects_by_reason": _ranked(tally.rejects),
-        "mqls_by_source": _ranked(tally.by_source),
-        "recycled": {"count": sum(recycled.values()), "by_reason": _ranked(recycled)},
-    }
+        _count_handoff(tally, h, source_of, as_of)
+    return funnel_dict(as_of, FunnelCounts(now_in, reached, converted, stays, tally, recycled))
 
 
 def _histories(transitions: Iterable[FunnelTransition], as_of: datetime
@@ -251,72 +194,15 @@ def _walk_history(lead: FunnelLead, trs: list[FunnelTransition], as_of: datetime
     return tuple(path)
 
 
-def _path_counts(paths: Counter) -> tuple[Counter, Counter, Counter]:
-    """From path counts: leads now in each stage, leads that reached each stage, and per
-    funnel pair the leads that entered `to` after first entering `from` (keyed by `from`)."""
-    now_in: Counter = Counter()
-    reached: Counter = Counter()
-    converted: Counter = Counter()
-    for path, n in paths.items():
-        now_in[path[-1]] += n
-        first: dict[str, int] = {}
-        last: dict[str, int] = {}
-        for i, st in enumerate(path):
-            first.setdefault(st, i)
-            last[st] = i
-        for st in first:
-            reached[st] += n
-        for a, b in FUNNEL_PAIRS:
-            i = first.get(a)
-            if i is not None and last.get(b, -1) > i:
-                converted[a] += n
-    return now_in, reached, converted
-
-
-class _HandoffTally:
-    """Running handoff counts for the `mql`, `rejects_by_reason` and `mqls_by_source`
-    sections, each handoff seen as it stood at `as_of`."""
-
-    def __init__(self) -> None:
-        self.status_count: Counter = Counter()
-        self.due = self.overdue = self.accepted_in_time = self.answered_in_time = 0
-        self.rejects: Counter = Counter()
-        self.by_source: Counter = Counter()
-
-    def add(self, h: FunnelHandoff, source_of: dict[int, str | None], as_of: datetime) -> None:
-        if h.created_at > as_of:
-            return
-        status, resolved_at = h.status, h.resolved_at
-        if status != PENDING and resolved_at is not None and resolved_at > as_of:
-            status, resolved_at = PENDING, None
-        self.status_count[status] += 1
-        source = source_of.get(h.lead_id)
-        self.by_source[source or UNKNOWN_SOURCE] += 1
-        if status == PENDING:
-            if h.sla_due_at <= as_of:
-                self.overdue += 1
-                self.due += 1
-            return
-        self.due += 1
-        in_time = resolved_at is not None and resolved_at < h.sla_due_at
-        if status == ACCEPTED:
-            self.accepted_in_time += in_time
-            self.answered_in_time += in_time
-        elif status == REJECTED:
-            self.answered_in_time += in_time
-            self.rejects[h.outcome_reason or UNSPECIFIED_REASON] += 1
-
-    def mql_section(self) -> dict[str, Any]:
-        status_count = self.status_count
-        resolved = sum(status_count[s] for s in RESOLVED)
-        return {
-            "handed_off": sum(status_count.values()),
-            **{str(s): status_count[s] for s in (*RESOLVED, PENDING)},
-            "overdue": self.overdue,
-            "acceptance_rate": _rate(status_count[ACCEPTED], resolved),
-            "sla_due": self.due,
-            "accepted_within_sla": self.accepted_in_time,
-            "sla_compliance": _rate(self.accepted_in_time, self.due),
-            "answered_within_sla": self.answered_in_time,
-            "sla_response_rate": _rate(self.answered_in_time, self.due),
-        }
+def _count_handoff(tally: HandoffTally, h: FunnelHandoff, source_of: dict[int, str | None],
+                   as_of: datetime) -> None:
+    """One handoff as it stood at `as_of`: left out if created after it, pending if resolved
+    after it."""
+    if h.created_at > as_of:
+        return
+    status, resolved_at = h.status, h.resolved_at
+    if status != PENDING and resolved_at is not None and resolved_at > as_of:
+        status, resolved_at = PENDING, None
+    in_time = resolved_at is not None and resolved_at < h.sla_due_at
+    tally.count(status, h.outcome_reason, source_of.get(h.lead_id),
+                overdue=int(h.sla_due_at <= as_of), in_time=int(in_time))

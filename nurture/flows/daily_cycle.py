@@ -25,7 +25,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from nurture.core.funnel import compute_funnel
 from nurture.flows.artifacts import publish_result_artifacts
 from nurture.flows.common import LeadAnnouncer, dated_run_name, open_app, parse_as_of
 from nurture.flows.scale import (
@@ -48,7 +47,7 @@ from nurture.services.cycle import (
     send_chunk,
     summarise,
 )
-from nurture.store.funnel_queries import load_funnel_rows
+from nurture.store.funnel_queries import funnel_report
 from nurture.views.funnel import funnel_markdown
 from nurture.views.summary import headline_rows, summary_markdown
 from nurture.wiring import App, deliver_handoffs, deliverability_guard, retry_provider_events
@@ -104,8 +103,9 @@ def cycle_chunk_task(data: SettingsData, lo: int, hi: int, as_of: datetime, dry_
 
 @task(name="funnel-report", cache_policy=NO_CACHE, task_run_name="funnel report")
 def funnel_report_task(app: App, as_of: datetime) -> dict[str, Any]:
-    """The marketing ↔ sales funnel after this cycle, as a markdown artifact."""
-    report = compute_funnel(*load_funnel_rows(app.engine), as_of=as_of)
+    """The marketing ↔ sales funnel after this cycle, as a markdown artifact (counted by the
+    database: its cost and memory do not follow every lead into Python)."""
+    report = funnel_report(app.engine, as_of)
     create_markdown_artifact(funnel_markdown(report), key="nurture-funnel",
                              description=f"Lead funnel as of {as_of.date()}")
     return report

@@ -21,14 +21,13 @@ or past their deadline."""
 
 def cmd_report_funnel(args: argparse.Namespace) -> int:
     # deferred: the queries import SQLAlchemy, the tables rich (`nurture --help` stays fast)
-    from nurture.core.funnel import compute_funnel
     from nurture.entrypoints.cli.tables import print_funnel
-    from nurture.store.funnel_queries import load_funnel_rows
+    from nurture.store.funnel_queries import funnel_report
 
     as_of = parse_as_of(args.as_of) or datetime.now(UTC)
     app = build_app()
     app.require_schema()
-    report = compute_funnel(*load_funnel_rows(app.engine), as_of)
+    report = funnel_report(app.engine, as_of)
     if args.json:
         print_json(report)
     else:
