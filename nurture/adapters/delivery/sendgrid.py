@@ -1,10 +1,11 @@
 """The `sendgrid` transport: v3 Mail Send over one pooled HTTP client.
 
-Bodies are built with the sendgrid library's `Mail` helpers (so they are what SendGrid's
-own SDK would send); the HTTP is ours because the SDK's client has no timeout and opens a
-connection per request. Each message is one request; hundreds are in flight at once over
-pooled keep-alive connections (aiohttp on a dedicated event-loop thread), through a gate
-that honours SendGrid's `X-RateLimit-*` headers before the limit is reached (`rate_gate`).
+Bodies are what the sendgrid library's `Mail` helpers build (SendGrid's own SDK; a test
+holds the two equal), built directly; the HTTP is ours because the SDK's client has no
+timeout and opens a connection per request. Each message is one request; hundreds are in
+flight at once over pooled keep-alive connections (aiohttp on a dedicated event-loop
+thread), through a gate that honours SendGrid's `X-RateLimit-*` headers before the limit
+is reached (`rate_gate`).
 
 Outcomes, per SendGrid's guidance:
 - 202 -> sent; the `X-Message-Id` header is kept (every event's `sg_message_id` starts
@@ -35,20 +36,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import aiohttp
-from sendgrid.helpers.mail import (
-    Category,
-    Content,
-    CustomArg,
-    From,
-    Header,
-    Mail,
-    MailSettings,
-    Personalization,
-    ReplyTo,
-    SandBoxMode,
-    Subject,
-    To,
-)
+import orjson
 
 from nurture.adapters.delivery.base import Delivery, TransportAuthError
 from nurture.adapters.delivery.loop_thread import LoopThread
@@ -62,29 +50,32 @@ _T = TypeVar("_T")
 def build_mail(msg: Message, sandbox: bool = False, now: datetime | None = None) -> dict:
     """The v3 Mail Send request body for one message (custom_args on the personalization:
     that is where per-recipient ids belong, and what the official schema types as an
-    object)."""
-    mail = Mail()
-    mail.from_email = From(msg.sender.from_email, msg.sender.from_name)
-    if msg.sender.reply_to:
-        mail.reply_to = ReplyTo(msg.sender.reply_to)
-    mail.subject = Subject(msg.subject)
-    p = Personalization()
-    p.add_to(To(msg.to_email, msg.to_name))
-    for key, value in msg.custom_args.items():
-        p.add_custom_arg(CustomArg(key, str(value)))
-    p.add_header(Header("List-Unsubscribe", f"<{msg.unsubscribe_url}>"))
-    p.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    object). The same body the SDK's `Mail` helpers build (a test holds the two equal),
+    built directly: the helpers cost more CPU per message than the HTTP request does."""
+    to = {"email": msg.to_email}
+    if msg.to_name:
+        to["name"] = msg.to_name
+    sender = {"email": msg.sender.from_email}
+    if msg.sender.from_name:
+        sender["name"] = msg.sender.from_name
+    p: dict = {"to": [to],
+               "headers": {"List-Unsubscribe": f"<{msg.unsubscribe_url}>",
+                           "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+               "custom_args": {k: str(v) for k, v in msg.custom_args.items()}}
     now = now or datetime.now(UTC)
     if msg.send_at > now + timedelta(seconds=60):
-        p.send_at = int(msg.send_at.timestamp())  # the helper wants the plain int
-    mail.add_personalization(p)
-    mail.add_content(Content("text/plain", msg.text))
-    mail.add_content(Content("text/html", msg.html))
-    for category in msg.categories[:10]:
-        mail.add_category(Category(category[:MAX_CATEGORY]))
+        p["send_at"] = int(msg.send_at.timestamp())
+    body: dict = {"from": sender, "subject": msg.subject, "personalizations": [p],
+                  "content": [{"type": "text/plain", "value": msg.text},
+                              {"type": "text/html", "value": msg.html}]}
+    categories = list(dict.fromkeys(c[:MAX_CATEGORY] for c in msg.categories[:10]))
+    if categories:
+        body["categories"] = categories
+    if msg.sender.reply_to:
+        body["reply_to"] = {"email": msg.sender.reply_to}
     if sandbox:
-        mail.mail_settings = MailSettings(sandbox_mode=SandBoxMode(True))
-    return mail.get()
+        body["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    return body
 
 
 def error_text(status: int, text: str) -> str:
@@ -222,7 +213,7 @@ class SendGridTransport:
             if isinstance(scheduled, Delivery):
                 return scheduled
             batch_id = body["batch_id"] = scheduled
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = orjson.dumps(body)  # compact UTF-8 JSON, ~10x faster than json.dumps
         outcome = await self._with_retries(lambda: self._mail_attempt(msg, data, batch_id))
         if isinstance(outcome, _Failed):
             return Delivery(msg.touch_id, False, retryable=True,
