@@ -30,7 +30,6 @@ from nurture.store.db import (
     fetch,
     is_sqlite,
     json_text,
-    select_in,
     write_tx,
 )
 from nurture.store.pg_copy import EVENTS_STAGE, copy_then
@@ -42,12 +41,13 @@ _EVENT_COLS = ("provider", "event_id", "batch_id", "event", "email", "touch_id",
 _NAMES = ", ".join(_EVENT_COLS)
 # SQLite: ids given explicitly (see `record_event_rows`); PostgreSQL: from the staging table
 _INSERT_SQLITE = (f"INSERT INTO provider_events (id, {_NAMES}) "
-                  f"VALUES ({', '.join('?' * (len(_EVENT_COLS) + 1))})")
+                  f"VALUES ({', '.join('?' * (len(_EVENT_COLS) + 1))}) "
+                  "ON CONFLICT (provider, event_id) DO NOTHING")
 _INSERT_PG = (f"INSERT INTO provider_events ({_NAMES}) SELECT "
               f"{_NAMES.replace('payload', 'payload::json')} FROM "
               f"{EVENTS_STAGE.name} ON CONFLICT DO NOTHING RETURNING event_id, id")
 _AT, _PAYLOAD = _EVENT_COLS.index("occurred_at"), _EVENT_COLS.index("payload")
-UNAPPLIED = (PENDING, ERROR)
+UNAPPLIED = (PENDING, ERROR)  # in SQL lookups: tables.UNAPPLIED_SQL (its partial index)
 
 
 class BatchRecords:
@@ -155,8 +155,9 @@ class BatchRecords:
         event id -> row id of those inserted here. PostgreSQL: COPY into a staging table,
         then one INSERT … ON CONFLICT DO NOTHING RETURNING (only the rows it inserted, so a
         concurrent applier's row is never taken for ours). SQLite: the write transaction
-        holds the database's one write lock, so the ids already stored are read first and
-        the rest inserted with executemany, ids from MAX(id) + 1 (what SQLite would pick)."""
+        holds the database's one write lock, so the rows go in with executemany and ids
+        from MAX(id) + 1 (what SQLite would pick), an event id already stored skipped by
+        the unique constraint, and the rows in that id range are the ones inserted here."""
         seen: set[str] = set()
         first = [r for r in rows if not (r[1] in seen or seen.add(r[1]))]
         if not first:
@@ -164,18 +165,15 @@ class BatchRecords:
         if not is_sqlite(conn):
             return dict(copy_then(conn, EVENTS_STAGE, [(*r[:_PAYLOAD], json_text(r[_PAYLOAD]))
                                                        for r in first], _INSERT_PG))
-        stored = {r[0] for r in select_in(
-            conn, "SELECT event_id FROM provider_events WHERE provider = ? AND", "event_id",
-            [r[1] for r in first], params=(self.provider,))}
-        new = [r for r in first if r[1] not in stored]
-        if not new:
-            return {}
         start = fetch(conn, "SELECT COALESCE(MAX(id), 0) + 1 FROM provider_events")[0][0]
         when = TimeBinder(True)
         executemany(conn, _INSERT_SQLITE, [
             (start + i, *r[:_AT], when[r[_AT]], *r[_AT + 1:_PAYLOAD], json_text(r[_PAYLOAD]))
-            for i, r in enumerate(new)])
-        return {r[1]: start + i for i, r in enumerate(new)}
+            for i, r in enumerate(first)])
+        # the ids are ours and contiguous: what landed is one range scan of the primary key,
+        # not a probe of the unique index per event (a stored event id left a gap)
+        return dict(fetch(conn, "SELECT event_id, id FROM provider_events WHERE id BETWEEN ? "
+                          "AND ?", (start, start + len(first) - 1)))
 
     def rows_of_batch(self, conn: Connection, batch_id: int, keys: Iterable[str],
                       outcomes: Sequence[str] = (PENDING,)) -> dict[str, tuple[int, int]]:
@@ -194,7 +192,7 @@ class BatchRecords:
         with self.engine.connect() as conn:
             return conn.execute(
                 select(PE.c.id, PE.c.batch_id, PE.c.payload, PE.c.outcome)
-                .where(PE.c.provider == self.provider, PE.c.outcome.in_(UNAPPLIED),
+                .where(PE.c.provider == self.provider, t.UNAPPLIED_SQL,
                        PE.c.attempts < max_attempts).order_by(PE.c.id).limit(limit)).all()
 
     def fail_event(self, row_id: int, expected: Sequence[str], why: str,
@@ -212,7 +210,7 @@ class BatchRecords:
         PE, B = t.provider_events, t.webhook_batches
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(PE).where(
-                PE.c.outcome.in_(UNAPPLIED), PE.c.attempts >= max_attempts)
+                t.UNAPPLIED_SQL, PE.c.attempts >= max_attempts)
             ).scalar_one() + conn.execute(select(func.count()).select_from(B).where(
                 B.c.applied_at.is_(None), B.c.attempts >= max_attempts)).scalar_one()
 
@@ -223,7 +221,7 @@ class BatchRecords:
             events = [dict(r._mapping) for r in conn.execute(
                 select(PE.c.id, PE.c.event_id, PE.c.batch_id, PE.c.event, PE.c.outcome,
                        PE.c.attempts, PE.c.error)
-                .where(PE.c.outcome.in_(UNAPPLIED)).order_by(PE.c.id).limit(limit))]
+                .where(t.UNAPPLIED_SQL).order_by(PE.c.id).limit(limit))]
             batches = [dict(r._mapping) for r in conn.execute(
                 select(B.c.id, B.c.attempts, B.c.error).where(B.c.applied_at.is_(None))
                 .order_by(B.c.id).limit(limit))]

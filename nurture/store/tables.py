@@ -305,6 +305,9 @@ webhook_batches = Table(
     Index("ix_webhook_batches_unapplied", "applied_at"),
 )
 
+# literal values, not parameters: only then can either planner use the partial index below
+UNAPPLIED_SQL = text("outcome IN ('pending', 'error')")
+
 # One row per provider event, unique by the provider's event id: a retried batch or a
 # repeated event is applied once.
 provider_events = Table(
@@ -325,8 +328,10 @@ provider_events = Table(
     Column("error", Text),
     Column("attempts", Integer, nullable=False, server_default="0"),
     UniqueConstraint("provider", "event_id", name="uq_provider_events_event"),
-    Index("ix_provider_events_touch", "touch_id"),
-    Index("ix_provider_events_outcome", "outcome"),
+    # only the rows still to apply are ever looked up by outcome (see UNAPPLIED_SQL); a
+    # full index on outcome or touch_id would be rewritten by every batch for no reader
+    Index("ix_provider_events_unapplied", "provider", "outcome", sqlite_where=UNAPPLIED_SQL,
+          postgresql_where=UNAPPLIED_SQL),
 )
 
 

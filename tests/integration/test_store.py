@@ -107,6 +107,41 @@ def test_schema_has_the_ledger_and_identity_constraints(migrated_engine):
     assert [ix["column_names"] for ix in cycle_index] == [["lifecycle_stage", "next_check_at"]]
 
 
+def test_migrations_make_the_indexes_the_models_declare(migrated_engine):
+    """Alembic's files and nurture.store.tables agree index for index (names and columns)."""
+    insp = inspect(migrated_engine)
+    for table in t.metadata.sorted_tables:
+        made = {ix["name"]: ix["column_names"] for ix in insp.get_indexes(table.name)
+                if not ix.get("duplicates_constraint")}
+        declared = {ix.name: [c.name for c in ix.columns] for ix in table.indexes}
+        assert {k: v for k, v in made.items() if k in declared or k.startswith("ix_")} \
+            == declared, table.name
+
+
+def test_unapplied_events_are_found_through_the_partial_index(migrated_engine):
+    """Only rows still to apply are indexed by outcome, and the lookups can use that index:
+    its predicate is written as literals, which the planner can match (parameters it
+    cannot)."""
+    from nurture.core.provider_events import EventOutcome
+    from nurture.store.event_records import UNAPPLIED
+    from nurture.store.events import EventStore
+
+    assert set(UNAPPLIED) == {EventOutcome.PENDING, EventOutcome.ERROR}
+    assert str(t.UNAPPLIED_SQL) == (
+        f"outcome IN ('{EventOutcome.PENDING.value}', '{EventOutcome.ERROR.value}')")
+    indexes = {ix["name"] for ix in inspect(migrated_engine).get_indexes("provider_events")}
+    assert "ix_provider_events_unapplied" in indexes
+    assert not indexes & {"ix_provider_events_touch", "ix_provider_events_outcome"}
+    if migrated_engine.dialect.name == "sqlite":
+        PE = t.provider_events
+        q = select(PE.c.id).where(PE.c.provider == "sendgrid", t.UNAPPLIED_SQL)
+        with migrated_engine.connect() as conn:
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + str(q.compile(compile_kwargs={"literal_binds": True}))))
+        assert "ix_provider_events_unapplied" in plan, plan
+    assert EventStore(migrated_engine).unapplied_events(5, 10) == []
+
+
 # -- leads ----------------------------------------------------------------------------------
 def test_upsert_updates_by_email_and_merges_custom_attributes(store):
     assert store.upsert_leads([lead("ada@example.com", attributes={"plan": "trial"}),
