@@ -9,11 +9,13 @@ The tables are `ON COMMIT DELETE ROWS`: each batch's transaction starts with the
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Table, text
+from sqlalchemy import Column, MetaData, Table, event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.types import JSON, BigInteger, Integer, Text, TypeEngine
 
@@ -36,11 +38,28 @@ ACTIVITIES_STAGE = _staging("nurture_stage_activities", [
     ("occurred_at", UTCDateTime()), ("properties", JSON())])
 
 
+_MADE = "nurture_staging"  # DBAPI connection info: the staging tables this session has
+
+
+@event.listens_for(Engine, "rollback")
+@event.listens_for(Engine, "rollback_savepoint")
+def _forget_staging(conn, *_args) -> None:
+    """A rollback may have undone a CREATE: ask again next time (IF NOT EXISTS is cheap)."""
+    with contextlib.suppress(Exception):
+        conn.connection.info.pop(_MADE, None)
+
+
 def _ensure(conn, table: Table) -> None:
-    """Create the session's staging table once (it lives as long as the connection)."""
+    """Create the session's staging table once (it lives as long as the connection: the
+    DBAPI connection's `info` remembers it until a rollback, so later batches skip the
+    statement)."""
+    made = conn.connection.info.setdefault(_MADE, set())
+    if table.name in made:
+        return
     cols = ", ".join(f"{c.name} {c.type.compile(conn.dialect)}" for c in table.columns)
     conn.execute(text(f"CREATE TEMPORARY TABLE IF NOT EXISTS {table.name} ({cols}) "
                       "ON COMMIT DELETE ROWS"))
+    made.add(table.name)
 
 
 def copy_rows(conn, table: Table, rows: Iterable[Sequence[Any]]) -> None:

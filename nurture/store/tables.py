@@ -315,7 +315,9 @@ provider_events = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("provider", String(30), nullable=False),
     Column("event_id", String(200), nullable=False),
-    Column("batch_id", Id, ForeignKey("webhook_batches.id", ondelete="SET NULL")),
+    # the batch it came in (no foreign key: a check per event, and the batch row is always
+    # written first, by the same code; batches are never deleted)
+    Column("batch_id", Id),
     Column("event", String(40), nullable=False),
     Column("email", String(320), nullable=False),
     Column("touch_id", Id),
