@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from shared_ref import EVENTS_FILE, SCHEMA_FILE, official_sendgrid_file
 
 from nurture.adapters.delivery.sendgrid import build_mail
@@ -240,6 +242,35 @@ def test_custom_args_map_events_back_to_the_touch():
     assert (eff.touch_id, eff.email, eff.message_id, eff.event_id) == (
         42, "ana@example.com", "abc", "e1")
     assert eff.properties == {"campaign": "inbound-saas", "step": "buyers-guide"}
+
+
+def _stdlib(raw: bytes):
+    from nurture.adapters.sendgrid_events import _int_or_inf
+
+    return json.loads(raw.decode(), parse_int=_int_or_inf)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True)
+    | st.text(), lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_json, max_size=5))
+def test_batches_read_as_the_stdlib_reads_them(events):
+    """parse_batch reads with orjson and falls back to the stdlib's parser where orjson
+    refuses (ints past 64 bits, NaN/Infinity, lone surrogates): either way the result is
+    what the stdlib alone gives (compared as JSON text: NaN is not equal to itself)."""
+    raw = json.dumps(events).encode()
+    assert json.dumps(parse_batch(raw)) == json.dumps(_stdlib(raw))
+
+
+@pytest.mark.parametrize("raw", [b"[" + b"9" * 30 + b"]", b"[NaN, -Infinity]", b"[1e400]",
+                                 b'["\\ud800"]', b'[{"a": 1, "a": 2}]', b"[" + b"9" * 4100 + b"]",
+                                 b"[" * 900 + b"]" * 900])
+def test_what_orjson_refuses_still_reads(raw):
+    assert json.dumps(parse_batch(raw)) == json.dumps(_stdlib(raw))
 
 
 @pytest.mark.parametrize("raw", [b"{}", b"not json", b'[{"a": "\xff"}]', b"[" * 100_000])
