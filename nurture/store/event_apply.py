@@ -70,6 +70,10 @@ class Resolved:
         return outcome_for(e, self.lead_for(e) is not None or e.touch_id is not None)
 
 
+# PostgreSQL advisory lock (transaction-scoped) under which events are applied; any
+# constant unique to this application will do
+APPLY_LOCK = 0x6E75727475726531  # "nurture1"
+
 # the stored delivery status's rank, in SQL (core's DELIVERY_RANK; constants, not input)
 _RANK_SQL = ("(CASE touches.delivery_status " + " ".join(
     f"WHEN '{k}' THEN {v}" for k, v in DELIVERY_RANK.items()) + " ELSE 0 END)")
@@ -226,6 +230,12 @@ class EventApplication:
         rep.unmatched += d.unmatched
         rep.scanner_clicks += d.scanner_clicks
         sqlite = is_sqlite(conn)
+        if not sqlite and (d.touches or d.suppressions or d.activities or d.recheck):
+            # concurrent batches (SendGrid posts several at once) write the same touches and
+            # leads in no common order: they would deadlock. They take turns from here to
+            # commit; parsing, resolving, recording and deciding still overlap. (SQLite:
+            # the transaction holds the one write lock already.)
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (APPLY_LOCK,))
         if d.touches:
             rep.settled += self._update_touches(conn, d.touches, now, has_mid)
         if d.suppressions:

@@ -43,9 +43,12 @@ _NAMES = ", ".join(_EVENT_COLS)
 _INSERT_SQLITE = (f"INSERT INTO provider_events (id, {_NAMES}) "
                   f"VALUES ({', '.join('?' * (len(_EVENT_COLS) + 1))}) "
                   "ON CONFLICT (provider, event_id) DO NOTHING")
+# (in key order: two batches sharing events, a retry beside the first post, may wait on
+# each other but never deadlock)
 _INSERT_PG = (f"INSERT INTO provider_events ({_NAMES}) SELECT "
               f"{_NAMES.replace('payload', 'payload::json')} FROM "
-              f"{EVENTS_STAGE.name} ON CONFLICT DO NOTHING RETURNING event_id, id")
+              f"{EVENTS_STAGE.name} ORDER BY event_id ON CONFLICT DO NOTHING "
+              "RETURNING event_id, id")
 _AT, _PAYLOAD = _EVENT_COLS.index("occurred_at"), _EVENT_COLS.index("payload")
 UNAPPLIED = (PENDING, ERROR)  # in SQL lookups: tables.UNAPPLIED_SQL (its partial index)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import random
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -343,3 +344,40 @@ def test_scheduled_sends_to_suppressed_addresses_are_listed_and_cancelled_by_cas
     post(events, [ev("delivered", "ana@example.com", scheduled)])
     r = row(store.engine, t.touches, id=scheduled)
     assert r.status == "sent" and "sent after all" in r.error
+
+
+ROUNDS = 4
+
+
+def test_concurrent_batches_about_the_same_touches_apply_in_bulk(store):
+    """SendGrid posts several batches at once, about the same touches in any order. Each
+    applies in one transaction: none deadlocks into the event-by-event fallback (on
+    PostgreSQL they take turns for the shared rows), and every event counts once."""
+    events = webhook_events(store.engine)
+    tids = [touch(store, f"c{i}@example.com") for i in range(300)]
+    kinds = ("processed", "delivered", "open", "click")
+    errors: list[BaseException] = []
+    gate = threading.Barrier(len(kinds), timeout=10)
+
+    def send(k: int) -> None:
+        try:
+            for rnd in range(ROUNDS):
+                order = random.Random(k * 100 + rnd).sample(tids, len(tids))  # any order
+                batch = [ev(kinds[k], f"c{tids.index(tid)}@example.com", tid,
+                            eid=f"{kinds[k]}-{rnd}-{tid}") for tid in order]
+                gate.wait()
+                post(events, batch)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+            gate.abort()
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(len(kinds))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert count(store.engine, t.provider_events) == len(kinds) * ROUNDS * len(tids)
+    with store.engine.connect() as conn:
+        got = set(conn.execute(select(t.touches.c.delivery_status)).scalars())
+    assert got == {"delivered"}
