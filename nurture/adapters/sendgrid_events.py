@@ -101,6 +101,19 @@ _UNREAD = object()
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")  # past i64 (19 digits), orjson reads a float
 
 
+def _read_fast(raw: bytes) -> Any:
+    """The body read by orjson (in C), or `_UNREAD` where the stdlib's tolerant parser must
+    decide: what orjson refuses (NaN, a lone surrogate, deep nesting) or would read
+    differently (an int past 64 bits becomes a float). Every body reads as before; the
+    common one 3x faster."""
+    if _LONG_DIGITS.search(raw):
+        return _UNREAD
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _UNREAD
+
+
 def parse_batch(raw: bytes) -> list[Any]:
     """The body as a JSON array. Each element is judged on its own later (`interpret`): one
     malformed event never costs the others. Only a body that is not a JSON array is refused."""
@@ -108,16 +121,7 @@ def parse_batch(raw: bytes) -> list[Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WebhookRejected(400, f"the body is not UTF-8 (byte {exc.start})") from None
-    try:
-        # orjson (in C) reads what SendGrid sends; what it refuses (NaN, a lone surrogate,
-        # deep nesting) or would read differently (an int past 64 bits becomes a float) is
-        # read by the stdlib's tolerant parser, which decides — so every body reads as
-        # before, the common one 3x faster
-        if _LONG_DIGITS.search(raw):
-            raise orjson.JSONDecodeError("maybe an int past 64 bits", "", 0)
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        data = _UNREAD
+    data = _read_fast(raw)
     try:
         if data is _UNREAD:
             data = json.loads(text, parse_int=_int_or_inf)
